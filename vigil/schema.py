@@ -1,0 +1,385 @@
+"""The unit file format: every key, its type, range and default, in tables.
+
+`build_unit` turns one merged TOML document into a `Unit`, collecting every
+problem (with the key and the line) instead of stopping at the first, so
+`vigil check` can show them all at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+import signal
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from vigil.errors import Problem, UnitError
+from vigil.unit import (Health, Limit, Output, OutputKind, Probe, ProbeKind, Ready,
+                        RestartPolicy, Service, ServiceType, Unit)
+
+
+class Invalid(Exception):
+    """A value does not fit its key; the message says why."""
+
+
+Check = Callable[[Any], Any]
+
+RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
+           "nice", "nofile", "nproc", "rss", "rtprio", "sigpending", "stack")
+CAPABILITIES = (
+    "chown", "dac_override", "dac_read_search", "fowner", "fsetid", "kill", "setgid",
+    "setuid", "setpcap", "linux_immutable", "net_bind_service", "net_broadcast",
+    "net_admin", "net_raw", "ipc_lock", "ipc_owner", "sys_module", "sys_rawio",
+    "sys_chroot", "sys_ptrace", "sys_pacct", "sys_admin", "sys_boot", "sys_nice",
+    "sys_resource", "sys_time", "sys_tty_config", "mknod", "lease", "audit_write",
+    "audit_control", "setfcap", "mac_override", "mac_admin", "syslog", "wake_alarm",
+    "block_suspend", "audit_read", "perfmon", "bpf", "checkpoint_restore")
+INFINITY = -1  # RLIM_INFINITY, as a value the spawner understands
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "a boolean", int: "an integer", float: "a number", str: "a string",
+            list: "a list", dict: "a table"}.get(type(value), type(value).__name__)
+
+
+def string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Invalid(f"expected a string, got {_type_name(value)}")
+    if "\0" in value:
+        raise Invalid("a NUL character is not allowed")
+    return value
+
+
+def boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise Invalid(f"expected true or false, got {_type_name(value)}")
+    return value
+
+
+def number(low: float = 0.0, high: float = 1e9) -> Callable[[Any], float]:
+    def check(value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise Invalid(f"expected a number of seconds, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise Invalid(f"{value} is out of range ({low:g} to {high:g})")
+        return float(value)
+    return check
+
+
+def integer(low: int, high: int) -> Callable[[Any], int]:
+    def check(value: Any) -> int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise Invalid(f"expected an integer, got {_type_name(value)}")
+        if not low <= value <= high:
+            raise Invalid(f"{value} is out of range ({low} to {high})")
+        return value
+    return check
+
+
+def choice(enum_type: type[Any]) -> Check:
+    allowed = [m.value for m in enum_type]
+
+    def check(value: Any) -> Any:
+        if value not in allowed:
+            raise Invalid(f"{value!r} is not one of {', '.join(allowed)}")
+        return enum_type(value)
+    return check
+
+
+def string_list(value: Any) -> tuple[str, ...]:
+    """A list of strings; a lone string is taken as a list of one."""
+    if isinstance(value, str):
+        return (string(value),)
+    if not isinstance(value, list):
+        raise Invalid(f"expected a list of strings, got {_type_name(value)}")
+    return tuple(string(v) for v in value)
+
+
+def argv(value: Any) -> tuple[str, ...]:
+    """A command: a list, or a string split as a shell would (no shell runs)."""
+    if isinstance(value, str):
+        try:
+            words = tuple(shlex.split(string(value)))
+        except ValueError as err:
+            raise Invalid(f"cannot split the command: {err}") from None
+    else:
+        words = string_list(value)
+    if not words or not words[0]:
+        raise Invalid("the command is empty")
+    return words
+
+
+def unit_names(value: Any) -> tuple[str, ...]:
+    names = string_list(value)
+    for name in names:
+        if not valid_name(name) or name.endswith("@"):
+            raise Invalid(f"{name!r} is not a valid unit name")
+    return names
+
+
+def valid_name(name: str) -> bool:
+    """Letters, digits and `_.-`, with at most one `@` for a template."""
+    base, _, instance = name.partition("@")
+    allowed = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+    return (bool(base) and set(base) <= allowed and not base.startswith(".")
+            and set(instance) <= allowed | {"@"} and len(name) <= 200)
+
+
+def signal_number(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if 1 <= value < signal.NSIG:
+            return int(value)
+        raise Invalid(f"{value} is not a signal number")
+    text = string(value).upper()
+    name = text if text.startswith("SIG") else "SIG" + text
+    try:
+        return int(signal.Signals[name])
+    except KeyError:
+        raise Invalid(f"{value!r} is not a signal name (TERM, INT, HUP, ...)") from None
+
+
+def umask(value: Any) -> int:
+    if isinstance(value, str):
+        try:
+            value = int(value, 8)
+        except ValueError:
+            raise Invalid(f"{value!r} is not an octal umask such as \"022\"") from None
+    return int(integer(0, 0o777)(value))
+
+
+def env_table(value: Any) -> tuple[tuple[str, str], ...]:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a table of NAME = \"value\", got {_type_name(value)}")
+    pairs = []
+    for name, val in value.items():
+        if not name or "=" in name or "\0" in name:
+            raise Invalid(f"{name!r} is not a valid variable name")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            raise Invalid(f"{name}: expected a string, got {_type_name(val)}")
+        pairs.append((name, string(str(val))))
+    return tuple(pairs)
+
+
+def output(value: Any) -> Output:
+    text = string(value)
+    if text in ("log", "null", "console", "inherit"):
+        return Output(OutputKind(text))
+    if not text.startswith("/"):
+        raise Invalid(f"{text!r} is not log, null, console, inherit or an absolute path")
+    return Output(OutputKind.FILE, text)
+
+
+def table(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise Invalid(f"expected a table, got {_type_name(value)}")
+    return value
+
+
+def user_or_group(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return str(value)
+    text = string(value)
+    if not text:
+        raise Invalid("empty name")
+    return text
+
+
+def capabilities(value: Any) -> tuple[str, ...]:
+    names = []
+    for cap in string_list(value):
+        short = cap.lower().removeprefix("cap_")
+        if short not in CAPABILITIES:
+            raise Invalid(f"{cap!r} is not a capability name (such as CAP_NET_BIND_SERVICE)")
+        names.append(short)
+    return tuple(names)
+
+
+def rlimit_value(value: Any) -> tuple[int, int]:
+    def one(v: Any) -> int:
+        if v == "infinity":
+            return INFINITY
+        return integer(0, 2**63 - 1)(v)
+    if isinstance(value, list):
+        if len(value) != 2:
+            raise Invalid("expected [soft, hard]")
+        soft, hard = one(value[0]), one(value[1])
+        if hard != INFINITY and (soft == INFINITY or soft > hard):
+            raise Invalid("the soft limit is above the hard limit")
+        return soft, hard
+    both = one(value)
+    return both, both
+
+
+UNIT_KEYS: dict[str, Check] = {
+    "description": string, "requires": unit_names, "wants": unit_names,
+    "after": unit_names, "before": unit_names, "conflicts": unit_names,
+    "on-failure": unit_names, "on-success": unit_names, "enabled": boolean,
+    "hosts": string_list, "critical": boolean,
+}
+SERVICE_KEYS: dict[str, Check] = {
+    "exec": argv, "type": choice(ServiceType), "pid-file": string,
+    "instances": integer(1, 1000), "restart": choice(RestartPolicy),
+    "success-exit-codes": lambda v: frozenset(integer(0, 255)(c) for c in
+                                              (v if isinstance(v, list) else [v])),
+    "start-seconds": number(0, 86400), "start-retries": integer(0, 1000000),
+    "restart-delay": number(0, 86400), "restart-delay-max": number(0, 86400),
+    "stable-seconds": number(0, 86400 * 7), "retry-after-fatal": number(0, 86400 * 7),
+    "stop-signal": signal_number, "stop-timeout": number(0.001, 86400),
+    "user": user_or_group, "group": user_or_group,
+    "supplementary-groups": lambda v: tuple(user_or_group(g) for g in
+                                            (v if isinstance(v, list) else [v])),
+    "umask": umask, "cwd": string, "env": env_table, "env-file": string_list,
+    "pass-env": string_list, "stdout": output, "stderr": output,
+    "no-new-privileges": boolean, "capability-bounding-set": capabilities,
+    "log-max-size": integer(4096, 1 << 40), "log-keep": integer(0, 1000),
+    "ready": table, "health": table, "limits": table,
+}
+PROBE_KEYS: dict[str, Check] = {
+    "tcp": lambda v: v, "http": string, "exec": argv, "notify": boolean,
+    "fd": integer(3, 1023),
+}
+READY_KEYS: dict[str, Check] = {**PROBE_KEYS, "timeout": number(0.001, 86400),
+                                "interval": number(0.001, 3600)}
+HEALTH_KEYS: dict[str, Check] = {
+    "tcp": PROBE_KEYS["tcp"], "http": string, "exec": argv,
+    "interval": number(0.01, 86400), "timeout": number(0.001, 3600),
+    "retries": integer(1, 1000),
+}
+
+
+class Builder:
+    """Validates one merged document; collects problems instead of raising."""
+
+    def __init__(self, name: str, path: str, where: Mapping[str, tuple[str, int]]) -> None:
+        self.name, self.path, self.where = name, path, where
+        self.problems: list[Problem] = []
+        self.rejected: set[str] = set()  # keys present but invalid
+
+    def problem(self, key: str | None, message: str) -> None:
+        """Records a problem at the file and line where `key` (or its table) stands."""
+        parts = key.split(".") if key else []
+        while parts and ".".join(parts) not in self.where:
+            parts.pop()  # fall back to the nearest enclosing table
+        path, line = self.where.get(".".join(parts), (self.path, None))
+        self.problems.append(Problem(path, message, key, line))
+
+    def section(self, where: str, table: Any, spec: Mapping[str, Check]) -> dict[str, Any]:
+        """Checks every key of `table` against `spec`; returns the good values."""
+        if not isinstance(table, dict):
+            self.problem(where, f"expected a table, got {_type_name(table)}")
+            return {}
+        good: dict[str, Any] = {}
+        for key, value in table.items():
+            dotted = f"{where}.{key}"
+            if key not in spec:
+                hint = difflib.get_close_matches(key, spec, n=1)
+                mean = f" (did you mean '{hint[0]}'?)" if hint else ""
+                self.problem(dotted, f"unknown key '{key}'{mean}")
+                continue
+            try:
+                good[key] = spec[key](value)
+                continue
+            except Invalid as err:
+                self.problem(dotted, str(err))
+            except (TypeError, ValueError) as err:  # a check meeting a shape it did not expect
+                self.problem(dotted, f"invalid value: {err}")
+            self.rejected.add(key)
+        return good
+
+    def probe(self, where: str, values: dict[str, Any], kinds: tuple[str, ...]) -> Probe | None:
+        present = [k for k in kinds if k in values]
+        if len(present) != 1:
+            self.problem(where, f"needs exactly one of {', '.join(kinds)}"
+                         + (f", got {', '.join(present)}" if present else ""))
+            return None
+        kind = present[0]
+        value = values[kind]
+        if kind == "tcp":
+            return self.tcp_probe(f"{where}.tcp", value)
+        if kind == "http":
+            if not value.startswith("http://"):
+                self.problem(f"{where}.http", "expected a URL starting with http://")
+                return None
+            return Probe(ProbeKind.HTTP, url=value)
+        if kind == "exec":
+            return Probe(ProbeKind.EXEC, argv=value)
+        if kind == "notify":
+            if not value:
+                self.problem(f"{where}.notify", "notify = false means nothing; remove it")
+                return None
+            return Probe(ProbeKind.NOTIFY)
+        return Probe(ProbeKind.FD, fd=value)
+
+    def tcp_probe(self, key: str, value: Any) -> Probe | None:
+        host, port = "127.0.0.1", value
+        if isinstance(value, str):
+            host, _, text = value.rpartition(":")
+            host = host.strip("[]") or "127.0.0.1"
+            port = int(text) if text.isdigit() else -1
+        if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            self.problem(key, f"{value!r} is not a port (1-65535) or \"host:port\"")
+            return None
+        return Probe(ProbeKind.TCP, host=host, port=port)
+
+
+def build_unit(name: str, doc: dict[str, Any], path: str,
+               where: Mapping[str, tuple[str, int]]) -> Unit:
+    """Builds a Unit from a merged TOML document or raises UnitError.
+
+    `where` maps dotted keys to the (file, line) that set them."""
+    b = Builder(name, path, where)
+    for top in doc:
+        if top not in ("unit", "service"):
+            hint = difflib.get_close_matches(top, ("unit", "service"), n=1)
+            b.problem(top, f"unknown table '{top}'"
+                      + (f" (did you mean '{hint[0]}'?)" if hint else ""))
+    unit_values = b.section("unit", doc.get("unit", {}), UNIT_KEYS)
+    service = None
+    if isinstance(doc.get("service"), dict):
+        service = _build_service(b, b.section("service", doc["service"], SERVICE_KEYS))
+    elif "service" in doc:
+        b.problem("service", "expected a table")
+    if b.problems:
+        raise UnitError(b.problems)
+    fields = {k.replace("-", "_"): v for k, v in unit_values.items()}
+    return Unit(name=name, service=service, path=path, raw=doc, where=dict(where), **fields)
+
+
+def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
+    if "exec" not in values:
+        if "exec" not in b.rejected:
+            b.problem("service", "a [service] needs exec (the command to run)")
+        return None
+    ready = health = None
+    if "ready" in values:
+        r = b.section("service.ready", values.pop("ready"), READY_KEYS)
+        probe = b.probe("service.ready", r, tuple(PROBE_KEYS))
+        if probe:
+            ready = Ready(probe, r.get("timeout", 90.0), r.get("interval", 0.1))
+    if "health" in values:
+        h = b.section("service.health", values.pop("health"), HEALTH_KEYS)
+        probe = b.probe("service.health", h, ("tcp", "http", "exec"))
+        if probe:
+            health = Health(probe, h.get("interval", 10.0), h.get("timeout", 5.0),
+                            h.get("retries", 3))
+    limits = []
+    for res, value in b.section("service.limits", values.pop("limits", {}),
+                                {r: rlimit_value for r in RLIMITS}).items():
+        limits.append(Limit(res, *value))
+    fields = {k.replace("-", "_"): v for k, v in values.items()}
+    kind = fields.get("type", ServiceType.SIMPLE)
+    if kind is ServiceType.NOTIFY and ready is None:
+        ready = Ready(Probe(ProbeKind.NOTIFY), 90.0, 0.1)
+    if kind is ServiceType.FORKING and "pid_file" not in fields:
+        b.problem("service.type", "type = \"forking\" needs pid-file")
+    if kind is ServiceType.FORKING and fields.get("instances", 1) > 1:
+        b.problem("service.instances", "a forking service cannot have instances")
+    if kind is ServiceType.ONESHOT and fields.get("restart") is RestartPolicy.ALWAYS:
+        b.problem("service.restart", "restart = \"always\" makes no sense for a oneshot")
+    if ready and ready.probe.kind is ProbeKind.NOTIFY and kind is ServiceType.ONESHOT:
+        b.problem("service.ready", "a oneshot is ready when it exits; notify does not apply")
+    try:
+        return Service(ready=ready, health=health, limits=tuple(limits), **fields)
+    except TypeError as err:  # only if the tables above and Service disagree: a bug
+        b.problem("service", f"internal error: {err}")
+        return None

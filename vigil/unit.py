@@ -1,0 +1,171 @@
+"""The unit model: typed, immutable records built by the loader.
+
+Records compare by value, so reload can tell a changed unit from an
+unchanged one with `==`, and `changed_keys` says which keys differ.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+from dataclasses import dataclass, field
+from typing import Any
+
+from vigil.errors import Problem
+
+
+class ServiceType(enum.Enum):
+    SIMPLE = "simple"
+    ONESHOT = "oneshot"
+    NOTIFY = "notify"
+    FORKING = "forking"
+
+
+class RestartPolicy(enum.Enum):
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+    NEVER = "never"
+
+
+class OutputKind(enum.Enum):
+    LOG = "log"
+    NULL = "null"
+    CONSOLE = "console"
+    INHERIT = "inherit"
+    FILE = "file"
+
+
+class ProbeKind(enum.Enum):
+    TCP = "tcp"
+    HTTP = "http"
+    EXEC = "exec"
+    NOTIFY = "notify"
+    FD = "fd"
+
+
+@dataclass(frozen=True)
+class Output:
+    kind: OutputKind
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class Probe:
+    """A check of a service: a TCP port, an HTTP URL, a command, or a signal
+    from the service itself (sd_notify READY=1, or a line on a readiness fd)."""
+
+    kind: ProbeKind
+    host: str = "127.0.0.1"
+    port: int = 0
+    url: str = ""
+    argv: tuple[str, ...] = ()
+    fd: int = 0
+
+
+@dataclass(frozen=True)
+class Ready:
+    probe: Probe
+    timeout: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class Health:
+    probe: Probe
+    interval: float
+    timeout: float
+    retries: int
+
+
+@dataclass(frozen=True)
+class Limit:
+    resource: str
+    soft: int
+    hard: int
+
+
+@dataclass(frozen=True)
+class Service:
+    exec: tuple[str, ...]
+    type: ServiceType = ServiceType.SIMPLE
+    pid_file: str | None = None
+    instances: int = 1
+    restart: RestartPolicy = RestartPolicy.ON_FAILURE
+    success_exit_codes: frozenset[int] = frozenset({0})
+    start_seconds: float = 1.0
+    start_retries: int = 3
+    restart_delay: float = 0.1
+    restart_delay_max: float = 30.0
+    stable_seconds: float = 60.0
+    retry_after_fatal: float = 0.0
+    stop_signal: int = 15
+    stop_timeout: float = 10.0
+    user: str | None = None
+    group: str | None = None
+    supplementary_groups: tuple[str, ...] = ()
+    umask: int | None = None
+    cwd: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    env_file: tuple[str, ...] = ()
+    pass_env: tuple[str, ...] = ()
+    stdout: Output = Output(OutputKind.LOG)
+    stderr: Output = Output(OutputKind.LOG)
+    ready: Ready | None = None
+    health: Health | None = None
+    limits: tuple[Limit, ...] = ()
+    no_new_privileges: bool = False
+    capability_bounding_set: tuple[str, ...] | None = None
+    log_max_size: int = 1 << 20
+    log_keep: int = 3
+
+
+@dataclass(frozen=True)
+class Unit:
+    """A loaded unit. `service` is None for a target (a named group).
+
+    `where` maps dotted keys to the (file, line) that set them, for errors
+    found after loading (the graph's)."""
+
+    name: str
+    description: str = ""
+    requires: tuple[str, ...] = ()
+    wants: tuple[str, ...] = ()
+    after: tuple[str, ...] = ()
+    before: tuple[str, ...] = ()
+    conflicts: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
+    on_success: tuple[str, ...] = ()
+    enabled: bool = True
+    hosts: tuple[str, ...] = ()
+    critical: bool = False
+    service: Service | None = None
+    # Where it came from and the merged TOML, for `cat` and reload diffs;
+    # not part of equality (a moved file with the same content is unchanged).
+    path: str = field(default="", compare=False)
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    where: dict[str, tuple[str, int | None]] = field(default_factory=dict, compare=False,
+                                                     hash=False)
+
+    @property
+    def is_target(self) -> bool:
+        return self.service is None
+
+    def problem(self, key: str, message: str) -> Problem:
+        path, line = self.where.get(key, (self.path, None))
+        return Problem(path, message, key, line)
+
+    def runs_on(self, hostname: str) -> bool:
+        return not self.hosts or any(fnmatch.fnmatchcase(hostname, g) for g in self.hosts)
+
+
+def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the keys whose values differ between two raw units."""
+    changed = []
+    for key in sorted(set(old) | set(new)):
+        name = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.extend(changed_keys(a, b, name + "."))
+        elif a != b:
+            changed.append(name)
+    return changed

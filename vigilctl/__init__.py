@@ -1,0 +1,1 @@
+"""vigilctl: the client of vigil's control socket. Never imports the daemon."""
