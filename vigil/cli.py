@@ -18,8 +18,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = parser.parse_args(args[1:])
         from vigil.check import check
         return check(opts.dirs, hostname=opts.hostname)
-    print("usage: vigil check [DIR...]", file=sys.stderr)
-    return 2
+    from vigil.daemon import main as daemon_main
+    return daemon_main(args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,208 @@
+"""Builds vigil._sysc, the C half of the `sys` seam (cffi API mode).
+
+Compiled when the package is installed, so PID 1 never parses C declarations
+at run time (pycparser costs ~6 MB resident). It holds what Python's
+standard library lacks: a spawn whose child runs no Python between fork and
+exec, and the mount/reboot family of system calls.
+"""
+
+from __future__ import annotations
+
+import cffi
+
+CDEF = """
+struct vigil_spawn {
+    const char *path;            /* program: absolute, relative, or a name to look up */
+    const char *search;          /* PATH to search when path has no slash */
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;             /* NULL: inherit */
+    int umask;                   /* -1: inherit */
+    int uid, gid;                /* -1: keep */
+    int ngroups;                 /* -1: keep */
+    const unsigned int *groups;
+    int nlimits;
+    const int *limit_resource;
+    const unsigned long long *limit_soft, *limit_hard;
+    int no_new_privs;
+    int ncaps;                   /* -1: leave the bounding set alone */
+    const int *caps_keep;
+    int fd_in, fd_out, fd_err;   /* what becomes 0, 1 and 2 */
+    int extra_fd, extra_target;  /* a readiness fd and its number in the child; -1 none */
+    int new_session;
+    int controlling_tty;         /* make fd 0 the controlling terminal */
+    int report_fd;               /* close-on-exec pipe: step and errno on failure */
+};
+int vigil_spawn(const struct vigil_spawn *s);
+
+int mount(const char *source, const char *target, const char *fstype,
+          unsigned long flags, const void *data);
+int umount2(const char *target, int flags);
+int reboot(int cmd);
+int swapon(const char *path, int flags);
+int swapoff(const char *path);
+int vigil_finit_module(int fd, const char *params, int flags);
+int vigil_pivot_root(const char *new_root, const char *put_old);
+int sethostname(const char *name, size_t len);
+"""
+
+SOURCE = r"""
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/ioctl.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/reboot.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/swap.h>
+#include <sys/syscall.h>
+
+struct vigil_spawn {
+    const char *path;
+    const char *search;
+    char *const *argv;
+    char *const *envp;
+    const char *cwd;
+    int umask;
+    int uid, gid;
+    int ngroups;
+    const unsigned int *groups;
+    int nlimits;
+    const int *limit_resource;
+    const unsigned long long *limit_soft, *limit_hard;
+    int no_new_privs;
+    int ncaps;
+    const int *caps_keep;
+    int fd_in, fd_out, fd_err;
+    int extra_fd, extra_target;
+    int new_session;
+    int controlling_tty;
+    int report_fd;
+};
+
+/* Steps, reported with errno when one fails; Python maps them to words. */
+enum { STEP_SIGNALS = 1, STEP_SESSION, STEP_FDS, STEP_TTY, STEP_LIMITS, STEP_UMASK,
+       STEP_CAPS, STEP_GROUPS, STEP_GID, STEP_UID, STEP_NO_NEW_PRIVS, STEP_CWD, STEP_EXEC };
+
+static void fail(int fd, int step) {
+    int msg[2] = { step, errno };
+    ssize_t ignored = write(fd, msg, sizeof msg);
+    (void)ignored;
+    _exit(127);
+}
+
+/* Moves fd above every target so a later dup2 cannot clobber it. */
+static int lift(int fd) {
+    return fd < 0 ? fd : fcntl(fd, F_DUPFD_CLOEXEC, 10);
+}
+
+static void try_exec(const struct vigil_spawn *s) {
+    if (strchr(s->path, '/') || !s->search) {
+        execve(s->path, s->argv, s->envp);
+        return;
+    }
+    /* Like execvpe, but with the service's PATH, not the daemon's. */
+    char buf[PATH_MAX];
+    int saved = ENOENT;
+    const char *p = s->search;
+    size_t nlen = strlen(s->path);
+    while (1) {
+        const char *end = strchr(p, ':');
+        size_t dlen = end ? (size_t)(end - p) : strlen(p);
+        if (dlen + nlen + 2 <= sizeof buf) {
+            if (dlen) { memcpy(buf, p, dlen); buf[dlen] = '/'; dlen++; }
+            memcpy(buf + dlen, s->path, nlen + 1);
+            execve(buf, s->argv, s->envp);
+            if (errno == EACCES) saved = EACCES;
+            else if (errno != ENOENT && errno != ENOTDIR) saved = errno;
+        }
+        if (!end) break;
+        p = end + 1;
+    }
+    errno = saved;
+}
+
+static void child(const struct vigil_spawn *s, const sigset_t *empty) {
+    int rfd = s->report_fd;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+    if (sigprocmask(SIG_SETMASK, empty, NULL) < 0) fail(rfd, STEP_SIGNALS);
+    if (s->new_session && setsid() < 0) fail(rfd, STEP_SESSION);
+
+    int in = lift(s->fd_in), out = lift(s->fd_out), err = lift(s->fd_err);
+    int extra = lift(s->extra_fd);
+    rfd = lift(rfd);
+    if ((s->fd_in >= 0 && in < 0) || (s->fd_out >= 0 && out < 0) ||
+        (s->fd_err >= 0 && err < 0) || (s->extra_fd >= 0 && extra < 0) || rfd < 0)
+        fail(s->report_fd, STEP_FDS);
+    /* Everything else the daemon holds closes at exec. */
+    if (syscall(SYS_close_range, 3, ~0U, 4 /* CLOSE_RANGE_CLOEXEC */) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (int fd = 3; fd < (max > 0 ? max : 1024); fd++) fcntl(fd, F_SETFD, FD_CLOEXEC);
+    }
+    if ((in >= 0 && dup2(in, 0) < 0) || (out >= 0 && dup2(out, 1) < 0) ||
+        (err >= 0 && dup2(err, 2) < 0) || (extra >= 0 && dup2(extra, s->extra_target) < 0))
+        fail(rfd, STEP_FDS);
+    if (s->controlling_tty && ioctl(0, TIOCSCTTY, 1) < 0) fail(rfd, STEP_TTY);
+
+    for (int i = 0; i < s->nlimits; i++) {
+        struct rlimit rl = { s->limit_soft[i], s->limit_hard[i] };
+        if (setrlimit(s->limit_resource[i], &rl) < 0) fail(rfd, STEP_LIMITS);
+    }
+    if (s->umask >= 0) umask(s->umask);
+    if (s->ncaps >= 0) {
+        for (int cap = 0; cap < 64; cap++) {
+            int keep = 0;
+            for (int i = 0; i < s->ncaps; i++) if (s->caps_keep[i] == cap) keep = 1;
+            if (!keep && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0 && errno != EINVAL)
+                fail(rfd, STEP_CAPS);
+        }
+    }
+    if (s->ngroups >= 0 && setgroups(s->ngroups, (const gid_t *)s->groups) < 0)
+        fail(rfd, STEP_GROUPS);
+    if (s->gid >= 0 && setgid(s->gid) < 0) fail(rfd, STEP_GID);
+    if (s->uid >= 0 && setuid(s->uid) < 0) fail(rfd, STEP_UID);
+    if (s->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+        fail(rfd, STEP_NO_NEW_PRIVS);
+    if (s->cwd && chdir(s->cwd) < 0) fail(rfd, STEP_CWD);
+    try_exec(s);
+    fail(rfd, STEP_EXEC);
+}
+
+/* Returns the child's pid, or -errno if fork itself failed. Signals stay
+   blocked across fork so no Python handler can run in the child. */
+int vigil_spawn(const struct vigil_spawn *s) {
+    sigset_t all, old, empty;
+    sigfillset(&all);
+    sigemptyset(&empty);
+    sigprocmask(SIG_SETMASK, &all, &old);
+    pid_t pid = fork();
+    if (pid == 0) child(s, &empty);
+    int saved = errno;
+    sigprocmask(SIG_SETMASK, &old, NULL);
+    return pid < 0 ? -saved : pid;
+}
+
+int vigil_finit_module(int fd, const char *params, int flags) {
+    return syscall(SYS_finit_module, fd, params, flags);
+}
+
+int vigil_pivot_root(const char *new_root, const char *put_old) {
+    return syscall(SYS_pivot_root, new_root, put_old);
+}
+"""
+
+ffibuilder = cffi.FFI()
+ffibuilder.cdef(CDEF)
+ffibuilder.set_source("vigil._sysc", SOURCE)
+
+if __name__ == "__main__":
+    ffibuilder.compile(verbose=False)

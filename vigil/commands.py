@@ -1,0 +1,186 @@
+"""What each control command does, on top of the manager and supervisor."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from vigil.control import Connection
+from vigil.manager import Manager
+from vigil.output import Line, Tail
+from vigil.protocol import ProtocolError
+from vigil.states import State
+
+Handler = Callable[[Connection, Any, dict[str, Any]], None]
+
+
+def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> list[str]:
+    names = args.get("units", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ProtocolError("bad-args", "\"units\" must be a list of unit names")
+    if required and not names:
+        raise ProtocolError("bad-args", "name at least one unit")
+    for name in names:
+        if name not in manager.units:
+            import difflib
+            close = difflib.get_close_matches(name, manager.units, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ProtocolError("no-such-unit", f"no such unit '{name}'{hint}")
+    return names
+
+
+class Commands:
+    def __init__(self, manager: Manager, tail: Tail, reload: Callable[[bool], dict[str, Any]],
+                 shutdown: Callable[[], None], wait_timeout: float = 120.0) -> None:
+        self.manager, self.tail, self.reload, self.shutdown = manager, tail, reload, shutdown
+        self.wait_timeout = wait_timeout
+        self.table: dict[str, Handler] = {
+            "ping": lambda c, rid, a: c.reply(rid, "pong"),
+            "status": self.status, "start": self.start, "stop": self.stop,
+            "restart": self.restart, "reload": self.reload_cmd, "logs": self.logs,
+            "shutdown": self.shutdown_cmd, "why": self.why, "list": self.list_units,
+        }
+
+    def handle(self, conn: Connection, req: dict[str, Any]) -> None:
+        handler = self.table.get(req["cmd"])
+        if handler is None:
+            raise ProtocolError("unknown-command", f"unknown command '{req['cmd']}'")
+        handler(conn, req.get("id"), req["args"])
+
+    # -- read-only ------------------------------------------------------------
+    def unit_status(self, name: str) -> dict[str, Any]:
+        m, sup = self.manager, self.manager.sup
+        unit = m.units[name]
+        now = sup.loop.clock()
+        insts = []
+        for inst in sup.of_unit(name):
+            runs = sup.runs.get(inst.name, ())
+            insts.append({
+                "name": inst.name, "state": inst.state.value, "pid": inst.pid,
+                "uptime": round(now - inst.started_at, 3)
+                if inst.started_at is not None and inst.state is State.RUNNING else None,
+                "restarts": inst.restarts,
+                "last_exit": str(inst.last_exit) if inst.last_exit else None,
+                "reason": inst.reason, "status": sup.status_text.get(inst.name, ""),
+                "runs": [{"started": r.started, "ended": r.ended, "exit": str(r.exit),
+                          "code": r.exit.code, "signal": r.exit.signal,
+                          "user_cpu": r.user_cpu, "system_cpu": r.system_cpu,
+                          "max_rss_kb": r.max_rss_kb} for r in list(runs)[-5:]],
+            })
+        return {"unit": name, "state": m.state(name), "description": unit.description,
+                "target": unit.is_target, "instances": insts, "why": self.explain(name)}
+
+    def status(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager, required=False) or sorted(self.manager.units)
+        conn.reply(rid, [self.unit_status(n) for n in names])
+
+    def list_units(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        conn.reply(rid, sorted(self.manager.units))
+
+    def explain(self, name: str) -> str:
+        """One sentence on why a unit is in the state it is in."""
+        m = self.manager
+        if name in m.graph.refused:
+            return f"refused because {m.graph.refused[name]}"
+        if name in m.failed_why:
+            return f"not started: {m.failed_why[name]}"
+        if name in m.skipped:
+            return f"skipped: not for host {m.hostname!r}"
+        if name in m.waiting:
+            pending = sorted(d for d in m.graph.after(name) if d in m.goal and m.settled(d) is None)
+            return f"waiting for {', '.join(pending)} to be ready" if pending else "starting"
+        for inst in m.sup.of_unit(name):
+            if inst.state in (State.FAILED, State.FATAL):
+                return f"{inst.name} failed: {inst.reason}"
+            if inst.state is State.BACKOFF:
+                return f"{inst.name} restarting after {inst.reason}"
+        if m.state(name) in ("inactive", "unknown") and not m.units[name].enabled:
+            return "not enabled: start it by hand"
+        return ""
+
+    def why(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        name = _names(args, self.manager)[0]
+        conn.reply(rid, self.explain(name) or f"{name} is {self.manager.state(name)}")
+
+    def logs(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager, required=False)
+        count = args.get("lines", 50)
+        if not isinstance(count, int) or count < 0:
+            raise ProtocolError("bad-args", "\"lines\" must be a whole number")
+        shown = [_line(x) for x in self.tail.get(names or None)][-count:] if count else []
+        conn.reply(rid, shown)
+        if not args.get("follow"):
+            return
+        conn.streaming = True
+        if conn.idle:
+            conn.idle.cancel()
+
+        def follow(line: Line) -> None:
+            if not names or line.unit in names:
+                conn.send({"id": rid, "ok": True, "stream": True, "result": _line(line)})
+        self.tail.followers.append(follow)
+        conn.on_close.append(lambda: self.tail.followers.remove(follow))
+
+    # -- changes ----------------------------------------------------------------
+    def _wait(self, conn: Connection, rid: Any, names: list[str], want_up: bool,
+              args: dict[str, Any]) -> None:
+        """Replies once every unit has settled, or at the timeout."""
+        if args.get("no_block"):
+            conn.reply(rid, {n: self.manager.state(n) for n in names})
+            return
+        timeout = args.get("timeout", self.wait_timeout)
+        deadline = self.manager.sup.loop.clock() + float(timeout)
+        m = self.manager
+
+        done_states = ("up", "failed") if want_up else ("down", "failed")
+
+        def check() -> bool:
+            if conn.closed:
+                return True
+            states = {n: m.settled(n) for n in names}
+            if (not all(s in done_states for s in states.values())
+                    and m.sup.loop.clock() < deadline):
+                return False
+            failed = [n for n, s in states.items() if s != ("up" if want_up else "down")]
+            if failed:
+                conn.error(rid, "failed", "; ".join(
+                    f"{n}: {self.explain(n) or m.state(n)}" for n in failed))
+            else:
+                conn.reply(rid, {n: m.state(n) for n in names})
+            return True
+
+        def expire() -> None:
+            if check in m.watchers and check():
+                m.watchers.remove(check)
+        if not check():
+            m.watchers.append(check)
+            conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
+
+    def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager)
+        self.manager.start(names)
+        self._wait(conn, rid, names, True, args)
+
+    def stop(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager)
+        self.manager.stop(names)
+        self._wait(conn, rid, names, False, args)
+
+    def restart(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager)
+        self.manager.restart(names)
+        self._wait(conn, rid, names, True, args)
+
+    def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+
+    def shutdown_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        conn.reply(rid, "stopping all units and exiting")
+        self.shutdown()
+
+
+def _line(line: Line) -> dict[str, Any]:
+    return {"time": line.time, "unit": line.unit, "instance": line.instance,
+            "stream": line.stream, "text": line.text,
+            "clock": time.strftime("%H:%M:%S", time.localtime(line.time))}

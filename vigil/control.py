@@ -1,0 +1,206 @@
+"""The control socket server: connections, framing, limits and permissions.
+
+What each command does lives in commands.py; this module only moves bytes.
+A client that sends garbage, too much, or nothing for too long gets an
+error reply and a closed connection; the daemon carries on.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+import struct
+from collections.abc import Callable
+from typing import Any
+
+from vigil.loop import Loop, Timer
+from vigil.protocol import MAX_REQUEST, READ_ONLY, ProtocolError, encode, parse_request
+
+MAX_PENDING_OUTPUT = 8 << 20  # a client that does not read loses its connection
+
+
+class Connection:
+    def __init__(self, server: ControlServer, sock: socket.socket) -> None:
+        self.server, self.sock = server, sock
+        self.fd = sock.fileno()
+        self.inbuf = b""
+        self.outbuf = b""
+        self.closed = False
+        self.streaming = False  # a follower: no idle timeout
+        self.on_close: list[Callable[[], None]] = []
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+        self.pid, self.uid, self.gid = struct.unpack("3i", creds)
+        self.idle: Timer | None = None
+        self._touch()
+
+    def _touch(self) -> None:
+        if self.idle:
+            self.idle.cancel()
+        if not self.streaming:
+            self.idle = self.server.loop.call_later(self.server.idle_timeout, self.close)
+
+    def readable(self) -> None:
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self.close()
+            return
+        self._touch()
+        self.inbuf += data
+        while b"\n" in self.inbuf and not self.closed:
+            line, self.inbuf = self.inbuf.split(b"\n", 1)
+            self._request(line)
+        if len(self.inbuf) > MAX_REQUEST:
+            self.fail(None, "too-large", f"a request may be at most {MAX_REQUEST} bytes")
+
+    def _request(self, line: bytes) -> None:
+        if len(line) > MAX_REQUEST:
+            self.fail(None, "too-large", f"a request may be at most {MAX_REQUEST} bytes")
+            return
+        if not line.strip():
+            return
+        try:
+            req = parse_request(line)
+        except ProtocolError as err:
+            self.fail(None, err.code, str(err))
+            return
+        rid = req.get("id")
+        if not self.server.allowed(self, req["cmd"]):
+            self.send({"id": rid, "ok": False, "error": {
+                "code": "permission-denied",
+                "message": f"permission denied: '{req['cmd']}' needs root or uid "
+                           f"{self.server.owner_uid}"}})
+            return
+        try:
+            self.server.handler(self, req)
+        except ProtocolError as err:
+            self.send({"id": rid, "ok": False, "error": {"code": err.code, "message": str(err)}})
+        except Exception as err:
+            self.server.on_error(f"command {req['cmd']!r}", err)
+            self.send({"id": rid, "ok": False, "error": {"code": "internal",
+                                                          "message": f"internal error: {err}"}})
+
+    def reply(self, rid: Any, result: Any) -> None:
+        self.send({"id": rid, "ok": True, "result": result})
+
+    def error(self, rid: Any, code: str, message: str) -> None:
+        self.send({"id": rid, "ok": False, "error": {"code": code, "message": message}})
+
+    def fail(self, rid: Any, code: str, message: str) -> None:
+        """Replies with an error, then hangs up: for malformed input."""
+        self.error(rid, code, message)
+        self._flush()
+        self.close()
+
+    def send(self, obj: dict[str, Any]) -> None:
+        if self.closed:
+            return
+        self.outbuf += encode(obj)
+        if len(self.outbuf) > MAX_PENDING_OUTPUT:
+            self.close()
+            return
+        self._flush()
+
+    def _flush(self) -> None:
+        try:
+            while self.outbuf:
+                sent = self.sock.send(self.outbuf)
+                self.outbuf = self.outbuf[sent:]
+        except BlockingIOError:
+            pass
+        except OSError:
+            self.close()
+            return
+        if self.closed:
+            return
+        if self.outbuf:
+            self.server.loop.add_writer(self.fd, self._flush)
+        else:
+            self.server.loop.remove_writer(self.fd)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.idle:
+            self.idle.cancel()
+        self.server.loop.remove_reader(self.fd)
+        self.server.loop.remove_writer(self.fd)
+        self.server.connections.discard(self)
+        for callback in self.on_close:
+            callback()
+        self.sock.close()
+
+
+class ControlServer:
+    def __init__(self, loop: Loop, path: str, handler: Callable[[Connection, dict[str, Any]], None],
+                 on_error: Callable[[str, BaseException], None], idle_timeout: float = 60.0,
+                 read_gid: int | None = None) -> None:
+        self.loop, self.path, self.handler, self.on_error = loop, path, handler, on_error
+        self.idle_timeout = idle_timeout
+        self.owner_uid = os.getuid()
+        self.read_gid = read_gid
+        self.connections: set[Connection] = set()
+        self.sock = self._listen(path)
+        loop.add_reader(self.sock.fileno(), self._accept)
+
+    @staticmethod
+    def _listen(path: str) -> socket.socket:
+        """Creates the socket inside a 0700 directory; refuses symlinks there."""
+        directory = os.path.dirname(path)
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        info = os.lstat(directory)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise OSError(f"{directory} is not a directory (a symlink is refused)")
+        if info.st_uid != os.getuid():
+            raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
+        os.chmod(directory, 0o700)
+        try:
+            if stat.S_ISLNK(os.lstat(path).st_mode):
+                raise OSError(f"{path} is a symlink; refusing to use it")
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+        old = os.umask(0o177)
+        try:
+            sock.bind(path)
+        finally:
+            os.umask(old)
+        sock.listen(64)
+        sock.setblocking(False)
+        return sock
+
+    def allowed(self, conn: Connection, cmd: str) -> bool:
+        if conn.uid in (0, self.owner_uid):
+            return True
+        return cmd in READ_ONLY and self.read_gid is not None and conn.gid == self.read_gid
+
+    def _accept(self) -> None:
+        for _ in range(64):
+            try:
+                sock, _ = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:  # EMFILE and friends: try again on the next wake-up
+                self.on_error("accepting a control connection", err)
+                return
+            sock.setblocking(False)
+            conn = Connection(self, sock)
+            self.connections.add(conn)
+            self.loop.add_reader(conn.fd, conn.readable)
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        self.loop.remove_reader(self.sock.fileno())
+        self.sock.close()
+        try:
+            os.unlink(self.path)
+        except OSError:
+            pass

@@ -1,0 +1,183 @@
+"""The daemon: wires loader, supervisor, manager and control socket together
+and runs the loop until asked to shut down.
+
+Invariant: once the loop runs, nothing but a shutdown request ends it. A
+broken unit file, a failing service or a bad request is logged and the
+daemon goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vigil.commands import Commands
+from vigil.control import ControlServer
+from vigil.events import Events
+from vigil.graph import Graph
+from vigil.loader import SYSTEM_PATH, Loader
+from vigil.loop import Loop
+from vigil.manager import Manager
+from vigil.output import Console, Tail
+from vigil.probes import NotifySocket
+from vigil.protocol import default_socket
+from vigil.supervisor import Settings, Supervisor
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="vigil", description="Run the vigil daemon.")
+    p.add_argument("--units", action="append", metavar="DIR",
+                   help="unit directory (repeatable; replaces the search path)")
+    p.add_argument("--socket", help="control socket path (also VIGIL_SOCKET)")
+    p.add_argument("--runtime-dir", help="where sockets go (default: beside the socket)")
+    p.add_argument("--log-dir", help="where unit logs go (default: RUNTIME/logs)")
+    p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
+    p.add_argument("--system", action="store_true",
+                   help="system mode; refused unless PID 1 or --i-know-this-is-not-a-vm")
+    p.add_argument("--i-know-this-is-not-a-vm", dest="force_system", action="store_true",
+                   help=argparse.SUPPRESS)
+    p.add_argument("--no-autostart", action="store_true", help="start nothing until asked")
+    p.add_argument("--shutdown-timeout", type=float, default=90.0,
+                   help="seconds for all units to stop before everything is killed")
+    p.add_argument("--idle-timeout", type=float, default=60.0,
+                   help="seconds a silent control connection stays open")
+    p.add_argument("--quiet", action="store_true", help="no event lines on the console")
+    return p.parse_args(argv)
+
+
+class Daemon:
+    def __init__(self, opts: argparse.Namespace) -> None:
+        self.opts = opts
+        self.system = opts.system or os.getpid() == 1
+        self.socket_path = opts.socket or default_socket(self.system)
+        self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
+        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
+        os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
+        self.console = Console(1)
+        self.events = Events(None if opts.quiet else self.console,
+                             opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
+        self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
+        self.loop = Loop(self.events.error)
+        self.tail = Tail()
+        self.loader = Loader(opts.units or SYSTEM_PATH)
+        notify_path = os.path.join(self.runtime_dir, "notify.sock")
+        self.settings = Settings(log_dir=self.log_dir, runtime_dir=self.runtime_dir,
+                                 notify_socket=notify_path)
+        self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
+        self.manager = Manager(self.sup, self.events, socket.gethostname())
+        self.notify = NotifySocket(notify_path, self.sup.notify)
+        self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
+        self.commands = Commands(self.manager, self.tail, self.reload, self.shutdown)
+        self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
+                                     self.events.error, idle_timeout=opts.idle_timeout)
+        self.shutting_down = False
+
+    def load(self) -> dict[str, Any]:
+        result = self.loader.load_all()
+        graph = Graph.build(result.units)
+        problems = [str(p) for p in result.problems + graph.problems]
+        for problem in problems:
+            self.events.emit("unit.invalid", problem, "error")
+        return {"units": result.units, "broken": result.broken, "problems": problems}
+
+    def reload(self, dry_run: bool = False) -> dict[str, Any]:
+        loaded = self.load() if not dry_run else None
+        if dry_run:
+            result = self.loader.load_all()
+            changes = self.manager.plan_reload(result.units, result.broken)
+            problems = [str(p) for p in result.problems]
+        else:
+            assert loaded is not None
+            changes = self.manager.apply_reload(loaded["units"], loaded["broken"])
+            problems = loaded["problems"]
+            self.events.emit("daemon.reloaded", f"Reloaded: {len(changes)} change(s)")
+        return {"changes": [c.__dict__ for c in changes], "problems": problems,
+                "applied": not dry_run}
+
+    def shutdown(self) -> None:
+        """Stops every unit in reverse dependency order, then ends the loop."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.events.emit("daemon.stopping", "Stopping all units")
+        self.manager.goal.clear()
+        self.manager.waiting.clear()
+        self.manager.stop(list(self.manager.units))
+
+        def all_down() -> bool:
+            if any(self.manager.active(n) for n in self.manager.units):
+                return False
+            self.loop.stopped = True
+            return True
+        self.manager.watchers.append(all_down)
+        self.manager.drain()
+        self.loop.call_later(self.opts.shutdown_timeout, self._kill_everything)
+
+    def _kill_everything(self) -> None:
+        self.events.emit("daemon.timeout", "shutdown timeout: killing what is left", "warning")
+        for proc in list(self.sup.procs.values()):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except OSError:
+                pass
+        self.loop.stopped = True
+
+    def _reload_signal(self, _signum: int) -> None:
+        self.reload(False)
+
+    def dump(self, _signum: int) -> None:
+        for name in sorted(self.manager.units):
+            self.events.emit("daemon.dump", f"{name}: {self.manager.state(name)} "
+                             f"{self.commands.explain(name)}".rstrip())
+
+    def run(self) -> int:
+        loaded = self.load()
+        self.manager.set_units(loaded["units"])
+        self.loop.on_signal(signal.SIGCHLD, lambda _s: self.sup.reap())
+        self.loop.on_signal(signal.SIGTERM, lambda _s: self.shutdown())
+        self.loop.on_signal(signal.SIGINT, lambda _s: self.shutdown())
+        self.loop.on_signal(signal.SIGHUP, self._reload_signal)
+        self.loop.on_signal(signal.SIGUSR1, self.dump)
+        self.sup.reap()  # children that exited before the handler was in place
+        self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}")
+        if not self.opts.no_autostart:
+            self.manager.start(n for n, u in self.manager.units.items() if u.enabled)
+        self.loop.run()
+        self.sup.reap()
+        self.control.close()
+        self.notify.close()
+        self.events.emit("daemon.exit", "vigil exiting")
+        return 0
+
+
+def become_subreaper() -> bool:
+    """Orphans of our services come back to us rather than to PID 1."""
+    try:
+        import prctl
+        prctl.set_child_subreaper(1)
+        return True
+    except (ImportError, OSError):
+        return False
+
+
+def main(argv: Sequence[str]) -> int:
+    opts = parse_args(argv)
+    if opts.system and os.getpid() != 1 and not opts.force_system:
+        print("vigil: --system mounts, kills and reboots: refused when not PID 1. "
+              "Run it in a VM or a PID namespace.", file=sys.stderr)
+        return 2
+    if os.getpid() != 1 and not become_subreaper():
+        print("vigil: could not become a child subreaper; orphans go to PID 1",
+              file=sys.stderr)
+    try:
+        daemon = Daemon(opts)
+    except OSError as err:
+        print(f"vigil: cannot start: {err}", file=sys.stderr)
+        return 1
+    return daemon.run()

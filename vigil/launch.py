@@ -1,0 +1,110 @@
+"""Turns a Service into a SpawnSpec: environment, user, limits, capabilities.
+
+Everything that can fail predictably (an unknown user, a missing env-file)
+fails here, in the daemon, as a LaunchError with a message that names the
+key, before anything is forked.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import resource
+
+from vigil.schema import CAPABILITIES
+from vigil.syscalls import SpawnSpec
+from vigil.unit import Service
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+class LaunchError(Exception):
+    """A service cannot be started as configured; the message says why."""
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """KEY=VALUE lines; `#` comments; quotes around a value are removed.
+    A path starting with `-` may be missing, as in systemd."""
+    optional = path.startswith("-")
+    path = path.removeprefix("-")
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read(1 << 20)
+    except OSError as err:
+        if optional:
+            return {}
+        raise LaunchError(f"env-file {path}: {err.strerror}") from None
+    env = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        key = key.removeprefix("export ").strip()
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        env[key] = value
+    return env
+
+
+def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
+    """Cleared, then pass-env from the daemon, env-files, env, and vigil's own."""
+    env = {"PATH": DEFAULT_PATH}
+    for name in svc.pass_env:
+        if name in daemon_env:
+            env[name] = daemon_env[name]
+    for path in svc.env_file:
+        env.update(read_env_file(path))
+    env.update(svc.env)
+    env.update(extra)
+    return env
+
+
+def _gid(name: str) -> int:
+    if name.isdigit():
+        return int(name)
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise LaunchError(f"group: no such group '{name}'") from None
+
+
+def apply_identity(spec: SpawnSpec, svc: Service) -> None:
+    """Resolves user, group and supplementary groups; sets HOME/USER/LOGNAME."""
+    if svc.user is not None:
+        try:
+            entry = pwd.getpwuid(int(svc.user)) if svc.user.isdigit() else pwd.getpwnam(svc.user)
+        except KeyError:
+            if not svc.user.isdigit():
+                raise LaunchError(f"user: no such user '{svc.user}'") from None
+            entry = None
+        spec.uid = int(svc.user) if entry is None else entry.pw_uid
+        spec.gid = entry.pw_gid if entry is not None else spec.uid
+        if entry is not None:
+            spec.env.setdefault("HOME", entry.pw_dir)
+            spec.env.setdefault("USER", entry.pw_name)
+            spec.env.setdefault("LOGNAME", entry.pw_name)
+            spec.groups = list(os.getgrouplist(entry.pw_name, spec.gid))
+        else:
+            spec.groups = []
+    if svc.group is not None:
+        spec.gid = _gid(svc.group)
+        if spec.groups is None:
+            spec.groups = []
+    if svc.supplementary_groups:
+        spec.groups = [_gid(g) for g in svc.supplementary_groups]
+
+
+def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str]) -> SpawnSpec:
+    env = build_env(svc, daemon_env, extra_env)
+    spec = SpawnSpec(argv=list(svc.exec), env=env, search_path=env.get("PATH", DEFAULT_PATH),
+                     cwd=svc.cwd, umask=-1 if svc.umask is None else svc.umask)
+    apply_identity(spec, svc)
+    spec.limits = [(getattr(resource, "RLIMIT_" + lim.resource.upper()), lim.soft, lim.hard)
+                   for lim in svc.limits]
+    spec.no_new_privs = svc.no_new_privileges
+    if svc.capability_bounding_set is not None:
+        spec.caps_keep = [CAPABILITIES.index(c) for c in svc.capability_bounding_set]
+    return spec

@@ -1,0 +1,291 @@
+"""Units as a whole: what should be up, in what order, and reload.
+
+The manager keeps the *desired* side (the goal set, what waits for what)
+and the supervisor the *current* side (instance states). After any change
+`drain` runs to a fixed point: it starts every waiting unit whose ordering
+predecessors have settled, and stops every unit whose dependents are down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from vigil.events import Events
+from vigil.graph import Graph
+from vigil.states import DOWN_STATES, Event, Instance, State
+from vigil.supervisor import Supervisor
+from vigil.unit import Unit, changed_keys
+
+# How a unit's several instances add up to one state, most telling first.
+PRIORITY = [State.STOPPING, State.STARTING, State.BACKOFF, State.FATAL, State.FAILED,
+            State.RUNNING, State.EXITED, State.INACTIVE]
+
+
+@dataclass
+class Change:
+    unit: str
+    action: str  # add | remove | restart | keep-old
+    why: str
+
+
+class Manager:
+    def __init__(self, sup: Supervisor, events: Events, hostname: str) -> None:
+        self.sup, self.events, self.hostname = sup, events, hostname
+        self.units: dict[str, Unit] = {}
+        self.graph = Graph.build({})
+        self.goal: set[str] = set()
+        self.waiting: set[str] = set()
+        self.waiting_since: dict[str, float] = {}
+        self.stop_waits: dict[str, set[str]] = {}
+        self.targets_up: set[str] = set()
+        self.skipped: set[str] = set()
+        self.failed_why: dict[str, str] = {}
+        self.removed: set[str] = set()  # dropped by reload, forgotten once down
+        self.watchers: list[Callable[[], bool]] = []
+        self._draining = False
+        sup.on_settled = self._settled
+
+    def set_units(self, units: dict[str, Unit]) -> None:
+        self.units = dict(units)
+        self.graph = Graph.build(self.units)
+
+    # -- what a unit is doing ---------------------------------------------------
+    def state(self, name: str) -> str:
+        unit = self.units.get(name)
+        if unit is None:
+            return "unknown"
+        if name in self.graph.refused or (name in self.failed_why and not self.active(name)):
+            return "failed"
+        if name in self.skipped:
+            return "skipped"
+        if unit.is_target:
+            if name in self.targets_up:
+                return "active"
+            return "starting" if name in self.waiting else "inactive"
+        if name in self.waiting:
+            return "waiting"
+        states = {i.state for i in self.sup.of_unit(name)}
+        for state in PRIORITY:
+            if state in states:
+                return state.value
+        return State.INACTIVE.value
+
+    def settled(self, name: str) -> str | None:
+        """"up", "failed" or "down" once a unit has finished changing; else None."""
+        if name in self.graph.refused:
+            return "failed"
+        if name in self.skipped:
+            return "up"
+        if name in self.waiting:
+            return None
+        unit = self.units.get(name)
+        if unit is None:
+            return "failed"
+        if unit.is_target:
+            return "up" if name in self.targets_up else "down"
+        if name in self.failed_why:
+            return "failed"
+        states = [i.state for i in self.sup.of_unit(name)]
+        if not states or all(s is State.INACTIVE for s in states):
+            # In the goal but not started yet: its START may still be queued.
+            return None if name in self.goal else "down"
+        if any(s in (State.FAILED, State.FATAL) for s in states):
+            return "failed"
+        if all(s in (State.RUNNING, State.EXITED) for s in states):
+            return "up"
+        return None
+
+    def active(self, name: str) -> bool:
+        unit = self.units.get(name)
+        if unit is not None and unit.is_target:
+            return name in self.targets_up
+        return any(i.state not in DOWN_STATES for i in self.sup.of_unit(name))
+
+    # -- requests -----------------------------------------------------------
+    def start(self, names: Iterable[str]) -> None:
+        names = list(names)
+        for name in names:
+            if name in self.graph.refused:
+                self.events.emit("unit.refused", f"{name} refused: {self.graph.refused[name]}",
+                                 "error", unit=name)
+        plan = self.graph.start_plan(names)
+        for name in plan.order:
+            self.stop_waits.pop(name, None)
+            self.failed_why.pop(name, None)
+            self.skipped.discard(name)
+            if name not in self.goal or self.settled(name) in ("down", "failed"):
+                self.goal.add(name)
+                self.waiting.add(name)
+                self.waiting_since[name] = self.sup.loop.clock()
+        self.drain()
+
+    def stop(self, names: Iterable[str]) -> None:
+        victims = set(names)
+        for name in list(victims):
+            unit = self.units.get(name)
+            if unit is not None and unit.is_target:
+                victims |= set(unit.requires) | set(unit.wants)
+        victims = self.graph.required_by(victims)
+        self.goal -= victims
+        self.waiting -= victims
+        plan = self.graph.stop_plan(victims)
+        for name in plan.order:
+            self.stop_waits[name] = set(plan.waits_for[name])
+        self.drain()
+
+    def restart(self, names: Iterable[str]) -> None:
+        for name in names:
+            unit = self.units.get(name)
+            if unit is None or unit.is_target or not self.active(name):
+                self.start([name])
+                continue
+            for inst in self.sup.ensure_instances(unit):
+                self.sup.send(inst, Event.RESTART)
+        self.sup.pump()
+        self.drain()
+
+    # -- the fixed point ----------------------------------------------------
+    def drain(self) -> None:
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            changed = True
+            while changed:
+                changed = self._drain_starts() | self._drain_stops()
+            self._forget_removed()
+            for watcher in list(self.watchers):
+                if watcher():
+                    self.watchers.remove(watcher)
+        finally:
+            self._draining = False
+
+    def _drain_starts(self) -> bool:
+        changed = False
+        for name in sorted(self.waiting):
+            unit = self.units[name]
+            blocked, failed_dep = False, None
+            for dep in self.graph.after(name):
+                if dep not in self.goal:
+                    continue  # ordering binds only units that are starting together
+                status = self.settled(dep)
+                if status is None:
+                    blocked = True
+                elif status == "failed" and dep in unit.requires:
+                    failed_dep = dep
+            if failed_dep is not None:
+                self.waiting.discard(name)
+                self.goal.discard(name)
+                self.failed_why[name] = f"dependency '{failed_dep}' failed"
+                self.events.emit("unit.failed", f"{name} not started: dependency "
+                                 f"'{failed_dep}' failed", "error", unit=name)
+                changed = True
+            elif not blocked:
+                self.waiting.discard(name)
+                self._begin(unit)
+                changed = True
+        return changed
+
+    def _drain_stops(self) -> bool:
+        changed = False
+        for name in sorted(self.stop_waits):
+            if any(self.active(d) for d in self.stop_waits[name]):
+                continue
+            del self.stop_waits[name]
+            changed = True
+            unit = self.units.get(name)
+            if unit is None:
+                continue
+            if unit.is_target:
+                if name in self.targets_up:
+                    self.targets_up.discard(name)
+                    self.events.emit("unit.stopped", f"Stopped target {name}", unit=name)
+                continue
+            for inst in self.sup.of_unit(name):
+                self.sup.send(inst, Event.STOP)
+            self.sup.pump()
+        return changed
+
+    def _begin(self, unit: Unit) -> None:
+        if not unit.runs_on(self.hostname):
+            self.skipped.add(unit.name)
+            self.events.emit("unit.skipped", f"{unit.name} skipped: not for host "
+                             f"{self.hostname!r}", unit=unit.name)
+            return
+        if unit.is_target:
+            self.targets_up.add(unit.name)
+            self.events.emit("unit.ready", f"Reached target {unit.name}", unit=unit.name)
+            return
+        for inst in self.sup.ensure_instances(unit):
+            self.sup.send(inst, Event.START)
+        self.sup.pump()
+
+    def _settled(self, inst: Instance) -> None:
+        """An instance finished changing: propagate failures, start hooks, drain."""
+        unit = self.units.get(inst.unit)
+        if inst.state in (State.FAILED, State.FATAL) and unit is not None:
+            dependents = {n for n, u in self.units.items()
+                          if inst.unit in u.requires and self.active(n)}
+            if dependents:
+                self.events.emit("unit.stopping", f"stopping {', '.join(sorted(dependents))}: "
+                                 f"required {inst.unit} failed", "warning", unit=inst.unit)
+                self.stop(dependents)
+            self.start(h for h in unit.on_failure if h in self.units)
+        elif inst.state is State.EXITED and unit is not None and unit.on_success:
+            self.start(h for h in unit.on_success if h in self.units)
+        self.drain()
+
+    # -- reload -------------------------------------------------------------
+    def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
+        changes = []
+        for name in sorted(set(self.units) | set(new)):
+            old, fresh = self.units.get(name), new.get(name)
+            if fresh is None and name in broken and old is not None:
+                changes.append(Change(name, "keep-old", "the new file does not load"))
+            elif fresh is None:
+                changes.append(Change(name, "remove", "its file is gone"))
+            elif old is None:
+                changes.append(Change(name, "add", "new unit"))
+            elif old != fresh:
+                keys = changed_keys(old.raw, fresh.raw) or ["(equivalent text)"]
+                changes.append(Change(name, "restart", "changed: " + ", ".join(keys)))
+        return changes
+
+    def apply_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
+        changes = self.plan_reload(new, broken)
+        merged = dict(new)
+        for change in changes:
+            if change.action == "keep-old":
+                merged[change.unit] = self.units[change.unit]
+        removed = [c.unit for c in changes if c.action == "remove"]
+        restart = [c.unit for c in changes if c.action == "restart" and
+                   (c.unit in self.goal or self.active(c.unit))]
+        self.stop(removed)
+        self.removed |= set(removed)
+        old_units = self.units
+        self.set_units({**merged, **{n: old_units[n] for n in removed}})
+        for name in restart:
+            self._resize(name)
+        self.restart(restart)
+        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled]
+        self.start(added)
+        return changes
+
+    def _resize(self, name: str) -> None:
+        """Drops instances a changed unit no longer has."""
+        unit = self.units[name]
+        keep = {i.name for i in self.sup.ensure_instances(unit)} if unit.service else set()
+        for inst in self.sup.of_unit(name):
+            if inst.name not in keep:
+                self.sup.send(inst, Event.STOP)
+                self.sup.pump()
+
+    def _forget_removed(self) -> None:
+        for name in list(self.removed):
+            if not self.active(name) and name not in self.stop_waits:
+                self.removed.discard(name)
+                self.units.pop(name, None)
+                for inst in self.sup.of_unit(name):
+                    self.sup.instances.pop(inst.name, None)
+                self.graph = Graph.build(self.units)

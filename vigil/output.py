@@ -1,0 +1,153 @@
+"""Service output: pipes read by the loop, split into lines, written to a
+rotated log file per instance, kept in an in-memory tail, and optionally
+echoed to the console with the time and the unit name.
+
+A full disk or a broken log file never stops a service: lines that cannot
+be written are counted as dropped and reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
+TAIL_LINES = 2000
+
+
+@dataclass(frozen=True)
+class Line:
+    time: float  # wall clock, for display only
+    unit: str
+    instance: str
+    stream: str
+    text: str
+
+
+class LogFile:
+    """Appends to NAME.log; at max_size renames it to NAME.log.1, shifting
+    older ones up to NAME.log.KEEP, and starts afresh."""
+
+    def __init__(self, path: str, max_size: int, keep: int) -> None:
+        self.path, self.max_size, self.keep = path, max_size, keep
+        self.fd = -1
+        self.size = 0
+        self.dropped = 0
+
+    def _open(self) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
+        self.fd = os.open(self.path, flags, 0o640)
+        self.size = os.fstat(self.fd).st_size
+
+    def _rotate(self) -> None:
+        self.close()
+        if self.keep == 0:
+            os.unlink(self.path)
+            return
+        for n in range(self.keep - 1, 0, -1):
+            older = f"{self.path}.{n}"
+            if os.path.exists(older):
+                os.replace(older, f"{self.path}.{n + 1}")
+        os.replace(self.path, f"{self.path}.1")
+
+    def write(self, data: bytes) -> bool:
+        try:
+            if self.fd < 0:
+                self._open()
+            if self.size and self.size + len(data) > self.max_size:
+                self._rotate()
+                self._open()
+            written = os.write(self.fd, data)
+            self.size += written
+            return written == len(data)
+        except OSError:
+            self.dropped += 1
+            self.close()  # reopen next time: the disk may have room again
+            return False
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class Tail:
+    """The last lines of every unit, and who is following them."""
+
+    def __init__(self, size: int = TAIL_LINES) -> None:
+        self.size = size
+        self.lines: dict[str, deque[Line]] = {}
+        self.followers: list[Callable[[Line], None]] = []
+
+    def add(self, line: Line) -> None:
+        self.lines.setdefault(line.unit, deque(maxlen=self.size)).append(line)
+        for follower in list(self.followers):
+            follower(line)
+
+    def get(self, units: list[str] | None = None) -> list[Line]:
+        chosen = self.lines if not units else {u: self.lines.get(u, deque()) for u in units}
+        merged = [line for lines in chosen.values() for line in lines]
+        merged.sort(key=lambda line: line.time)
+        return merged
+
+
+class Console:
+    """The daemon's own terminal; writes never block the loop for long."""
+
+    def __init__(self, fd: int = 1, color: bool | None = None) -> None:
+        self.fd = fd
+        self.color = os.isatty(fd) if color is None else color
+
+    def write(self, text: str) -> None:
+        data = text.encode("utf-8", "replace")
+        try:
+            while data:
+                n = os.write(self.fd, data)
+                data = data[n:]
+        except OSError:
+            pass  # a console that is gone or full loses the line, nothing more
+
+    def service_line(self, line: Line) -> None:
+        stamp = time.strftime("%H:%M:%S", time.localtime(line.time))
+        self.write(f"{stamp} {line.instance} | {line.text}\n")
+
+
+class Capture:
+    """Reads one pipe of one instance and hands out complete lines."""
+
+    def __init__(self, fd: int, unit: str, instance: str, stream: str,
+                 sinks: list[Callable[[Line], None]]) -> None:
+        self.fd, self.unit, self.instance, self.stream = fd, unit, instance, stream
+        self.sinks = sinks
+        self.partial = b""
+
+    def read(self) -> bool:
+        """Reads what is there; returns False at end of file."""
+        try:
+            data = os.read(self.fd, 65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if not data:
+            if self.partial:
+                self._emit(self.partial)
+                self.partial = b""
+            return False
+        buffer = self.partial + data
+        *complete, self.partial = buffer.split(b"\n")
+        for raw in complete:
+            self._emit(raw)
+        while len(self.partial) > MAX_LINE:
+            self._emit(self.partial[:MAX_LINE])
+            self.partial = self.partial[MAX_LINE:]
+        return True
+
+    def _emit(self, raw: bytes) -> None:
+        line = Line(time.time(), self.unit, self.instance, self.stream,
+                    raw.decode("utf-8", "replace"))
+        for sink in self.sinks:
+            sink(line)

@@ -1,0 +1,60 @@
+"""The control protocol, shared by the daemon and every client.
+
+Versioned JSON lines over a Unix stream socket. A request is
+`{"v": 1, "id": N, "cmd": "...", "args": {...}}`; a reply is
+`{"id": N, "ok": true, "result": ...}` or
+`{"id": N, "ok": false, "error": {"code": "...", "message": "..."}}`.
+Streams (logs -f, events -f) send further replies with the same id and
+`"stream": true`. See docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+VERSION = 1
+MAX_REQUEST = 64 * 1024
+# Commands that change nothing; they can be opened to a group.
+READ_ONLY = frozenset({"ping", "status", "logs", "events", "cat", "why", "deps", "list"})
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+
+
+def parse_request(line: bytes) -> dict[str, Any]:
+    """Checks the shape of a request; raises ProtocolError with a clear code."""
+    try:
+        req = json.loads(line)
+    except (ValueError, RecursionError):
+        raise ProtocolError("bad-json", "the request is not valid JSON") from None
+    if not isinstance(req, dict):
+        raise ProtocolError("bad-request", "a request must be a JSON object")
+    if req.get("v") != VERSION:
+        raise ProtocolError("bad-version", f"protocol version must be {VERSION}")
+    if not isinstance(req.get("cmd"), str):
+        raise ProtocolError("bad-request", "the request needs \"cmd\", a string")
+    args = req.setdefault("args", {})
+    if not isinstance(args, dict):
+        raise ProtocolError("bad-request", "\"args\" must be an object")
+    return req
+
+
+def default_socket(system: bool) -> str:
+    """/run/vigil in system mode; else $XDG_RUNTIME_DIR/vigil or /tmp/vigil-UID."""
+    env = os.environ.get("VIGIL_SOCKET")
+    if env:
+        return env
+    if system:
+        return "/run/vigil/control.sock"
+    runtime = os.environ.get("XDG_RUNTIME_DIR")
+    base = os.path.join(runtime, "vigil") if runtime else f"/tmp/vigil-{os.getuid()}"
+    return os.path.join(base, "control.sock")

@@ -1,0 +1,337 @@
+"""The state machine of one service instance, as one table.
+
+`TABLE[(state, event)]` names the handler for every pair that means
+something; `IGNORED` lists the pairs that are harmless no-ops. Any other pair
+is a bug: `step` logs it and changes nothing. Handlers only change the
+instance record and return actions; the supervisor carries the actions out,
+so this module can be tested without a single process.
+"""
+
+from __future__ import annotations
+
+import enum
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vigil.unit import RestartPolicy, Service, ServiceType
+
+
+class State(enum.Enum):
+    INACTIVE = "inactive"
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    EXITED = "exited"      # a oneshot that finished, or a clean exit with no restart
+    FAILED = "failed"
+    BACKOFF = "backoff"    # waiting to restart
+    FATAL = "fatal"        # gave up after start-retries
+
+
+DOWN_STATES = frozenset({State.INACTIVE, State.EXITED, State.FAILED, State.FATAL})
+
+
+class Event(enum.Enum):
+    START = "start"
+    STOP = "stop"
+    RESTART = "restart"
+    EXEC_OK = "exec-ok"
+    EXEC_FAILED = "exec-failed"
+    READY = "ready"
+    READY_TIMEOUT = "ready-timeout"
+    EXIT = "exit"
+    STOP_TIMEOUT = "stop-timeout"
+    RETRY = "retry"
+    HEALTH_FAILED = "health-failed"
+
+
+class Act(enum.Enum):
+    SPAWN = "spawn"
+    SIGNAL_STOP = "signal-stop"   # send the unit's stop-signal
+    KILL = "kill"                 # SIGKILL to everything of the unit
+    ARM_READY = "arm-ready"       # readiness deadline
+    ARM_STOP = "arm-stop"         # stop-timeout deadline
+    ARM_RETRY = "arm-retry"       # backoff, or the slow retry after fatal
+    CANCEL_TIMERS = "cancel-timers"
+    START_PROBE = "start-probe"
+    START_HEALTH = "start-health"
+    ANNOUNCE = "announce"         # the instance settled: tell dependents and the event log
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: Act
+    delay: float = 0.0
+
+
+@dataclass(frozen=True)
+class ExitInfo:
+    code: int | None
+    signal: int | None
+    core: bool
+    runtime: float
+
+    @classmethod
+    def from_status(cls, status: int, runtime: float) -> ExitInfo:
+        import os
+        if os.WIFSIGNALED(status):
+            return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status), runtime)
+        return cls(os.WEXITSTATUS(status), None, False, runtime)
+
+    def success(self, codes: frozenset[int]) -> bool:
+        return self.signal is None and self.code in codes
+
+    def shell_status(self) -> int:
+        """The status a shell would report: the code, or 128 + signal."""
+        return 128 + self.signal if self.signal is not None else (self.code or 0)
+
+    def __str__(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"killed by {name}" + (" (core dumped)" if self.core else "")
+        return f"exit {self.code}"
+
+
+@dataclass
+class Instance:
+    """One process slot of a unit: `web`, or `web:0` .. `web:N-1`."""
+
+    name: str
+    unit: str
+    service: Service
+    state: State = State.INACTIVE
+    want_up: bool = False
+    pid: int | None = None
+    started_at: float | None = None
+    ready_at: float | None = None
+    start_failures: int = 0
+    failures: int = 0
+    restarts: int = 0
+    last_exit: ExitInfo | None = None
+    reason: str = ""
+    pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+
+@dataclass(frozen=True)
+class Input:
+    event: Event
+    exit: ExitInfo | None = None
+    detail: str = ""
+
+
+Handler = Callable[[Instance, Input], list[Action]]
+
+
+def _spawn(inst: Instance, _: Input) -> list[Action]:
+    inst.state = State.STARTING
+    inst.want_up = True
+    inst.reason = ""
+    inst.pending_failure = ""
+    return [Action(Act.CANCEL_TIMERS), Action(Act.SPAWN)]
+
+
+def _start_fresh(inst: Instance, ev: Input) -> list[Action]:
+    inst.start_failures = inst.failures = 0
+    return _spawn(inst, ev)
+
+
+def _retry(inst: Instance, ev: Input) -> list[Action]:
+    inst.restarts += 1
+    return _spawn(inst, ev)
+
+
+def _retry_after_fatal(inst: Instance, ev: Input) -> list[Action]:
+    inst.start_failures = 0
+    return _retry(inst, ev)
+
+
+def _want_up_later(inst: Instance, _: Input) -> list[Action]:
+    inst.want_up = True  # the exit handler restarts it once the stop completes
+    return []
+
+
+def _stop(inst: Instance, _: Input) -> list[Action]:
+    inst.want_up = False
+    inst.state = State.STOPPING
+    return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP),
+            Action(Act.ARM_STOP, inst.service.stop_timeout)]
+
+
+def _restart(inst: Instance, ev: Input) -> list[Action]:
+    actions = _stop(inst, ev)
+    inst.want_up = True
+    inst.restarts += 1
+    return actions
+
+
+def _settle_stopped(inst: Instance, _: Input) -> list[Action]:
+    inst.want_up = False
+    inst.state = State.INACTIVE
+    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+
+
+def _exec_ok(inst: Instance, _: Input) -> list[Action]:
+    ready = inst.service.ready
+    if ready is not None:
+        return [Action(Act.ARM_READY, ready.timeout), Action(Act.START_PROBE)]
+    if inst.service.type is ServiceType.ONESHOT:
+        return []  # done when it exits
+    return _ready(inst, _)
+
+
+def _ready(inst: Instance, _: Input) -> list[Action]:
+    inst.state = State.RUNNING
+    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE), Action(Act.START_HEALTH)]
+
+
+def _fail(inst: Instance, ev: Input) -> list[Action]:
+    inst.state = State.FAILED
+    inst.want_up = False
+    inst.reason = ev.detail
+    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+
+
+def _kill_for(inst: Instance, ev: Input) -> list[Action]:
+    """Stops the process because it failed (not ready in time, unhealthy)."""
+    actions = _stop(inst, ev)
+    inst.want_up = True
+    inst.pending_failure = ev.detail
+    return actions
+
+
+def _health_failed(inst: Instance, ev: Input) -> list[Action]:
+    actions = _stop(inst, ev)
+    inst.want_up = True
+    inst.restarts += 1
+    inst.reason = ev.detail
+    return actions
+
+
+def backoff_delay(inst: Instance) -> float:
+    """restart-delay doubled per failure in a row, capped, with +-10% jitter."""
+    svc = inst.service
+    if svc.restart_delay <= 0:
+        return 0.0
+    base = min(svc.restart_delay * 2 ** max(0, inst.failures - 1), svc.restart_delay_max)
+    return float(base * inst.rng.uniform(0.9, 1.1))
+
+
+def _after_failure(inst: Instance, runtime: float, early: bool, why: str) -> list[Action]:
+    svc = inst.service
+    inst.start_failures = inst.start_failures + 1 if early else 0
+    if runtime >= svc.stable_seconds:
+        inst.failures = 0  # it ran long enough: forget earlier trouble
+    inst.failures += 1
+    if inst.start_failures > svc.start_retries:
+        inst.state = State.FATAL
+        inst.reason = f"{why}; gave up after {svc.start_retries} retries"
+        actions = [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+        if svc.retry_after_fatal > 0:
+            actions.append(Action(Act.ARM_RETRY, svc.retry_after_fatal))
+        return actions
+    inst.state = State.BACKOFF
+    inst.reason = why
+    return [Action(Act.CANCEL_TIMERS), Action(Act.ARM_RETRY, backoff_delay(inst))]
+
+
+def _exited(inst: Instance, ev: Input) -> list[Action]:
+    assert ev.exit is not None
+    exit_info = ev.exit
+    svc = inst.service
+    inst.last_exit = exit_info
+    inst.pid = None
+    success = exit_info.success(svc.success_exit_codes)
+    if svc.type is ServiceType.ONESHOT and success:
+        inst.state = State.EXITED
+        return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+    wants_restart = svc.restart is RestartPolicy.ALWAYS or (
+        svc.restart is RestartPolicy.ON_FAILURE and not success)
+    if not wants_restart:
+        inst.state = State.EXITED if success else State.FAILED
+        inst.want_up = False
+        inst.reason = "" if success else str(exit_info)
+        return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+    early = inst.state is State.STARTING or exit_info.runtime < svc.start_seconds
+    return _after_failure(inst, exit_info.runtime, early, str(exit_info))
+
+
+def _stopped(inst: Instance, ev: Input) -> list[Action]:
+    assert ev.exit is not None
+    inst.last_exit = ev.exit
+    inst.pid = None
+    if inst.pending_failure:
+        return _after_failure(inst, ev.exit.runtime, True, inst.pending_failure)
+    if inst.want_up:
+        return _spawn(inst, ev)
+    return _settle_stopped(inst, ev)
+
+
+def _kill(inst: Instance, _: Input) -> list[Action]:
+    return [Action(Act.KILL), Action(Act.ARM_STOP, inst.service.stop_timeout)]
+
+
+S, E = State, Event
+TABLE: dict[tuple[State, Event], Handler] = {
+    **{(s, E.START): _start_fresh for s in (S.INACTIVE, S.EXITED, S.FAILED, S.FATAL)},
+    (S.BACKOFF, E.START): _spawn,
+    (S.STOPPING, E.START): _want_up_later,
+    **{(s, E.RESTART): _start_fresh for s in (S.INACTIVE, S.EXITED, S.FAILED, S.FATAL)},
+    (S.BACKOFF, E.RESTART): _spawn,
+    (S.STARTING, E.RESTART): _restart,
+    (S.RUNNING, E.RESTART): _restart,
+    (S.STOPPING, E.RESTART): _want_up_later,
+    (S.STARTING, E.STOP): _stop,
+    (S.RUNNING, E.STOP): _stop,
+    **{(s, E.STOP): _settle_stopped for s in (S.BACKOFF, S.EXITED, S.FAILED, S.FATAL)},
+    (S.STARTING, E.EXEC_OK): _exec_ok,
+    (S.STARTING, E.EXEC_FAILED): _fail,
+    (S.STARTING, E.READY): _ready,
+    (S.STARTING, E.READY_TIMEOUT): _kill_for,
+    (S.STARTING, E.EXIT): _exited,
+    (S.RUNNING, E.EXIT): _exited,
+    (S.STOPPING, E.EXIT): _stopped,
+    (S.STOPPING, E.STOP_TIMEOUT): _kill,
+    (S.BACKOFF, E.RETRY): _retry,
+    (S.FATAL, E.RETRY): _retry_after_fatal,
+    (S.RUNNING, E.HEALTH_FAILED): _health_failed,
+}
+
+# Pairs that are legitimately nothing to do (a late timer, a repeated request).
+IGNORED: frozenset[tuple[State, Event]] = frozenset({
+    (S.STARTING, E.START), (S.RUNNING, E.START),
+    (S.INACTIVE, E.STOP), (S.STOPPING, E.STOP),
+    (S.STOPPING, E.EXEC_OK), (S.STOPPING, E.EXEC_FAILED), (S.STOPPING, E.READY),
+    (S.STOPPING, E.READY_TIMEOUT), (S.STOPPING, E.HEALTH_FAILED),
+    (S.RUNNING, E.READY), (S.STARTING, E.HEALTH_FAILED),
+    # a process of a failed exec exits after we recorded the failure
+    (S.FAILED, E.EXIT),
+    # timers and probes that lost a race with a state change
+    *((s, e) for s in (S.INACTIVE, S.EXITED, S.FAILED, S.FATAL, S.BACKOFF, S.RUNNING)
+      for e in (E.READY_TIMEOUT, E.STOP_TIMEOUT, E.READY, E.HEALTH_FAILED)
+      if (s, e) not in {(S.RUNNING, E.HEALTH_FAILED)}),
+    (S.STARTING, E.STOP_TIMEOUT), (S.STARTING, E.RETRY), (S.RUNNING, E.RETRY),
+    (S.STOPPING, E.RETRY), (S.INACTIVE, E.RETRY), (S.EXITED, E.RETRY), (S.FAILED, E.RETRY),
+    *((s, E.EXEC_OK) for s in (S.INACTIVE, S.RUNNING, S.EXITED, S.FAILED, S.BACKOFF, S.FATAL)),
+    *((s, E.EXEC_FAILED) for s in (S.INACTIVE, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL,
+                                   S.FAILED)),
+    *((s, E.EXIT) for s in (S.INACTIVE, S.EXITED, S.BACKOFF, S.FATAL)),
+})
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+def step(inst: Instance, ev: Input) -> list[Action]:
+    """Applies one event; raises InvalidTransition for a pair not in the table."""
+    handler = TABLE.get((inst.state, ev.event))
+    if handler is not None:
+        return handler(inst, ev)
+    if (inst.state, ev.event) in IGNORED:
+        return []
+    raise InvalidTransition(f"{inst.name}: event {ev.event.value} in state {inst.state.value}")

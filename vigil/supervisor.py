@@ -1,0 +1,442 @@
+"""Runs instances: carries out the state machine's actions, reaps every child,
+and feeds exits, timers and probe results back in as events.
+
+Events are queued and drained in `pump`, never handled re-entrantly, so an
+action that causes another event (a spawn that fails at once) is handled
+after the current one, in order. This is the only place that calls wait4.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from vigil import syscalls
+from vigil.events import Events
+from vigil.launch import LaunchError, make_spec
+from vigil.loop import Loop, Timer
+from vigil.output import Capture, Console, Line, LogFile, Tail
+from vigil.probes import Prober
+from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
+                          step)
+from vigil.unit import Output, OutputKind, ProbeKind, Service, Unit
+
+
+
+@dataclass
+class Run:
+    """One finished run of an instance, kept for `status` and scripts."""
+
+    started: float  # wall clock
+    ended: float
+    exit: ExitInfo
+    user_cpu: float
+    system_cpu: float
+    max_rss_kb: int
+
+
+@dataclass
+class Proc:
+    """A child we spawned: a service's main process or an exec check."""
+
+    pid: int
+    pidfd: int
+    started: float  # monotonic
+    started_wall: float
+    instance: Instance | None = None
+    on_exit: Callable[[ExitInfo], None] | None = None
+    report_fd: int = -1
+
+
+@dataclass
+class Settings:
+    log_dir: str
+    runtime_dir: str
+    daemon_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
+    notify_socket: str | None = None
+    slow_report: float = 5.0  # say "still waiting" after this long, and as often
+
+
+class Supervisor:
+    def __init__(self, loop: Loop, events: Events, settings: Settings, console: Console,
+                 tail: Tail) -> None:
+        self.loop, self.events, self.settings = loop, events, settings
+        self.console, self.tail = console, tail
+        self.instances: dict[str, Instance] = {}
+        self.procs: dict[int, Proc] = {}
+        self.timers: dict[str, list[Timer]] = {}
+        self.probers: dict[str, Prober] = {}
+        self.logs: dict[str, LogFile] = {}
+        self.runs: dict[str, deque[Run]] = {}
+        self.status_text: dict[str, str] = {}
+        self.queue: deque[tuple[Instance, Input]] = deque()
+        self.on_settled: Callable[[Instance], None] = lambda inst: None
+        self._pumping = False
+
+    # -- instances ------------------------------------------------------------
+    def ensure_instances(self, unit: Unit) -> list[Instance]:
+        """Creates (or re-points at a new config) the instances of a unit."""
+        assert unit.service is not None
+        count = unit.service.instances
+        names = [unit.name] if count == 1 else [f"{unit.name}:{i}" for i in range(count)]
+        out = []
+        for name in names:
+            inst = self.instances.get(name)
+            if inst is None:
+                inst = self.instances[name] = Instance(name, unit.name, unit.service)
+            else:
+                inst.service = unit.service
+            out.append(inst)
+        return out
+
+    def of_unit(self, unit: str) -> list[Instance]:
+        return [i for i in self.instances.values() if i.unit == unit]
+
+    def send(self, inst: Instance, event: Event, exit: ExitInfo | None = None,
+             detail: str = "") -> None:
+        self.queue.append((inst, Input(event, exit, detail)))
+
+    def pump(self) -> None:
+        """Handles queued events until none is left."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self.queue:
+                inst, ev = self.queue.popleft()
+                before = inst.state
+                try:
+                    actions = step(inst, ev)
+                except InvalidTransition as err:
+                    self.events.emit("daemon.bug", f"invalid transition: {err}", "error",
+                                     unit=inst.unit)
+                    continue
+                for action in actions:
+                    try:
+                        self._do(inst, action)
+                    except Exception as err:
+                        self.events.error(f"{action.kind.value} for {inst.name}", err)
+                if inst.state is not before:
+                    self.events.emit("unit.state", f"{inst.name}: {before.value} -> "
+                                     f"{inst.state.value}", "debug", unit=inst.unit, pid=inst.pid)
+        finally:
+            self._pumping = False
+
+    # -- actions --------------------------------------------------------------
+    def _do(self, inst: Instance, action: Action) -> None:
+        kind = action.kind
+        if kind is Act.SPAWN:
+            self._spawn(inst)
+        elif kind is Act.SIGNAL_STOP:
+            self._signal(inst, inst.service.stop_signal)
+            if inst.service.stop_signal not in (signal.SIGKILL, signal.SIGCONT):
+                self._signal(inst, signal.SIGCONT)  # a stopped process must wake to exit
+        elif kind is Act.KILL:
+            self.events.emit("unit.kill", f"{inst.name} did not stop within "
+                             f"{inst.service.stop_timeout:g}s; sending SIGKILL", "warning",
+                             unit=inst.unit, pid=inst.pid)
+            self._signal(inst, signal.SIGKILL)
+        elif kind in (Act.ARM_READY, Act.ARM_STOP, Act.ARM_RETRY):
+            event = {Act.ARM_READY: Event.READY_TIMEOUT, Act.ARM_STOP: Event.STOP_TIMEOUT,
+                     Act.ARM_RETRY: Event.RETRY}[kind]
+            detail = f"not ready within {action.delay:g}s" if kind is Act.ARM_READY else ""
+            self._arm(inst, action.delay, event, detail)
+        elif kind is Act.CANCEL_TIMERS:
+            for timer in self.timers.pop(inst.name, []):
+                timer.cancel()
+            prober = self.probers.pop(inst.name, None)
+            if prober:
+                prober.cancel()
+        elif kind is Act.START_PROBE:
+            self._start_probe(inst)
+        elif kind is Act.START_HEALTH:
+            self._start_health(inst)
+        elif kind is Act.ANNOUNCE:
+            self._announce(inst)
+
+    def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
+        def fire() -> None:
+            self.send(inst, event, detail=detail)
+            self.pump()
+        self.timers.setdefault(inst.name, []).append(self.loop.call_later(delay, fire))
+
+    def _signal(self, inst: Instance, signum: int) -> None:
+        """Signals the whole process group, and the main process by pidfd."""
+        proc = self.procs.get(inst.pid) if inst.pid else None
+        if proc is None:
+            return
+        try:
+            os.killpg(proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            signal.pidfd_send_signal(proc.pidfd, signum)
+        except ProcessLookupError:
+            pass
+
+    def _announce(self, inst: Instance) -> None:
+        state, name = inst.state, inst.name
+        last = f" ({inst.last_exit})" if inst.last_exit else ""
+        if state is State.RUNNING:
+            self.events.emit("unit.ready", f"Started {name}", unit=inst.unit, pid=inst.pid)
+        elif state is State.EXITED:
+            self.events.emit("unit.exited", f"Finished {name}{last}", unit=inst.unit)
+        elif state is State.INACTIVE:
+            self.events.emit("unit.stopped", f"Stopped {name}", unit=inst.unit)
+        elif state is State.FAILED:
+            self.events.emit("unit.failed", f"{name} failed: {inst.reason}", "error",
+                             unit=inst.unit)
+        elif state is State.FATAL:
+            self.events.emit("unit.fatal", f"{name} failed: {inst.reason}", "error",
+                             unit=inst.unit)
+        self.on_settled(inst)
+
+    # -- spawning -------------------------------------------------------------
+    def _spawn(self, inst: Instance) -> None:
+        svc = inst.service
+        extra = {"VIGIL_UNIT": inst.unit, "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
+        ready_fd_pair: tuple[int, int] | None = None
+        if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
+            extra["NOTIFY_SOCKET"] = self.settings.notify_socket
+        child_fds: list[int] = []  # ends the child gets; closed here after the fork
+        captures: list[tuple[str, int]] = []  # our read ends of output pipes
+        try:
+            spec = make_spec(svc, self.settings.daemon_env, extra)
+            spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            child_fds.append(spec.fd_in)
+            spec.fd_out = self._output_fd(inst, "stdout", child_fds, captures)
+            spec.fd_err = self._output_fd(inst, "stderr", child_fds, captures)
+            if svc.ready and svc.ready.probe.kind is ProbeKind.FD:
+                ready_fd_pair = os.pipe2(os.O_CLOEXEC)
+                child_fds.append(ready_fd_pair[1])
+                spec.extra_fd, spec.extra_target = ready_fd_pair[1], svc.ready.probe.fd
+            pid, report = syscalls.spawn(spec)
+        except (LaunchError, OSError) as err:
+            ours = [fd for _, fd in captures] + ([ready_fd_pair[0]] if ready_fd_pair else [])
+            for fd in child_fds + ours:
+                os.close(fd)
+            what = str(err) if isinstance(err, LaunchError) else f"cannot start: {err}"
+            self.send(inst, Event.EXEC_FAILED, detail=what)
+            return
+        finally:
+            for fd in child_fds:
+                if fd > 2:
+                    try:
+                        os.close(fd)
+                    except OSError:
+                        pass
+        now = self.loop.clock()
+        proc = Proc(pid, os.pidfd_open(pid), now, time.time(), inst, report_fd=report)
+        self.procs[pid] = proc
+        inst.pid, inst.started_at = pid, now
+        self.loop.add_reader(report, lambda: self._exec_report(proc))
+        for stream, read_fd in captures:
+            self._capture(inst, stream, read_fd)
+        if ready_fd_pair:
+            self._watch_ready_fd(inst, pid, ready_fd_pair[0])
+
+    def _output_fd(self, inst: Instance, stream: str, child_fds: list[int],
+                   captures: list[tuple[str, int]]) -> int:
+        out = inst.service.stdout if stream == "stdout" else inst.service.stderr
+        if out.kind is OutputKind.INHERIT:
+            return 1 if stream == "stdout" else 2
+        if out.kind is OutputKind.NULL:
+            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        elif out.kind is OutputKind.FILE:
+            assert out.path is not None
+            fd = os.open(out.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o640)
+        else:
+            read_fd, fd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(read_fd, False)
+            captures.append((stream, read_fd))
+        child_fds.append(fd)
+        return fd
+
+    def _capture(self, inst: Instance, stream: str, fd: int) -> None:
+        svc = inst.service
+        out = svc.stdout if stream == "stdout" else svc.stderr
+        sinks: list[Callable[[Line], None]] = [self.tail.add]
+        if out.kind is OutputKind.LOG:
+            log = self.logs.get(inst.name)
+            if log is None or log.max_size != svc.log_max_size or log.keep != svc.log_keep:
+                path = os.path.join(self.settings.log_dir, inst.name + ".log")
+                log = self.logs[inst.name] = LogFile(path, svc.log_max_size, svc.log_keep)
+            sinks.append(_writer(log))
+        else:
+            sinks.append(self.console.service_line)
+        capture = Capture(fd, inst.unit, inst.name, stream, sinks)
+
+        def readable() -> None:
+            if not capture.read():
+                self.loop.remove_reader(fd)
+                os.close(fd)
+        self.loop.add_reader(fd, readable)
+
+    def _watch_ready_fd(self, inst: Instance, pid: int, fd: int) -> None:
+        os.set_blocking(fd, False)
+
+        def readable() -> None:
+            try:
+                data = os.read(fd, 512)
+            except BlockingIOError:
+                return
+            if b"\n" in data and inst.pid == pid:
+                self.send(inst, Event.READY)
+                self.pump()
+            if b"\n" in data or not data:
+                self.loop.remove_reader(fd)
+                os.close(fd)
+        self.loop.add_reader(fd, readable)
+
+    def _exec_report(self, proc: Proc) -> None:
+        """The exec report pipe is readable: EOF (exec done) or a failure."""
+        if proc.report_fd < 0:
+            return
+        fd, proc.report_fd = proc.report_fd, -1
+        self.loop.remove_reader(fd)
+        failure = syscalls.read_report(fd)
+        if proc.instance is not None:
+            if failure is None:
+                self.send(proc.instance, Event.EXEC_OK)
+            else:
+                argv0 = proc.instance.service.exec[0]
+                self.send(proc.instance, Event.EXEC_FAILED, detail=f"{argv0}: {failure}")
+        elif failure is not None and proc.on_exit:
+            pass  # an exec check that could not start exits 127; its exit reports it
+        self.pump()
+
+    # -- probes -----------------------------------------------------------------
+    def _prober(self, inst: Instance) -> Prober:
+        prober = self.probers.get(inst.name)
+        if prober is None or prober.cancelled:
+            prober = self.probers[inst.name] = Prober(self.loop, self.exec_check)
+        return prober
+
+    def _start_probe(self, inst: Instance) -> None:
+        ready = inst.service.ready
+        assert ready is not None
+        if ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.FD):
+            return  # the service tells us itself
+        pid = inst.pid
+
+        def on_ready() -> None:
+            if inst.pid == pid:
+                self.send(inst, Event.READY)
+                self.pump()
+        self._prober(inst).until_ready(ready.probe, ready.interval, on_ready)
+
+    def _start_health(self, inst: Instance) -> None:
+        health = inst.service.health
+        if health is None:
+            return
+        pid = inst.pid
+
+        def unhealthy(detail: str) -> None:
+            if inst.pid == pid:
+                self.events.emit("unit.unhealthy", f"{inst.name}: {detail}; restarting",
+                                 "warning", unit=inst.unit, pid=pid)
+                self.send(inst, Event.HEALTH_FAILED, detail=detail)
+                self.pump()
+        self._prober(inst).health(health.probe, health.interval, health.timeout,
+                                  health.retries, unhealthy)
+
+    def exec_check(self, argv: tuple[str, ...], timeout: float,
+                   done: Callable[[bool, str], None]) -> None:
+        """Runs a check command with output discarded; kills it at the timeout."""
+        check = Service(exec=argv, stdout=_NULL, stderr=_NULL)
+        try:
+            spec = make_spec(check, self.settings.daemon_env, {})
+            null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+            spec.fd_in = spec.fd_out = spec.fd_err = null
+            try:
+                pid, report = syscalls.spawn(spec)
+            finally:
+                os.close(null)
+        except (LaunchError, OSError) as err:
+            done(False, str(err))
+            return
+        os.close(report)
+        proc = Proc(pid, os.pidfd_open(pid), self.loop.clock(), time.time())
+
+        def kill() -> None:
+            try:
+                signal.pidfd_send_signal(proc.pidfd, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        timer = self.loop.call_later(timeout, kill)
+
+        def exited(info: ExitInfo) -> None:
+            timer.cancel()
+            done(info.code == 0, f"check {info!s}")
+        proc.on_exit = exited
+        self.procs[pid] = proc
+
+    def notify(self, pid: int, fields: dict[str, str]) -> None:
+        """An sd_notify datagram from `pid`: believed if it is a unit's process."""
+        for inst in self.instances.values():
+            if inst.pid is None:
+                continue
+            if pid != inst.pid:
+                try:
+                    if os.getpgid(pid) != inst.pid:
+                        continue
+                except ProcessLookupError:
+                    continue
+            if "STATUS" in fields:
+                self.status_text[inst.name] = fields["STATUS"][:200]
+            if fields.get("READY") == "1":
+                self.send(inst, Event.READY)
+                self.pump()
+            return
+
+    # -- reaping --------------------------------------------------------------
+    def reap(self) -> None:
+        """Collects every exited child, ours or an orphan's, until none is left."""
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            proc = self.procs.pop(pid, None)
+            if proc is None:
+                self.events.emit("orphan.reaped", f"reaped orphan {pid}", "debug", pid=pid)
+                continue
+            os.close(proc.pidfd)
+            info = ExitInfo.from_status(status, self.loop.clock() - proc.started)
+            if proc.on_exit is not None:
+                proc.on_exit(info)
+                continue
+            inst = proc.instance
+            assert inst is not None
+            self._exec_report(proc)  # exec status first: it may have failed
+            self.runs.setdefault(inst.name, deque(maxlen=20)).append(
+                Run(proc.started_wall, time.time(), info, usage.ru_utime, usage.ru_stime,
+                    usage.ru_maxrss))
+            level = "info" if info.success(inst.service.success_exit_codes) else "warning"
+            self.events.emit("unit.exit", f"{inst.name} ({pid}) {info} after "
+                             f"{info.runtime:.3f}s", level, unit=inst.unit, pid=pid,
+                             exit_code=info.code, signal=info.signal, core=info.core,
+                             runtime=round(info.runtime, 6))
+            try:
+                os.killpg(pid, signal.SIGKILL)  # what it left behind in its group
+            except (ProcessLookupError, PermissionError):
+                pass
+            if inst.pid == pid:
+                self.send(inst, Event.EXIT, exit=info)
+        self.pump()
+
+
+_NULL = Output(OutputKind.NULL)
+
+
+def _writer(log: LogFile) -> Callable[[Line], None]:
+    def write(line: Line) -> None:
+        log.write(line.text.encode() + b"\n")
+    return write

@@ -1,0 +1,70 @@
+"""A blocking client of the control socket, with a timeout on every wait."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+from vigil.protocol import VERSION, encode
+
+
+class ClientError(Exception):
+    """Something a person can act on; printed without a traceback."""
+
+
+class RequestFailed(ClientError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Client:
+    def __init__(self, path: str, timeout: float = 30.0) -> None:
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(timeout)
+        try:
+            self.sock.connect(path)
+        except FileNotFoundError:
+            raise ClientError(f"vigil is not running (no socket at {path})") from None
+        except ConnectionRefusedError:
+            raise ClientError(f"vigil is not running (nothing listens on {path})") from None
+        except PermissionError:
+            raise ClientError(f"permission denied opening {path}") from None
+        self.ids = itertools.count(1)
+        self.buffer = b""
+
+    def _line(self) -> dict[str, Any]:
+        while b"\n" not in self.buffer:
+            try:
+                chunk = self.sock.recv(65536)
+            except TimeoutError:
+                raise ClientError("no answer from vigil in time") from None
+            if not chunk:
+                raise ClientError("vigil closed the connection")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        reply: dict[str, Any] = json.loads(line)
+        return reply
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        rid = next(self.ids)
+        self.sock.sendall(encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args}))
+        reply = self._line()
+        if not reply.get("ok"):
+            err = reply.get("error", {})
+            raise RequestFailed(err.get("code", "error"), err.get("message", "failed"))
+        return reply.get("result")
+
+    def stream(self) -> Iterator[Any]:
+        """Further replies of a streaming command (logs -f), without a timeout."""
+        self.sock.settimeout(None)
+        while True:
+            reply = self._line()
+            yield reply.get("result")
+
+    def close(self) -> None:
+        self.sock.close()
