@@ -24,8 +24,19 @@ $(VENV)/.installed: pyproject.toml
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
+# The demo: the daemon on units/demo, its status and output, then a clean
+# shutdown. (Once the bootable image exists, this boots the VM instead.)
+DEMO_SOCK := /tmp/vigil-demo-$(shell id -u)/control.sock
 run: setup
-	$(VENV)/bin/vigil check units
+	@$(VENV)/bin/vigil check units/demo
+	@rm -rf $(dir $(DEMO_SOCK)); $(VENV)/bin/vigil --units units/demo --socket $(DEMO_SOCK) & \
+	pid=$$!; \
+	for i in $$(seq 100); do $(VENV)/bin/vigilctl --socket $(DEMO_SOCK) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	$(VENV)/bin/vigilctl --socket $(DEMO_SOCK) start app >/dev/null; \
+	echo; echo '$$ vigilctl status'; $(VENV)/bin/vigilctl --socket $(DEMO_SOCK) status; \
+	echo; echo '$$ vigilctl logs -n 6'; $(VENV)/bin/vigilctl --socket $(DEMO_SOCK) logs -n 6; \
+	echo; echo '$$ vigilctl shutdown'; $(VENV)/bin/vigilctl --socket $(DEMO_SOCK) shutdown; \
+	wait $$pid
 
 lint: setup
 	$(VENV)/bin/ruff check vigil vigilctl tests

@@ -21,3 +21,29 @@ def unit_dir(tmp_path: Path) -> Callable[..., Path]:
             path.write_text(textwrap.dedent(text))
         return root
     return write
+
+
+MODES = ["subreaper", "pid1"]
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    from tests.daemon import can_unshare
+    if request.param == "pid1" and not can_unshare():
+        pytest.skip("needs root and unshare for a PID namespace")
+    return str(request.param)
+
+
+@pytest.fixture
+def daemon(unit_dir, tmp_path, mode):
+    """Starts a daemon on the units written by the test: daemon(files)."""
+    from tests.daemon import Daemon
+    started = []
+
+    def start(files: dict[str, str], extra: list[str] | None = None) -> Daemon:
+        d = Daemon(unit_dir(files), tmp_path, pid1=(mode == "pid1"), extra=extra)
+        started.append(d)
+        return d
+    yield start
+    for d in started:
+        d.stop()

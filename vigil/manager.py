@@ -110,6 +110,11 @@ class Manager:
                 self.events.emit("unit.refused", f"{name} refused: {self.graph.refused[name]}",
                                  "error", unit=name)
         plan = self.graph.start_plan(names)
+        starting = set(plan.order)
+        conflicting = {c for n in starting for c in self.units[n].conflicts} | {
+            n for n, u in self.units.items() if starting & set(u.conflicts)}
+        if conflicting - starting:
+            self.stop(c for c in conflicting - starting if c in self.units)
         for name in plan.order:
             self.stop_waits.pop(name, None)
             self.failed_why.pop(name, None)

@@ -1,0 +1,115 @@
+"""The control socket and vigilctl against a real daemon."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import ROOT, Daemon, wait_for
+
+SLEEPER = '[service]\nexec = "sleep 1000"\n'
+
+
+def raw(d, payload: bytes) -> list[dict]:
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(10)
+    s.connect(d.socket)
+    s.sendall(payload)
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return [json.loads(x) for x in data.splitlines()]
+
+
+@pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+def test_malformed_input_gets_an_error_and_a_hangup(daemon):
+    d = daemon({"a.toml": SLEEPER})
+    assert raw(d, b"not json\n")[0]["error"]["code"] == "bad-json"
+    assert raw(d, b'{"v": 2, "cmd": "status"}\n')[0]["error"]["code"] == "bad-version"
+    assert raw(d, b"[1,2]\n")[0]["error"]["code"] == "bad-request"
+    assert raw(d, b"x" * 70000)[0]["error"]["code"] == "too-large"
+    assert raw(d, b"[" * 60000 + b"\n")[0]["error"]["code"] == "bad-json"
+    assert d.call("ping") == "pong"  # and it still serves
+
+
+@pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+def test_unknown_unit_suggests_a_name(daemon):
+    d = daemon({"web.toml": SLEEPER})
+    out = subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket,
+                          "stop", "wbe"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr.strip() == "vigilctl: no such unit 'wbe' (did you mean 'web'?)"
+
+
+def test_vigilctl_without_a_daemon_says_so(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "vigilctl", "--socket",
+                          str(tmp_path / "none.sock"), "status"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"vigilctl: vigil is not running (no socket at {tmp_path}/none.sock)"
+
+
+def test_changes_refused_from_another_uid(unit_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    # pytest's own tmp dirs are 0700; the other uid must reach the socket to be refused.
+    top = Path(tempfile.mkdtemp(prefix="vigil-peercred-"))
+    os.chmod(top, 0o755)
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), top)
+    try:
+        _refused(d)
+    finally:
+        d.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def _refused(d: Daemon) -> None:
+    pid = wait_for(lambda: d.inst("a")["pid"])
+    os.chmod(os.path.dirname(d.socket), 0o755)
+    os.chmod(d.socket, 0o666)
+    code = ("import socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(10);"
+            "s.connect(sys.argv[1]);"
+            "s.sendall(b'{\"v\":1,\"id\":1,\"cmd\":\"stop\",\"args\":{\"units\":[\"a\"]}}\\n');"
+            "print(s.recv(65536).decode())")
+    out = subprocess.run(["/usr/bin/python3", "-c", code, d.socket], capture_output=True,
+                         text=True, user=65534, group=65534, cwd="/")
+    reply = json.loads(out.stdout)
+    assert reply["ok"] is False and reply["error"]["code"] == "permission-denied"
+    assert "permission denied: 'stop' needs root" in reply["error"]["message"]
+    assert d.inst("a")["pid"] == pid and d.inst("a")["state"] == "running"
+
+
+def test_reload_restarts_only_what_changed(daemon, tmp_path):
+    d = daemon({"same.toml": SLEEPER, "changed.toml": SLEEPER, "gone.toml": SLEEPER,
+                "broken.toml": SLEEPER})
+    pids = {u: wait_for(lambda u=u: d.inst(u)["pid"]) for u in ("same", "changed", "broken")}
+    units = tmp_path / "units"
+    (units / "changed.toml").write_text('[service]\nexec = "sleep 1001"\n')
+    (units / "gone.toml").unlink()
+    (units / "broken.toml").write_text("[service\nthis is not toml")
+    (units / "new.toml").write_text(SLEEPER)
+    plan = d.call("reload", dry_run=True)
+    assert {c["unit"]: c["action"] for c in plan["changes"]} == {
+        "changed": "restart", "gone": "remove", "broken": "keep-old", "new": "add"}
+    assert d.inst("changed")["pid"] == pids["changed"]  # a dry run changes nothing
+    result = d.call("reload")
+    why = {c["unit"]: c["why"] for c in result["changes"]}
+    assert why["changed"] == "changed: service.exec"
+    assert any("broken.toml" in p and "TOML syntax error" in p for p in result["problems"])
+    wait_for(lambda: d.status("new")["state"] == "running")
+    wait_for(lambda: d.inst("changed")["pid"] not in (None, pids["changed"]))
+    assert d.inst("same")["pid"] == pids["same"]
+    assert d.inst("broken")["pid"] == pids["broken"]  # keeps its running config
+    wait_for(lambda: "gone" not in d.call("list"))

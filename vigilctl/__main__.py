@@ -1,0 +1,7 @@
+"""`python -m vigilctl`."""
+
+import sys
+
+from vigilctl.main import main
+
+sys.exit(main())
