@@ -87,13 +87,12 @@ class Daemon:
         return {"units": result.units, "broken": result.broken, "problems": problems}
 
     def reload(self, dry_run: bool = False) -> dict[str, Any]:
-        loaded = self.load() if not dry_run else None
         if dry_run:
             result = self.loader.load_all()
             changes = self.manager.plan_reload(result.units, result.broken)
-            problems = [str(p) for p in result.problems]
+            problems = [str(p) for p in result.problems + Graph.build(result.units).problems]
         else:
-            assert loaded is not None
+            loaded = self.load()
             changes = self.manager.apply_reload(loaded["units"], loaded["broken"])
             problems = loaded["problems"]
             self.events.emit("daemon.reloaded", f"Reloaded: {len(changes)} change(s)")

@@ -36,7 +36,6 @@ class Manager:
         self.graph = Graph.build({})
         self.goal: set[str] = set()
         self.waiting: set[str] = set()
-        self.waiting_since: dict[str, float] = {}
         self.stop_waits: dict[str, set[str]] = {}
         self.targets_up: set[str] = set()
         self.skipped: set[str] = set()
@@ -122,7 +121,6 @@ class Manager:
             if name not in self.goal or self.settled(name) in ("down", "failed"):
                 self.goal.add(name)
                 self.waiting.add(name)
-                self.waiting_since[name] = self.sup.loop.clock()
         self.drain()
 
     def stop(self, names: Iterable[str]) -> None:

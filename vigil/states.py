@@ -10,6 +10,7 @@ so this module can be tested without a single process.
 from __future__ import annotations
 
 import enum
+import os
 import random
 import signal
 from collections.abc import Callable
@@ -74,7 +75,6 @@ class ExitInfo:
 
     @classmethod
     def from_status(cls, status: int, runtime: float) -> ExitInfo:
-        import os
         if os.WIFSIGNALED(status):
             return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status), runtime)
         return cls(os.WEXITSTATUS(status), None, False, runtime)
@@ -107,7 +107,6 @@ class Instance:
     want_up: bool = False
     pid: int | None = None
     started_at: float | None = None
-    ready_at: float | None = None
     start_failures: int = 0
     failures: int = 0
     restarts: int = 0

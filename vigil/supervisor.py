@@ -58,7 +58,6 @@ class Settings:
     runtime_dir: str
     daemon_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     notify_socket: str | None = None
-    slow_report: float = 5.0  # say "still waiting" after this long, and as often
 
 
 class Supervisor:
@@ -306,8 +305,6 @@ class Supervisor:
             else:
                 argv0 = proc.instance.service.exec[0]
                 self.send(proc.instance, Event.EXEC_FAILED, detail=f"{argv0}: {failure}")
-        elif failure is not None and proc.on_exit:
-            pass  # an exec check that could not start exits 127; its exit reports it
         self.pump()
 
     # -- probes -----------------------------------------------------------------
