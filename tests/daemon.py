@@ -38,14 +38,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
 
 
 class Daemon:
-    def __init__(self, units: Path, tmp: Path, pid1: bool = False, extra: list[str] | None = None):
-        self.units, self.tmp, self.pid1 = units, tmp, pid1
+    def __init__(self, units: Path, tmp: Path, pid1: bool = False, extra: list[str] | None = None,
+                 cgroup: bool = False):
+        self.units, self.tmp, self.pid1 = units, tmp, pid1 or cgroup
+        self.cgroup_mount = tmp / "cgroup2"
+        self.cgroup_name = f"vigil-test-{os.getpid()}-{id(self)}"
         self.socket = str(tmp / "run" / "control.sock")
         self.log = tmp / "daemon.out"
         cmd = [sys.executable, "-m", "vigil.cli", "--units", str(units), "--socket", self.socket,
                *(extra or [])]
-        if pid1:
+        if cgroup:
+            # cgroup2 mounted in the daemon's own mount namespace; the units'
+            # cgroups go in a directory of our own, removed by `stop`.
+            self.cgroup_mount.mkdir(exist_ok=True)
+            cmd = ["sh", "-c", 'mount -t cgroup2 none "$0" && exec "$@"', str(self.cgroup_mount),
+                   *cmd, "--cgroup", str(self.cgroup_mount / self.cgroup_name)]
+        if self.pid1:
             cmd = ["unshare", "--pid", "--fork", "--mount-proc", *cmd]
+        self.cgroup = cgroup
         self.out = open(self.log, "wb")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,
                                      cwd=ROOT, start_new_session=True)
@@ -125,4 +135,15 @@ class Daemon:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(timeout=10)
         self.out.close()
+        if self.cgroup:  # what the daemon could not remove (it was killed)
+            subprocess.run(["unshare", "--mount", "sh", "-c",
+                            'mount -t cgroup2 none "$0" && cd "$0" && '
+                            'for d in "$1"/*/ "$1"; do [ -d "$d" ] && rmdir "$d"; done; true',
+                            str(self.cgroup_mount), self.cgroup_name], check=False, timeout=30)
         return self.proc.returncode
+
+    def cgroup_exists(self) -> bool:
+        out = subprocess.run(["unshare", "--mount", "sh", "-c",
+                              'mount -t cgroup2 none "$0" && test -d "$0/$1"',
+                              str(self.cgroup_mount), self.cgroup_name], timeout=30)
+        return out.returncode == 0

@@ -183,3 +183,40 @@ def test_starting_a_unit_stops_what_conflicts_with_it(daemon):
     wait_for(lambda: d.status("a")["state"] == "running")
     assert d.call("start", units=["b"]) == {"b": "running"}
     wait_for(lambda: d.status("a")["state"] == "inactive")
+
+
+def test_a_slow_start_is_reported_while_it_lasts(daemon):
+    d = daemon({"slow.toml": '[service]\nexec = "sleep 1000"\n'
+                             '[service.ready]\nexec = "false"\ntimeout = 60\ninterval = 0.2\n',
+                "dep.toml": '[unit]\nrequires = ["slow"]\nafter = ["slow"]\n'
+                            '[service]\nexec = "sleep 1000"\n'},
+               ["--slow-report", "0.3"])
+    wait_for(lambda: "still waiting for slow (1 s)" in d.output(), what="a slow-start report")
+    assert "waiting for slow to be ready" in d.call("why", units=["dep"])
+
+
+def _proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+def test_identity_umask_and_privileges_as_configured(daemon):
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("changing user needs root")
+    d = daemon({"jail.toml": '[service]\nexec = "sleep 1000"\nuser = "nobody"\n'
+                             'group = "nogroup"\nsupplementary-groups = ["daemon"]\n'
+                             'umask = "027"\nno-new-privileges = true\n'
+                             'capability-bounding-set = ["CAP_NET_BIND_SERVICE"]\n',
+                "free.toml": '[service]\nexec = "sleep 1000"\n'})
+    pid = d.host_pid(wait_for(lambda: d.inst("jail")["state"] == "running" and
+                              d.inst("jail")["pid"]))
+    st = _proc_status(pid)
+    assert st["Uid"].split() == ["65534"] * 4
+    assert st["Gid"].split() == ["65534"] * 4
+    assert st["Groups"].split() == ["1"]  # daemon
+    assert st["Umask"] == "0027"
+    assert st["NoNewPrivs"] == "1"
+    assert int(st["CapBnd"], 16) == 1 << 10  # CAP_NET_BIND_SERVICE alone
+    free = _proc_status(d.host_pid(wait_for(lambda: d.inst("free")["pid"])))
+    assert free["NoNewPrivs"] == "0" and int(free["CapBnd"], 16) != 1 << 10

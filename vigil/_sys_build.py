@@ -32,6 +32,9 @@ struct vigil_spawn {
     int new_session;
     int controlling_tty;         /* make fd 0 the controlling terminal */
     int report_fd;               /* close-on-exec pipe: step and errno on failure */
+    int cgroup_fd;               /* cgroup.procs to join first; -1 none */
+    int new_pgroup;              /* own process group without a new session */
+    int fg_tty;                  /* terminal whose foreground group it becomes; -1 none */
 };
 int vigil_spawn(const struct vigil_spawn *s);
 
@@ -64,6 +67,7 @@ SOURCE = r"""
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
+#include <termios.h>
 
 struct vigil_spawn {
     const char *path;
@@ -86,11 +90,15 @@ struct vigil_spawn {
     int new_session;
     int controlling_tty;
     int report_fd;
+    int cgroup_fd;
+    int new_pgroup;
+    int fg_tty;
 };
 
 /* Steps, reported with errno when one fails; Python maps them to words. */
 enum { STEP_SIGNALS = 1, STEP_SESSION, STEP_FDS, STEP_TTY, STEP_LIMITS, STEP_UMASK,
-       STEP_CAPS, STEP_GROUPS, STEP_GID, STEP_UID, STEP_NO_NEW_PRIVS, STEP_CWD, STEP_EXEC };
+       STEP_CAPS, STEP_GROUPS, STEP_GID, STEP_UID, STEP_NO_NEW_PRIVS, STEP_CWD, STEP_EXEC,
+       STEP_CGROUP, STEP_PGROUP };
 
 static void fail(int fd, int step) {
     int msg[2] = { step, errno };
@@ -132,6 +140,11 @@ static void try_exec(const struct vigil_spawn *s) {
 
 static void child(const struct vigil_spawn *s, const sigset_t *empty) {
     int rfd = s->report_fd;
+    /* Join the unit's cgroup before anything can fork, so nothing escapes it. */
+    if (s->cgroup_fd >= 0 && write(s->cgroup_fd, "0", 1) != 1) fail(rfd, STEP_CGROUP);
+    /* Still with every signal blocked, so taking the terminal raises no SIGTTOU. */
+    if (s->new_pgroup && setpgid(0, 0) < 0) fail(rfd, STEP_PGROUP);
+    if (s->fg_tty >= 0 && tcsetpgrp(s->fg_tty, getpid()) < 0) fail(rfd, STEP_PGROUP);
     for (int sig = 1; sig < NSIG; sig++)
         if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
     if (sigprocmask(SIG_SETMASK, empty, NULL) < 0) fail(rfd, STEP_SIGNALS);

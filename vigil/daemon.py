@@ -16,6 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from vigil import cgroups
+from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
 from vigil.events import Events
@@ -46,6 +48,11 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="seconds for all units to stop before everything is killed")
     p.add_argument("--idle-timeout", type=float, default=60.0,
                    help="seconds a silent control connection stays open")
+    p.add_argument("--cgroup", default="auto", metavar="auto|off|DIR",
+                   help="a cgroup v2 directory for the units' cgroups (auto: in system mode "
+                        "or in a cgroup delegated to this user)")
+    p.add_argument("--slow-report", type=float, default=5.0, metavar="SECONDS",
+                   help="report a unit still starting every SECONDS (0: never)")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
     return p.parse_args(argv)
 
@@ -68,7 +75,8 @@ class Daemon:
         self.loader = Loader(opts.units or SYSTEM_PATH)
         notify_path = os.path.join(self.runtime_dir, "notify.sock")
         self.settings = Settings(log_dir=self.log_dir, runtime_dir=self.runtime_dir,
-                                 notify_socket=notify_path)
+                                 notify_socket=notify_path, cgroups=self._cgroups(),
+                                 slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.notify = NotifySocket(notify_path, self.sup.notify)
@@ -77,6 +85,19 @@ class Daemon:
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout)
         self.shutting_down = False
+
+    def _cgroups(self) -> Cgroups | None:
+        base = cgroups.choose(self.opts.cgroup, self.system)
+        if base is not None:
+            try:
+                return Cgroups(base)
+            except OSError as err:
+                self.events.emit("daemon.cgroup", f"no cgroups for units ({err}); stop and kill "
+                                 "reach process groups only", "warning")
+        elif self.opts.cgroup == "auto":
+            self.events.emit("daemon.cgroup", "no delegated cgroup v2: stop and kill reach "
+                             "process groups only", "info")
+        return None
 
     def load(self) -> dict[str, Any]:
         result = self.loader.load_all()
@@ -151,6 +172,8 @@ class Daemon:
         self.sup.reap()
         self.control.close()
         self.notify.close()
+        if self.settings.cgroups is not None:
+            self.settings.cgroups.remove_all()
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
 

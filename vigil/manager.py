@@ -8,6 +8,7 @@ predecessors have settled, and stops every unit whose dependents are down.
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -141,6 +142,7 @@ class Manager:
         for name in names:
             unit = self.units.get(name)
             if unit is None or unit.is_target or not self.active(name):
+                self.goal.discard(name)  # so a finished oneshot runs again
                 self.start([name])
                 continue
             for inst in self.sup.ensure_instances(unit):
@@ -234,10 +236,25 @@ class Manager:
                 self.events.emit("unit.stopping", f"stopping {', '.join(sorted(dependents))}: "
                                  f"required {inst.unit} failed", "warning", unit=inst.unit)
                 self.stop(dependents)
-            self.start(h for h in unit.on_failure if h in self.units)
+            self._run_hooks(unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
-            self.start(h for h in unit.on_success if h in self.units)
+            self._run_hooks(unit.on_success, inst)
         self.drain()
+
+    def _run_hooks(self, hooks: tuple[str, ...], inst: Instance) -> None:
+        """Starts (or runs again) each hook unit with the event in its environment."""
+        last = inst.last_exit
+        env = {"VIGIL_HOOK_UNIT": inst.unit, "VIGIL_HOOK_INSTANCE": inst.name,
+               "VIGIL_HOOK_RESULT": "success" if inst.state is State.EXITED else inst.state.value,
+               "VIGIL_HOOK_REASON": inst.reason,
+               "VIGIL_HOOK_EXIT_CODE": "" if last is None or last.code is None else str(last.code),
+               "VIGIL_HOOK_SIGNAL": "" if last is None or last.signal is None else
+               signal.Signals(last.signal).name}
+        for hook in hooks:
+            if hook not in self.units or hook == inst.unit:
+                continue
+            self.sup.hook_env[hook] = env
+            self.restart([hook])
 
     # -- reload -------------------------------------------------------------
     def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:

@@ -169,6 +169,20 @@ def output(value: Any) -> Output:
     return Output(OutputKind.FILE, text)
 
 
+def absolute_path(value: Any) -> str:
+    text = string(value)
+    if not text.startswith("/"):
+        raise Invalid(f"{text!r} is not an absolute path")
+    return text
+
+
+def console(value: Any) -> bool:
+    text = string(value)
+    if text not in ("pty", "none"):
+        raise Invalid(f"{text!r} is not pty or none")
+    return text == "pty"
+
+
 def table(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(f"expected a table, got {_type_name(value)}")
@@ -217,7 +231,8 @@ UNIT_KEYS: dict[str, Check] = {
     "hosts": string_list, "critical": boolean,
 }
 SERVICE_KEYS: dict[str, Check] = {
-    "exec": argv, "type": choice(ServiceType), "pid-file": string,
+    "exec": argv, "type": choice(ServiceType), "pid-file": absolute_path,
+    "start-timeout": number(0.001, 86400), "console": console,
     "instances": integer(1, 1000), "restart": choice(RestartPolicy),
     "success-exit-codes": lambda v: frozenset(integer(0, 255)(c) for c in
                                               (v if isinstance(v, list) else [v])),
@@ -367,6 +382,8 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
                                 {r: rlimit_value for r in RLIMITS}).items():
         limits.append(Limit(res, *value))
     fields = {k.replace("-", "_"): v for k, v in values.items()}
+    if "console" in fields:
+        fields["pty"] = fields.pop("console")
     kind = fields.get("type", ServiceType.SIMPLE)
     if kind is ServiceType.NOTIFY and ready is None:
         ready = Ready(Probe(ProbeKind.NOTIFY), 90.0, 0.1)

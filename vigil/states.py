@@ -45,6 +45,7 @@ class Event(enum.Enum):
     STOP_TIMEOUT = "stop-timeout"
     RETRY = "retry"
     HEALTH_FAILED = "health-failed"
+    FORKED = "forked"             # a forking launcher exited 0; the pid-file names the daemon
 
 
 class Act(enum.Enum):
@@ -178,9 +179,20 @@ def _exec_ok(inst: Instance, _: Input) -> list[Action]:
     ready = inst.service.ready
     if ready is not None:
         return [Action(Act.ARM_READY, ready.timeout), Action(Act.START_PROBE)]
+    if inst.service.type is ServiceType.FORKING:
+        return [Action(Act.ARM_READY, inst.service.start_timeout)]  # until FORKED
     if inst.service.type is ServiceType.ONESHOT:
         return []  # done when it exits
     return _ready(inst, _)
+
+
+def _forked(inst: Instance, ev: Input) -> list[Action]:
+    """The supervisor has adopted the daemon named by the pid-file as inst.pid."""
+    ready = inst.service.ready
+    if ready is not None:
+        return [Action(Act.CANCEL_TIMERS), Action(Act.ARM_READY, ready.timeout),
+                Action(Act.START_PROBE)]
+    return _ready(inst, ev)
 
 
 def _ready(inst: Instance, _: Input) -> list[Action]:
@@ -298,6 +310,7 @@ TABLE: dict[tuple[State, Event], Handler] = {
     (S.BACKOFF, E.RETRY): _retry,
     (S.FATAL, E.RETRY): _retry_after_fatal,
     (S.RUNNING, E.HEALTH_FAILED): _health_failed,
+    (S.STARTING, E.FORKED): _forked,
 }
 
 # Pairs that are legitimately nothing to do (a late timer, a repeated request).
@@ -319,6 +332,8 @@ IGNORED: frozenset[tuple[State, Event]] = frozenset({
     *((s, E.EXEC_FAILED) for s in (S.INACTIVE, S.RUNNING, S.EXITED, S.BACKOFF, S.FATAL,
                                    S.FAILED)),
     *((s, E.EXIT) for s in (S.INACTIVE, S.EXITED, S.BACKOFF, S.FATAL)),
+    # the supervisor adopts a forked daemon only while starting; else it kills it
+    *((s, E.FORKED) for s in State if s is not S.STARTING),
 })
 
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from vigil import syscalls
+from vigil.cgroups import Cgroups
 from vigil.events import Events
 from vigil.launch import LaunchError, make_spec
 from vigil.loop import Loop, Timer
@@ -23,8 +24,7 @@ from vigil.output import Capture, Console, Line, LogFile, Tail
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           step)
-from vigil.unit import Output, OutputKind, ProbeKind, Service, Unit
-
+from vigil.unit import Output, OutputKind, ProbeKind, Service, ServiceType, Unit
 
 
 @dataclass
@@ -50,6 +50,7 @@ class Proc:
     instance: Instance | None = None
     on_exit: Callable[[ExitInfo], None] | None = None
     report_fd: int = -1
+    launcher: bool = False  # a forking unit's first process; its daemon comes after
 
 
 @dataclass
@@ -58,6 +59,8 @@ class Settings:
     runtime_dir: str
     daemon_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
     notify_socket: str | None = None
+    cgroups: Cgroups | None = None
+    slow_report: float = 5.0  # seconds between "still waiting for X" lines; 0: never
 
 
 class Supervisor:
@@ -72,6 +75,7 @@ class Supervisor:
         self.logs: dict[str, LogFile] = {}
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
+        self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self._pumping = False
@@ -164,7 +168,13 @@ class Supervisor:
         self.timers.setdefault(inst.name, []).append(self.loop.call_later(delay, fire))
 
     def _signal(self, inst: Instance, signum: int) -> None:
-        """Signals the whole process group, and the main process by pidfd."""
+        """Signals the whole cgroup and process group, and the main process by pidfd."""
+        cgroups = self.settings.cgroups
+        if cgroups is not None:
+            if signum == signal.SIGKILL:
+                cgroups.kill(inst.name)
+            else:
+                cgroups.signal(inst.name, signum)
         proc = self.procs.get(inst.pid) if inst.pid else None
         if proc is None:
             return
@@ -197,7 +207,8 @@ class Supervisor:
     # -- spawning -------------------------------------------------------------
     def _spawn(self, inst: Instance) -> None:
         svc = inst.service
-        extra = {"VIGIL_UNIT": inst.unit, "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
+        extra = {**self.hook_env.get(inst.unit, {}), "VIGIL_UNIT": inst.unit,
+                 "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
         ready_fd_pair: tuple[int, int] | None = None
         if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
             extra["NOTIFY_SOCKET"] = self.settings.notify_socket
@@ -209,6 +220,9 @@ class Supervisor:
             child_fds.append(spec.fd_in)
             spec.fd_out = self._output_fd(inst, "stdout", child_fds, captures)
             spec.fd_err = self._output_fd(inst, "stderr", child_fds, captures)
+            if self.settings.cgroups is not None:
+                spec.cgroup_fd = self.settings.cgroups.join_fd(inst.name)
+                child_fds.append(spec.cgroup_fd)
             if svc.ready and svc.ready.probe.kind is ProbeKind.FD:
                 ready_fd_pair = os.pipe2(os.O_CLOEXEC)
                 child_fds.append(ready_fd_pair[1])
@@ -229,7 +243,8 @@ class Supervisor:
                     except OSError:
                         pass
         now = self.loop.clock()
-        proc = Proc(pid, os.pidfd_open(pid), now, time.time(), inst, report_fd=report)
+        proc = Proc(pid, os.pidfd_open(pid), now, time.time(), inst, report_fd=report,
+                    launcher=svc.type is ServiceType.FORKING)
         self.procs[pid] = proc
         inst.pid, inst.started_at = pid, now
         self.loop.add_reader(report, lambda: self._exec_report(proc))
@@ -237,6 +252,19 @@ class Supervisor:
             self._capture(inst, stream, read_fd)
         if ready_fd_pair:
             self._watch_ready_fd(inst, pid, ready_fd_pair[0])
+        if self.settings.slow_report > 0:
+            self._report_slow(inst, pid, now)
+
+    def _report_slow(self, inst: Instance, pid: int, since: float) -> None:
+        """Says so, every slow_report seconds, while an instance is still starting."""
+        def tick() -> None:
+            if inst.state is State.STARTING and inst.pid == pid:
+                waited = self.loop.clock() - since
+                self.events.emit("unit.slow", f"still waiting for {inst.name} ({waited:.0f} s)",
+                                 "warning", unit=inst.unit, pid=pid)
+                self._report_slow(inst, pid, since)
+        timer = self.loop.call_later(self.settings.slow_report, tick)
+        self.timers.setdefault(inst.name, []).append(timer)
 
     def _output_fd(self, inst: Instance, stream: str, child_fds: list[int],
                    captures: list[tuple[str, int]]) -> int:
@@ -413,6 +441,9 @@ class Supervisor:
             inst = proc.instance
             assert inst is not None
             self._exec_report(proc)  # exec status first: it may have failed
+            if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
+                self._adopt(inst, proc)
+                continue
             self.runs.setdefault(inst.name, deque(maxlen=20)).append(
                 Run(proc.started_wall, time.time(), info, usage.ru_utime, usage.ru_stime,
                     usage.ru_maxrss))
@@ -421,13 +452,44 @@ class Supervisor:
                              f"{info.runtime:.3f}s", level, unit=inst.unit, pid=pid,
                              exit_code=info.code, signal=info.signal, core=info.core,
                              runtime=round(info.runtime, 6))
-            try:
-                os.killpg(pid, signal.SIGKILL)  # what it left behind in its group
-            except (ProcessLookupError, PermissionError):
-                pass
+            self._kill_leftovers(inst, pid)
             if inst.pid == pid:
                 self.send(inst, Event.EXIT, exit=info)
         self.pump()
+
+    def _kill_leftovers(self, inst: Instance, pid: int) -> None:
+        """The main process is gone: what it left in its group or cgroup goes too."""
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        if self.settings.cgroups is not None:
+            self.settings.cgroups.kill(inst.name)
+
+    def _adopt(self, inst: Instance, launcher: Proc) -> None:
+        """A forking unit's launcher exited 0: track the daemon its pid-file names."""
+        path = inst.service.pid_file
+        assert path is not None
+        try:
+            with open(path) as f:
+                pid = int(f.read(32).split()[0])
+            pidfd = os.pidfd_open(pid)
+        except (OSError, ValueError, IndexError) as err:
+            detail = (f"pid-file {path}: no live process ({err.strerror})"
+                      if isinstance(err, OSError) else f"pid-file {path}: not a pid")
+            inst.pid = None
+            self.send(inst, Event.EXEC_FAILED, detail=detail)
+            return
+        if inst.state is not State.STARTING:  # stopped meanwhile: do not keep it
+            os.kill(pid, signal.SIGKILL)
+            os.close(pidfd)
+            self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
+            return
+        self.procs[pid] = Proc(pid, pidfd, launcher.started, launcher.started_wall, inst)
+        inst.pid = pid
+        self.events.emit("unit.forked", f"{inst.name}: daemon {pid} from {path}", "debug",
+                         unit=inst.unit, pid=pid)
+        self.send(inst, Event.FORKED)
 
 
 _NULL = Output(OutputKind.NULL)

@@ -17,7 +17,8 @@ STEPS = {1: "resetting signals", 2: "creating a session", 3: "setting up file de
          4: "taking the terminal", 5: "setting resource limits", 6: "setting the umask",
          7: "dropping capabilities", 8: "setting supplementary groups",
          9: "setting the group", 10: "setting the user", 11: "setting no_new_privs",
-         12: "changing directory", 13: "executing"}
+         12: "changing directory", 13: "executing",
+         14: "joining the cgroup", 15: "taking the process group"}
 
 
 @dataclass
@@ -42,6 +43,9 @@ class SpawnSpec:
     extra_target: int = -1
     new_session: bool = True
     controlling_tty: bool = False
+    cgroup_fd: int = -1
+    new_pgroup: bool = False
+    fg_tty: int = -1
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ def spawn(spec: SpawnSpec) -> tuple[int, int]:
         s.extra_fd, s.extra_target = spec.extra_fd, spec.extra_target
         s.new_session, s.controlling_tty = int(spec.new_session), int(spec.controlling_tty)
         s.report_fd = write_end
+        s.cgroup_fd, s.new_pgroup, s.fg_tty = spec.cgroup_fd, int(spec.new_pgroup), spec.fg_tty
         pid = lib.vigil_spawn(s)
     except BaseException:
         os.close(read_end)

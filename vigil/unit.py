@@ -89,6 +89,8 @@ class Service:
     exec: tuple[str, ...]
     type: ServiceType = ServiceType.SIMPLE
     pid_file: str | None = None
+    start_timeout: float = 90.0  # forking: for the launcher to exit and write its pid-file
+    pty: bool = False  # console = "pty": runs on a pseudo-terminal, for `vigilctl attach`
     instances: int = 1
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     success_exit_codes: frozenset[int] = frozenset({0})
