@@ -113,3 +113,91 @@ def test_reload_restarts_only_what_changed(daemon, tmp_path):
     assert d.inst("same")["pid"] == pids["same"]
     assert d.inst("broken")["pid"] == pids["broken"]  # keeps its running config
     wait_for(lambda: "gone" not in d.call("list"))
+
+
+def test_read_group_may_look_but_not_change(unit_dir):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to act as another uid")
+    top = Path(tempfile.mkdtemp(prefix="vigil-readgroup-"))
+    os.chmod(top, 0o755)
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), top, extra=["--read-group", "nogroup"])
+    try:
+        pid = wait_for(lambda: d.inst("a")["pid"])
+        assert os.stat(d.socket).st_mode & 0o777 == 0o660
+        code = ("import json, socket, sys; s = socket.socket(socket.AF_UNIX); s.settimeout(10)\n"
+                "try:\n    s.connect(sys.argv[1])\nexcept PermissionError:\n"
+                "    print('no-access'); sys.exit()\n"
+                "for cmd in ('status', 'stop'):\n"
+                "    s.sendall(json.dumps({'v': 1, 'id': 1, 'cmd': cmd, 'args': {'units': ['a']}})"
+                ".encode() + b'\\n')\n"
+                "    print(s.makefile().readline().strip())")
+
+        def as_user(gid: int) -> list[str]:
+            out = subprocess.run(["/usr/bin/python3", "-c", code, d.socket], capture_output=True,
+                                 text=True, user=65534, group=gid, extra_groups=[], cwd="/",
+                                 timeout=30)
+            return out.stdout.splitlines()
+        status, stop = (json.loads(x) for x in as_user(65534))
+        assert status["ok"] and status["result"][0]["state"] == "running"
+        assert stop["error"]["code"] == "permission-denied"
+        assert as_user(1) == ["no-access"], "outside the group the socket cannot be opened"
+        assert d.inst("a")["pid"] == pid
+    finally:
+        d.stop()
+        shutil.rmtree(top, ignore_errors=True)
+
+
+@pytest.mark.parametrize("mode", ["pid1"], indirect=True)
+def test_socket_fuzz_while_the_daemon_keeps_serving(daemon):
+    import random
+    import threading
+    d = daemon({"a.toml": SLEEPER})
+    pid = wait_for(lambda: d.inst("a")["pid"])
+    rng = random.Random(1234)
+    shapes = [
+        lambda: rng.randbytes(rng.randint(1, 4096)),
+        lambda: rng.randbytes(rng.randint(1, 200)) + b"\n",
+        lambda: json.dumps({"v": 1, "id": rng.random(), "cmd": rng.choice(
+            ["status", "stop", "start", "logs", "cat", "attach", "input", "resize", "reload",
+             "nope", ""]), "args": rng.choice([{}, [], None, {"units": 7},
+                                               {"units": ["a", 3]}, {"unit": []},
+                                               {"lines": -1}, {"since": "x"},
+                                               {"rows": 0, "cols": 1e9, "unit": "a"}])}).encode()
+        + b"\n",
+        lambda: b'{"v":1,"cmd":"status","args":{"units":["' + b"a" * rng.randint(1, 90000)
+        + b'"]}}\n',
+        lambda: b"\n" * rng.randint(1, 1000),
+        lambda: b'{"v":1,"id":1,"cmd":"ping"}\n' * rng.randint(1, 500),
+    ]
+    errors: list[BaseException] = []
+
+    def hammer(seed: int) -> None:
+        local = random.Random(seed)
+        for _ in range(60):
+            s = socket.socket(socket.AF_UNIX)
+            s.settimeout(10)
+            try:
+                s.connect(d.socket)
+                s.sendall(local.choice(shapes)())
+                if local.random() < 0.5:
+                    s.shutdown(socket.SHUT_WR)
+                    while s.recv(65536):
+                        pass
+            except OSError:
+                pass  # the daemon may hang up on us: that is its right
+            except BaseException as err:
+                errors.append(err)
+            finally:
+                s.close()
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for _ in range(20):
+        assert d.call("ping") == "pong"
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors
+    assert d.inst("a")["pid"] == pid and d.inst("a")["state"] == "running"
+    assert "daemon.bug" not in d.output()
+    assert "Traceback" not in d.output()
+    assert "error in command" not in d.output(), "a handler raised on bad input"

@@ -14,7 +14,7 @@ def test_on_failure_posts_the_event_to_a_webhook(daemon):
     posts: list[dict[str, str]] = []
 
     class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+        def do_POST(self) -> None:
             posts.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
             self.send_response(204)
             self.end_headers()

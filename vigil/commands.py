@@ -7,8 +7,9 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.control import Connection
+from vigil.events import Events
 from vigil.manager import Manager
-from vigil.output import Line, Tail
+from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError
 from vigil.states import State
 
@@ -31,15 +32,20 @@ def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> lis
 
 
 class Commands:
-    def __init__(self, manager: Manager, tail: Tail, reload: Callable[[bool], dict[str, Any]],
+    def __init__(self, manager: Manager, tail: Tail, events: Events,
+                 reload: Callable[[bool], dict[str, Any]],
                  shutdown: Callable[[], None], wait_timeout: float = 120.0) -> None:
         self.manager, self.tail, self.reload, self.shutdown = manager, tail, reload, shutdown
+        self.events = events
         self.wait_timeout = wait_timeout
         self.table: dict[str, Handler] = {
             "ping": lambda c, rid, a: c.reply(rid, "pong"),
             "status": self.status, "start": self.start, "stop": self.stop,
             "restart": self.restart, "reload": self.reload_cmd, "logs": self.logs,
             "shutdown": self.shutdown_cmd, "why": self.why, "list": self.list_units,
+            "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
+            "timeline": self.timeline, "attach": self.attach, "input": self.input,
+            "resize": self.resize,
         }
 
     def handle(self, conn: Connection, req: dict[str, Any]) -> None:
@@ -108,19 +114,128 @@ class Commands:
         count = args.get("lines", 50)
         if not isinstance(count, int) or count < 0:
             raise ProtocolError("bad-args", "\"lines\" must be a whole number")
-        shown = [_line(x) for x in self.tail.get(names or None)][-count:] if count else []
-        conn.reply(rid, shown)
+        since = _since(args)
+        lines = [x for x in self.tail.get(names or None) if x.time >= since]
+        conn.reply(rid, [_line(x) for x in lines][-count:] if count else [])
         if not args.get("follow"):
             return
-        conn.streaming = True
-        if conn.idle:
-            conn.idle.cancel()
+        _stream(conn)
 
         def follow(line: Line) -> None:
             if not names or line.unit in names:
                 conn.send({"id": rid, "ok": True, "stream": True, "result": _line(line)})
         self.tail.followers.append(follow)
         conn.on_close.append(lambda: self.tail.followers.remove(follow))
+
+    def events_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        names = _names(args, self.manager, required=False)
+        count = args.get("lines", 50)
+        if not isinstance(count, int) or count < 0:
+            raise ProtocolError("bad-args", "\"lines\" must be a whole number")
+        since = _since(args)
+        wanted = [e for e in self.events.recent
+                  if e["time"] >= since and (not names or e["unit"] in names)]
+        conn.reply(rid, wanted[-count:] if count else [])
+        if not args.get("follow"):
+            return
+        _stream(conn)
+
+        def follow(event: dict[str, Any]) -> None:
+            if not names or event["unit"] in names:
+                conn.send({"id": rid, "ok": True, "stream": True, "result": event})
+        self.events.followers.append(follow)
+        conn.on_close.append(lambda: self.events.followers.remove(follow))
+
+    def cat(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """The effective unit (drop-ins merged) and the files it came from."""
+        result = []
+        for name in _names(args, self.manager):
+            unit = self.manager.units[name]
+            files = sorted({f for f, _ in unit.where.values()} | {unit.path})
+            result.append({"unit": name, "path": unit.path, "files": files, "toml": unit.raw})
+        conn.reply(rid, result)
+
+    def deps(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Every unit's edges and state; the client draws the tree it wants."""
+        m = self.manager
+        conn.reply(rid, {name: {"requires": list(u.requires), "wants": list(u.wants),
+                                "after": sorted(m.graph.after(name)), "state": m.state(name)}
+                         for name, u in m.units.items()})
+
+    def timeline(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """When each unit began and became ready, slowest first, and the
+        critical chain: the dependencies that the last unit waited on."""
+        m = self.manager
+        began = {n: t[0] - m.t0 for n, t in m.times.items() if t[0] is not None}
+        ready = {n: t[1] - m.t0 for n, t in m.times.items() if t[1] is not None}
+
+        def row(name: str) -> dict[str, Any]:
+            up = ready.get(name)
+            return {"unit": name, "began": round(began[name], 4),
+                    "ready": None if up is None else round(up, 4),
+                    "took": None if up is None else round(up - began[name], 4)}
+        chain: list[str] = []
+        current = max(ready, key=ready.__getitem__) if ready else None
+        while current is not None:
+            chain.append(current)
+            waited = [d for d in m.graph.after(current)
+                      if d in ready and d in began and ready[d] <= began[current] + 1e-3]
+            current = max(waited, key=ready.__getitem__) if waited else None
+        slowest = sorted(began, key=lambda n: -(ready[n] - began[n]) if n in ready
+                         else -float("inf"))
+        conn.reply(rid, {"units": [row(n) for n in slowest],
+                         "chain": [row(n) for n in reversed(chain)]})
+
+    # -- terminals -------------------------------------------------------------
+    def _terminal(self, args: dict[str, Any]) -> tuple[str, Terminal]:
+        name = args.get("unit")
+        if not isinstance(name, str):
+            raise ProtocolError("bad-args", "\"unit\" must be a unit or instance name")
+        sup = self.manager.sup
+        if name not in sup.instances:
+            _names({"units": [name.partition(":")[0]]}, self.manager)
+            insts = sup.of_unit(name)
+            name = insts[0].name if insts else name
+        inst = sup.instances.get(name)
+        if inst is None or not inst.service.pty:
+            raise ProtocolError("no-terminal", f"{name} has no terminal: set console = \"pty\" "
+                                "in its [service]")
+        terminal = sup.terminals.get(name)
+        if terminal is None or terminal.fd < 0:
+            raise ProtocolError("no-terminal", f"{name} is not running")
+        return name, terminal
+
+    def attach(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Replies with the recent screen, then streams output as base64 frames."""
+        import base64
+        name, terminal = self._terminal(args)
+        conn.reply(rid, {"instance": name, "data": base64.b64encode(terminal.recent).decode()})
+        _stream(conn)
+
+        def follow(data: bytes) -> None:
+            frame = {"data": base64.b64encode(data).decode()} if data else {"eof": True}
+            conn.send({"id": rid, "ok": True, "stream": True, "result": frame})
+        terminal.followers.append(follow)
+        conn.on_close.append(lambda: terminal.followers.remove(follow))
+
+    def input(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        import base64
+        import binascii
+        _, terminal = self._terminal(args)
+        try:
+            data = base64.b64decode(args.get("data", ""), validate=True)
+        except (binascii.Error, TypeError):
+            raise ProtocolError("bad-args", "\"data\" must be base64") from None
+        conn.reply(rid, terminal.write(data))
+
+    def resize(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        _, terminal = self._terminal(args)
+        rows, cols = args.get("rows"), args.get("cols")
+        if not (isinstance(rows, int) and isinstance(cols, int) and 0 < rows < 10000
+                and 0 < cols < 10000):
+            raise ProtocolError("bad-args", "\"rows\" and \"cols\" must be sizes")
+        terminal.resize(rows, cols)
+        conn.reply(rid, None)
 
     # -- changes ----------------------------------------------------------------
     def _wait(self, conn: Connection, rid: Any, names: list[str], want_up: bool,
@@ -178,6 +293,20 @@ class Commands:
     def shutdown_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         conn.reply(rid, "stopping all units and exiting")
         self.shutdown()
+
+
+def _since(args: dict[str, Any]) -> float:
+    since = args.get("since", 0)
+    if isinstance(since, bool) or not isinstance(since, (int, float)):
+        raise ProtocolError("bad-args", "\"since\" must be a time in seconds since the epoch")
+    return float(since)
+
+
+def _stream(conn: Connection) -> None:
+    """Keeps a connection open for streamed replies, with no idle timeout."""
+    conn.streaming = True
+    if conn.idle:
+        conn.idle.cancel()
 
 
 def _line(line: Line) -> dict[str, Any]:

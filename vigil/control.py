@@ -34,6 +34,18 @@ class Connection:
         self.idle: Timer | None = None
         self._touch()
 
+    def groups(self) -> set[int]:
+        """The peer's primary and supplementary groups (from /proc, by its pid)."""
+        found = {self.gid}
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith("Groups:"):
+                        found |= {int(g) for g in line.split()[1:]}
+        except (OSError, ValueError):
+            pass
+        return found
+
     def _touch(self) -> None:
         if self.idle:
             self.idle.cancel()
@@ -74,7 +86,8 @@ class Connection:
             self.send({"id": rid, "ok": False, "error": {
                 "code": "permission-denied",
                 "message": f"permission denied: '{req['cmd']}' needs root or uid "
-                           f"{self.server.owner_uid}"}})
+                           f"{self.server.owner_uid}" + ("" if req["cmd"] in READ_ONLY else
+                                                         " (it changes things)")}})
             return
         try:
             self.server.handler(self, req)
@@ -146,12 +159,13 @@ class ControlServer:
         self.owner_uid = os.getuid()
         self.read_gid = read_gid
         self.connections: set[Connection] = set()
-        self.sock = self._listen(path)
+        self.sock = self._listen(path, read_gid)
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @staticmethod
-    def _listen(path: str) -> socket.socket:
-        """Creates the socket inside a 0700 directory; refuses symlinks there."""
+    def _listen(path: str, read_gid: int | None) -> socket.socket:
+        """Creates the socket inside a 0700 directory (0750 and 0660 when a
+        group may read); refuses symlinks there."""
         directory = os.path.dirname(path)
         os.makedirs(directory, mode=0o700, exist_ok=True)
         info = os.lstat(directory)
@@ -159,7 +173,9 @@ class ControlServer:
             raise OSError(f"{directory} is not a directory (a symlink is refused)")
         if info.st_uid != os.getuid():
             raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
-        os.chmod(directory, 0o700)
+        os.chmod(directory, 0o700 if read_gid is None else 0o750)
+        if read_gid is not None:
+            os.chown(directory, -1, read_gid)
         try:
             if stat.S_ISLNK(os.lstat(path).st_mode):
                 raise OSError(f"{path} is a symlink; refusing to use it")
@@ -172,6 +188,9 @@ class ControlServer:
             sock.bind(path)
         finally:
             os.umask(old)
+        if read_gid is not None:
+            os.chown(path, -1, read_gid)
+            os.chmod(path, 0o660)
         sock.listen(64)
         sock.setblocking(False)
         return sock
@@ -179,7 +198,7 @@ class ControlServer:
     def allowed(self, conn: Connection, cmd: str) -> bool:
         if conn.uid in (0, self.owner_uid):
             return True
-        return cmd in READ_ONLY and self.read_gid is not None and conn.gid == self.read_gid
+        return cmd in READ_ONLY and self.read_gid is not None and self.read_gid in conn.groups()
 
     def _accept(self) -> None:
         for _ in range(64):

@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "or in a cgroup delegated to this user)")
     p.add_argument("--slow-report", type=float, default=5.0, metavar="SECONDS",
                    help="report a unit still starting every SECONDS (0: never)")
+    p.add_argument("--read-group", metavar="GROUP",
+                   help="members may use read-only commands (status, logs, events, cat, ...)")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
     return p.parse_args(argv)
 
@@ -81,9 +83,10 @@ class Daemon:
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
-        self.commands = Commands(self.manager, self.tail, self.reload, self.shutdown)
+        self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown)
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
-                                     self.events.error, idle_timeout=opts.idle_timeout)
+                                     self.events.error, idle_timeout=opts.idle_timeout,
+                                     read_gid=_group_id(opts.read_group))
         self.shutting_down = False
 
     def _cgroups(self) -> Cgroups | None:
@@ -176,6 +179,18 @@ class Daemon:
             self.settings.cgroups.remove_all()
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
+
+
+def _group_id(name: str | None) -> int | None:
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    import grp
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise OSError(f"--read-group: no such group '{name}'") from None
 
 
 def become_subreaper() -> bool:

@@ -43,6 +43,9 @@ class Manager:
         self.failed_why: dict[str, str] = {}
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.watchers: list[Callable[[], bool]] = []
+        # name -> [began, up]: clock times of the latest start, for `timeline`
+        self.times: dict[str, list[float | None]] = {}
+        self.t0 = sup.loop.clock()
         self._draining = False
         sup.on_settled = self._settled
 
@@ -213,6 +216,8 @@ class Manager:
         return changed
 
     def _begin(self, unit: Unit) -> None:
+        now = self.sup.loop.clock()
+        self.times[unit.name] = [now, now if unit.is_target else None]
         if not unit.runs_on(self.hostname):
             self.skipped.add(unit.name)
             self.events.emit("unit.skipped", f"{unit.name} skipped: not for host "
@@ -229,6 +234,9 @@ class Manager:
     def _settled(self, inst: Instance) -> None:
         """An instance finished changing: propagate failures, start hooks, drain."""
         unit = self.units.get(inst.unit)
+        times = self.times.get(inst.unit)
+        if times is not None and times[1] is None and self.settled(inst.unit) == "up":
+            times[1] = self.sup.loop.clock()
         if inst.state in (State.FAILED, State.FATAL) and unit is not None:
             dependents = {n for n, u in self.units.items()
                           if inst.unit in u.requires and self.active(n)}

@@ -119,9 +119,10 @@ class Capture:
     """Reads one pipe of one instance and hands out complete lines."""
 
     def __init__(self, fd: int, unit: str, instance: str, stream: str,
-                 sinks: list[Callable[[Line], None]]) -> None:
+                 sinks: list[Callable[[Line], None]],
+                 on_raw: Callable[[bytes], None] | None = None) -> None:
         self.fd, self.unit, self.instance, self.stream = fd, unit, instance, stream
-        self.sinks = sinks
+        self.sinks, self.on_raw = sinks, on_raw
         self.partial = b""
 
     def read(self) -> bool:
@@ -132,12 +133,14 @@ class Capture:
             return True
         except OSError:
             data = b""
+        if self.on_raw is not None:
+            self.on_raw(data)
         if not data:
             if self.partial:
                 self._emit(self.partial)
                 self.partial = b""
             return False
-        buffer = self.partial + data
+        buffer = self.partial + data.replace(b"\r\n", b"\n")
         *complete, self.partial = buffer.split(b"\n")
         for raw in complete:
             self._emit(raw)
@@ -151,3 +154,40 @@ class Capture:
                     raw.decode("utf-8", "replace"))
         for sink in self.sinks:
             sink(line)
+
+
+class Terminal:
+    """The master side of a console = "pty" unit: what `attach` reads and
+    writes. Keeps the last bytes so a fresh attach sees the screen's end."""
+
+    KEEP = 8192
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.recent = bytearray()
+        self.followers: list[Callable[[bytes], None]] = []
+
+    def feed(self, data: bytes) -> None:
+        """Output from the service; b"" when it hung up."""
+        if not data:
+            self.fd = -1
+        self.recent += data
+        del self.recent[:-self.KEEP]
+        for follower in list(self.followers):
+            follower(data)
+
+    def write(self, data: bytes) -> int:
+        """Input for the service; what does not fit now is dropped, never waited for."""
+        if self.fd < 0:
+            return 0
+        try:
+            return os.write(self.fd, data)
+        except OSError:
+            return 0
+
+    def resize(self, rows: int, cols: int) -> None:
+        import fcntl
+        import struct
+        import termios
+        if self.fd >= 0:
+            fcntl.ioctl(self.fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))

@@ -20,7 +20,7 @@ from vigil.cgroups import Cgroups
 from vigil.events import Events
 from vigil.launch import LaunchError, make_spec
 from vigil.loop import Loop, Timer
-from vigil.output import Capture, Console, Line, LogFile, Tail
+from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           step)
@@ -76,6 +76,7 @@ class Supervisor:
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
+        self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self._pumping = False
@@ -216,10 +217,18 @@ class Supervisor:
         captures: list[tuple[str, int]] = []  # our read ends of output pipes
         try:
             spec = make_spec(svc, self.settings.daemon_env, extra)
-            spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-            child_fds.append(spec.fd_in)
-            spec.fd_out = self._output_fd(inst, "stdout", child_fds, captures)
-            spec.fd_err = self._output_fd(inst, "stderr", child_fds, captures)
+            if svc.pty:
+                master, slave = os.openpty()
+                os.set_blocking(master, False)
+                captures.append(("pty", master))
+                child_fds.append(slave)
+                spec.fd_in = spec.fd_out = spec.fd_err = slave
+                spec.controlling_tty = True
+            else:
+                spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+                child_fds.append(spec.fd_in)
+                spec.fd_out = self._output_fd(inst, "stdout", child_fds, captures)
+                spec.fd_err = self._output_fd(inst, "stderr", child_fds, captures)
             if self.settings.cgroups is not None:
                 spec.cgroup_fd = self.settings.cgroups.join_fd(inst.name)
                 child_fds.append(spec.cgroup_fd)
@@ -286,7 +295,7 @@ class Supervisor:
 
     def _capture(self, inst: Instance, stream: str, fd: int) -> None:
         svc = inst.service
-        out = svc.stdout if stream == "stdout" else svc.stderr
+        out = svc.stderr if stream == "stderr" else svc.stdout  # a pty is stdout
         sinks: list[Callable[[Line], None]] = [self.tail.add]
         if out.kind is OutputKind.LOG:
             log = self.logs.get(inst.name)
@@ -296,7 +305,11 @@ class Supervisor:
             sinks.append(_writer(log))
         else:
             sinks.append(self.console.service_line)
-        capture = Capture(fd, inst.unit, inst.name, stream, sinks)
+        on_raw = None
+        if stream == "pty":
+            terminal = self.terminals[inst.name] = Terminal(fd)
+            on_raw = terminal.feed
+        capture = Capture(fd, inst.unit, inst.name, stream, sinks, on_raw)
 
         def readable() -> None:
             if not capture.read():

@@ -6,9 +6,12 @@ import itertools
 import json
 import socket
 from collections.abc import Iterator
-from typing import Any
 
 from vigil.protocol import VERSION, encode
+
+TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ClientError(Exception):
@@ -50,9 +53,22 @@ class Client:
         reply: dict[str, Any] = json.loads(line)
         return reply
 
-    def call(self, cmd: str, **args: Any) -> Any:
+    def send(self, cmd: str, **args: Any) -> int:
+        """Sends a request without waiting; returns its id."""
         rid = next(self.ids)
         self.sock.sendall(encode({"v": VERSION, "id": rid, "cmd": cmd, "args": args}))
+        return rid
+
+    def reply(self) -> dict[str, Any]:
+        """The next whole reply, as sent."""
+        return self._line()
+
+    def pending(self) -> bool:
+        """Whether a whole reply is already buffered (select cannot tell)."""
+        return b"\n" in self.buffer
+
+    def call(self, cmd: str, **args: Any) -> Any:
+        self.send(cmd, **args)
         reply = self._line()
         if not reply.get("ok"):
             err = reply.get("error", {})

@@ -1,0 +1,133 @@
+"""vigilctl's commands end to end: the printed output a person reads."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.daemon import ROOT, wait_for
+
+SUBREAPER = pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+
+UNITS = {
+    "db.toml": '[unit]\ndescription = "the db"\n[service]\nexec = "sleep 1000"\n'
+               '[service.ready]\nexec = ["sh", "-c", "sleep 0.3"]\n',
+    "web.toml": '[unit]\nrequires = ["db"]\nafter = ["db"]\n[service]\nexec = "sleep 1000"\n',
+    "web.d/override.toml": '[service]\nstop-timeout = 3\n',
+    "app.toml": '[unit]\nwants = ["web", "cron"]\n',
+    "cron.toml": '[service]\nexec = ["sh", "-c", "echo tick; exec sleep 1000"]\n',
+}
+
+
+def ctl(d, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket, *args],
+                          capture_output=True, text=True, cwd=ROOT, input=stdin, timeout=60)
+
+
+@SUBREAPER
+def test_timeline_deps_and_cat(daemon):
+    d = daemon(UNITS)
+    wait_for(lambda: d.status("app")["state"] == "active")
+    out = ctl(d, "timeline").stdout
+    chain = out.split("critical chain")[1].split("\n")[1:]
+    assert [line.split()[0] for line in chain if line.strip()] == ["db", "web", "app"]
+    assert out.splitlines()[1].split()[-1] == "db", "slowest first: db waited for its probe"
+    tree = ctl(d, "deps", "app").stdout.splitlines()
+    assert tree == ["app (active)", "├─ cron (running) [wants]", "└─ web (running) [wants]",
+                    "   └─ db (running)"]
+    assert ctl(d, "deps", "--reverse", "db").stdout.splitlines() == [
+        "db (running)", "└─ web (running)", "   └─ app (active)"]
+    cat = ctl(d, "cat", "web").stdout
+    assert cat.splitlines()[0].startswith("# web: ") and "override.toml" in cat.splitlines()[0]
+    merged = tomllib.loads(cat)
+    assert merged["service"] == {"exec": "sleep 1000", "stop-timeout": 3}
+
+
+@SUBREAPER
+def test_logs_since_and_events(daemon):
+    d = daemon(UNITS)
+    wait_for(lambda: "tick" in ctl(d, "logs", "cron").stdout)
+    assert ctl(d, "logs", "--since", str(time.time() + 60), "cron").stdout == ""
+    assert ctl(d, "logs", "--since", "1h", "cron").stdout.split(": ", 1)[1] == "tick\n"
+    bad = ctl(d, "logs", "--since", "yesterday-ish")
+    assert bad.returncode == 2 and "cannot read time 'yesterday-ish'" in bad.stderr
+    events = wait_for(lambda: (e := ctl(d, "events", "db").stdout) and "Started db" in e and e)
+    assert "unit.ready" in events
+    assert "cron" not in events
+
+
+@SUBREAPER
+def test_the_shell_runs_commands_from_its_input(daemon):
+    d = daemon(UNITS)
+    wait_for(lambda: d.status("app")["state"] == "active")
+    out = ctl(d, stdin="stop cron\nstatus cron\nwhy wbe\nhelp\n")
+    assert "cron: inactive" in out.stdout
+    assert "no such unit 'wbe' (did you mean 'web'?)" in out.stdout
+    assert "attach" in out.stdout  # help lists the commands
+    assert d.status("cron")["state"] == "inactive"
+
+
+NGINX = """[Unit]
+Description=web server
+After=network.target
+Wants=network-online.target
+
+[Service]
+Type=forking
+PIDFile=/run/nginx.pid
+ExecStartPre=/usr/sbin/nginx -t
+ExecStart=/usr/sbin/nginx -g 'daemon on;'
+Restart=on-abnormal
+RestartSec=1min 30s
+TimeoutStopSec=5
+LimitNOFILE=1024:4096
+Environment="A=1" B=two
+KillMode=mixed
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def test_convert_systemd_reports_what_it_drops(tmp_path):
+    src = tmp_path / "nginx.service"
+    src.write_text(NGINX)
+    out = subprocess.run([sys.executable, "-m", "vigilctl", "convert", str(src), "-o",
+                          str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    unit = tomllib.loads((tmp_path / "nginx.toml").read_text())
+    assert unit == {
+        "unit": {"description": "web server", "after": ["network"], "wants": ["network-online"]},
+        "service": {"type": "forking", "pid-file": "/run/nginx.pid",
+                    "exec": ["/usr/sbin/nginx", "-g", "daemon on;"], "restart": "on-failure",
+                    "restart-delay": 90.0, "stop-timeout": 5.0,
+                    "limits": {"nofile": [1024, 4096]}, "env": {"A": "1", "B": "two"}}}
+    assert "ExecStartPre=/usr/sbin/nginx -t has no vigil equivalent" in out.stderr
+    assert "KillMode=mixed has no vigil equivalent" in out.stderr
+    assert "add 'nginx' to the wants of multi-user" in out.stderr
+    check = subprocess.run([sys.executable, "-m", "vigil.cli", "check", str(tmp_path)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "1 unit(s) ok" in check.stdout
+
+
+def test_convert_supervisord_programs_and_groups(tmp_path):
+    src = tmp_path / "supervisord.conf"
+    src.write_text("[supervisord]\nnodaemon=true\n\n[program:web]\ncommand=python3 -m http.server"
+                   "\nautorestart=unexpected\nnumprocs=2\nenvironment=A=\"1\",B=\"x y\"\n"
+                   "stdout_logfile=NONE\nstartsecs=3\n\n[group:all]\nprograms=web\n")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = subprocess.run([sys.executable, "-m", "vigilctl", "convert", str(src), "-o",
+                          str(out_dir)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    web = tomllib.loads((out_dir / "web.toml").read_text())
+    assert web["service"] == {"exec": ["python3", "-m", "http.server"], "restart": "on-failure",
+                              "instances": 2, "env": {"A": "1", "B": "x y"}, "stdout": "null",
+                              "start-seconds": 3.0}
+    assert tomllib.loads((out_dir / "all.toml").read_text())["unit"]["wants"] == ["web"]
+    assert Path(out_dir / "web.toml").read_text().startswith("# Converted from")

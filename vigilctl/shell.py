@@ -1,0 +1,126 @@
+"""`vigilctl` with no command: a shell in the spirit of supervisorctl, with
+line editing, persistent history and completion of commands and units."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from vigilctl.client import Client, ClientError
+
+EXTRA = ("help", "quit", "exit")
+
+
+def history_path() -> str:
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(state, "vigil", "vigilctl_history")
+
+
+class Shell:
+    def __init__(self, parser: argparse.ArgumentParser, socket: str, timeout: float) -> None:
+        self.parser, self.socket, self.timeout = parser, socket, timeout
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        self.subparsers: dict[str, argparse.ArgumentParser] = dict(sub.choices)
+        self.commands = sorted([*self.subparsers, *EXTRA])
+        self._units: list[str] | None = None
+
+    def units(self) -> list[str]:
+        if self._units is None:
+            try:
+                client = Client(self.socket, timeout=2)
+                try:
+                    self._units = list(client.call("list"))
+                finally:
+                    client.close()
+            except ClientError:
+                return []
+        return self._units
+
+    def complete(self, text: str, state: int) -> str | None:
+        import readline
+        before = readline.get_line_buffer()[:readline.get_begidx()]
+        words = before.split()
+        if not words:
+            options = [c for c in self.commands if c.startswith(text)]
+        elif words[0] in ("help",):
+            options = [c for c in self.subparsers if c.startswith(text)]
+        else:
+            options = [u for u in self.units() if u.startswith(text)]
+        return options[state] + " " if state < len(options) else None
+
+    def setup_readline(self) -> str | None:
+        try:
+            import readline
+        except ImportError:
+            return None
+        path = history_path()
+        try:
+            readline.read_history_file(path)
+        except OSError:
+            pass
+        readline.set_history_length(1000)
+        readline.set_completer(self.complete)
+        readline.set_completer_delims(" \t")
+        readline.parse_and_bind("tab: complete")
+        return path
+
+    def one(self, line: str) -> int:
+        from vigilctl.main import run
+        try:
+            words = shlex.split(line)
+        except ValueError as err:
+            print(f"vigilctl: {err}")
+            return 2
+        if not words:
+            return 0
+        if words[0] == "help":
+            target = self.subparsers.get(words[1]) if len(words) > 1 else None
+            (target or self.parser).print_help()
+            return 0
+        try:
+            opts = self.parser.parse_args(words)
+        except SystemExit as exit:
+            return int(exit.code or 0)
+        opts.socket, opts.timeout = self.socket, self.timeout
+        self._units = None  # units may change with reload
+        try:
+            return run(opts)
+        except ClientError as err:
+            print(f"vigilctl: {err}")
+            return 1
+        except ValueError as err:
+            print(f"vigilctl: {err}")
+            return 2
+        except KeyboardInterrupt:
+            print()
+            return 130
+
+    def loop(self) -> int:
+        interactive = sys.stdin.isatty()
+        history = self.setup_readline() if interactive else None
+        if interactive:
+            print(f"vigil shell on {self.socket}: `help` lists commands, Tab completes, "
+                  "Ctrl-D leaves.")
+        status = 0
+        try:
+            while True:
+                try:
+                    line = input("vigil> " if interactive else "")
+                except EOFError:
+                    break
+                except KeyboardInterrupt:
+                    print()
+                    continue
+                if line.strip() in ("quit", "exit"):
+                    break
+                status = self.one(line)
+        finally:
+            if history:
+                import readline
+                os.makedirs(os.path.dirname(history), exist_ok=True)
+                readline.write_history_file(history)
+        if interactive:
+            print()
+        return status

@@ -1,0 +1,125 @@
+"""How vigilctl prints what the daemon answers: tables, trees, timelines."""
+
+from __future__ import annotations
+
+import time
+
+TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+COLORS = {"running": "32", "active": "32", "exited": "32", "failed": "31", "fatal": "31",
+          "backoff": "33", "starting": "33", "stopping": "33", "waiting": "33"}
+GOOD = ("running", "active", "exited", "inactive", "skipped")
+
+
+def paint(text: str, state: str, color: bool) -> str:
+    return f"\x1b[{COLORS[state]}m{text}\x1b[0m" if color and state in COLORS else text
+
+
+def age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else (
+        f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 else f"{s // 60}m{s % 60}s")
+
+
+def status(units: list[dict[str, Any]], color: bool) -> None:
+    rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DESCRIPTION")]
+    for u in units:
+        for inst in u["instances"] or [None]:
+            if inst is None:
+                rows.append((u["unit"], u["state"], "-", "-", "-", "-", u["description"]))
+                continue
+            rows.append((inst["name"], inst["state"], str(inst["pid"] or "-"),
+                         age(inst["uptime"]), str(inst["restarts"]),
+                         inst["last_exit"] or "-", u["description"]))
+    widths = [max(len(r[i]) for r in rows) for i in range(6)]
+    for n, row in enumerate(rows):
+        cells = [row[i].ljust(widths[i]) for i in range(6)]
+        if n:
+            cells[1] = paint(cells[1], row[1], color)
+        print("  ".join(cells) + "  " + row[6])
+    for u in units:
+        if u["why"] and u["state"] not in ("running", "active", "exited"):
+            print(f"  {u['unit']}: {u['why']}")
+    if len(units) == 1 and units[0]["instances"]:
+        runs(units[0])
+
+
+def runs(unit: dict[str, Any]) -> None:
+    """The last finished runs of one unit, with their resource usage."""
+    shown = [(i["name"], r) for i in unit["instances"] for r in i["runs"]]
+    if not shown:
+        return
+    print("\nLAST RUNS")
+    for name, r in sorted(shown, key=lambda x: x[1]["ended"])[-5:]:
+        began = time.strftime("%H:%M:%S", time.localtime(r["started"]))
+        print(f"  {name}  {began}  {r['ended'] - r['started']:8.3f}s  {r['exit']:<20}"
+              f"  cpu {r['user_cpu']:.2f}u {r['system_cpu']:.2f}s  max rss "
+              f"{r['max_rss_kb'] / 1024:.1f} MB")
+
+
+def deps(graph: dict[str, dict[str, Any]], root: str, color: bool, reverse: bool = False) -> None:
+    """The dependency tree under root (or what depends on it, reversed)."""
+    if reverse:
+        edges = {n: sorted(m for m, e in graph.items() if n in e["requires"] or n in e["wants"])
+                 for n in graph}
+    else:
+        edges = {n: sorted(set(e["requires"]) | set(e["wants"])) for n, e in graph.items()}
+
+    def label(name: str) -> str:
+        state = graph[name]["state"] if name in graph else "missing"
+        return f"{name} ({paint(state, state, color)})"
+
+    def walk(name: str, prefix: str, seen: tuple[str, ...]) -> None:
+        children = edges.get(name, [])
+        for i, child in enumerate(children):
+            last = i == len(children) - 1
+            kind = "" if reverse or child in graph[name]["requires"] else " [wants]"
+            loop = " [cycle]" if child in seen else ""
+            print(f"{prefix}{'└─ ' if last else '├─ '}{label(child)}{kind}{loop}")
+            if not loop:
+                walk(child, prefix + ("   " if last else "│  "), (*seen, child))
+    print(label(root))
+    walk(root, "", (root,))
+
+
+def timeline(data: dict[str, Any]) -> None:
+    print(f"{'TOOK':>9}  {'BEGAN':>9}  {'READY':>9}  UNIT")
+    for row in data["units"]:
+        took = "-" if row["took"] is None else f"{row['took'] * 1000:.0f}ms"
+        ready = "not yet" if row["ready"] is None else f"+{row['ready'] * 1000:.0f}ms"
+        began = f"+{row['began'] * 1000:.0f}ms"
+        print(f"{took:>9}  {began:>9}  {ready:>9}  {row['unit']}")
+    if data["chain"]:
+        print("\ncritical chain (each waited for the one above):")
+        for depth, row in enumerate(data["chain"]):
+            print(f"{'  ' * depth}{row['unit']} @{row['began'] * 1000:.0f}ms "
+                  f"+{row['took'] * 1000:.0f}ms")
+
+
+UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(text: str, now: float | None = None) -> float:
+    """`30s`, `10m`, `2h`, `1d` ago; `HH:MM[:SS]` today; an ISO date; or epoch seconds."""
+    import re
+    now = time.time() if now is None else now
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)([smhd])", text)
+    if m:
+        return now - float(m.group(1)) * UNITS[m.group(2)]
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+    if m:
+        t = time.localtime(now)
+        return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, int(m.group(1)), int(m.group(2)),
+                            int(m.group(3) or 0), 0, 0, -1))
+    from datetime import datetime
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise ValueError(f"cannot read time {text!r}: use 10m, 2h, 14:05, 2026-11-24T14:05 "
+                         "or epoch seconds") from None
