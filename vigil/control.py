@@ -12,7 +12,7 @@ import socket
 import stat
 import struct
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from vigil.loop import Loop, Timer
 from vigil.protocol import MAX_REQUEST, READ_ONLY, ProtocolError, encode, parse_request
@@ -20,8 +20,24 @@ from vigil.protocol import MAX_REQUEST, READ_ONLY, ProtocolError, encode, parse_
 MAX_PENDING_OUTPUT = 8 << 20  # a client that does not read loses its connection
 
 
+class Server(Protocol):
+    """What a connection needs from whoever accepted it (local or remote)."""
+
+    loop: Loop
+    idle_timeout: float
+    owner_uid: int
+    connections: set[Connection]
+    want_errors: tuple[type[BaseException], ...]  # TLS: "try again when readable/writable"
+
+    def allowed(self, conn: Connection, cmd: str) -> bool: ...
+
+    def handler(self, conn: Connection, req: dict[str, Any]) -> None: ...
+
+    def on_error(self, where: str, err: BaseException) -> None: ...
+
+
 class Connection:
-    def __init__(self, server: ControlServer, sock: socket.socket) -> None:
+    def __init__(self, server: Server, sock: socket.socket) -> None:
         self.server, self.sock = server, sock
         self.fd = sock.fileno()
         self.inbuf = b""
@@ -29,8 +45,11 @@ class Connection:
         self.closed = False
         self.streaming = False  # a follower: no idle timeout
         self.on_close: list[Callable[[], None]] = []
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        self.pid, self.uid, self.gid = struct.unpack("3i", creds)
+        self.pid = self.uid = self.gid = -1  # unknown over TCP: the token decides
+        self.authenticated = False
+        if sock.family == socket.AF_UNIX:
+            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+            self.pid, self.uid, self.gid = struct.unpack("3i", creds)
         self.idle: Timer | None = None
         self._touch()
 
@@ -55,7 +74,12 @@ class Connection:
     def readable(self) -> None:
         try:
             data = self.sock.recv(65536)
+            pending = getattr(self.sock, "pending", lambda: 0)
+            while pending():  # TLS may hold decrypted bytes select cannot see
+                data += self.sock.recv(65536)
         except BlockingIOError:
+            return
+        except self.server.want_errors:
             return
         except OSError:
             data = b""
@@ -85,9 +109,7 @@ class Connection:
         if not self.server.allowed(self, req["cmd"]):
             self.send({"id": rid, "ok": False, "error": {
                 "code": "permission-denied",
-                "message": f"permission denied: '{req['cmd']}' needs root or uid "
-                           f"{self.server.owner_uid}" + ("" if req["cmd"] in READ_ONLY else
-                                                         " (it changes things)")}})
+                "message": self._denied(req["cmd"])}})
             return
         try:
             self.server.handler(self, req)
@@ -97,6 +119,12 @@ class Connection:
             self.server.on_error(f"command {req['cmd']!r}", err)
             self.send({"id": rid, "ok": False, "error": {"code": "internal",
                                                           "message": f"internal error: {err}"}})
+
+    def _denied(self, cmd: str) -> str:
+        if self.sock.family != socket.AF_UNIX:
+            return f"permission denied: '{cmd}' needs a token first (the auth command)"
+        return (f"permission denied: '{cmd}' needs root or uid {self.server.owner_uid}"
+                + ("" if cmd in READ_ONLY else " (it changes things)"))
 
     def reply(self, rid: Any, result: Any) -> None:
         self.send({"id": rid, "ok": True, "result": result})
@@ -125,6 +153,8 @@ class Connection:
                 sent = self.sock.send(self.outbuf)
                 self.outbuf = self.outbuf[sent:]
         except BlockingIOError:
+            pass
+        except self.server.want_errors:
             pass
         except OSError:
             self.close()
@@ -158,6 +188,7 @@ class ControlServer:
         self.idle_timeout = idle_timeout
         self.owner_uid = os.getuid()
         self.read_gid = read_gid
+        self.want_errors: tuple[type[BaseException], ...] = ()
         self.connections: set[Connection] = set()
         self.sock = self._listen(path, read_gid)
         loop.add_reader(self.sock.fileno(), self._accept)

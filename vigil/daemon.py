@@ -55,6 +55,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="report a unit still starting every SECONDS (0: never)")
     p.add_argument("--read-group", metavar="GROUP",
                    help="members may use read-only commands (status, logs, events, cat, ...)")
+    p.add_argument("--listen", metavar="HOST:PORT",
+                   help="also accept remote control over TCP (needs --token-file; TLS off "
+                        "loopback)")
+    p.add_argument("--token-file", help="file holding the remote token (mode 0600)")
+    p.add_argument("--tls-cert", help="TLS certificate chain for --listen")
+    p.add_argument("--tls-key", help="TLS private key for --listen")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
     return p.parse_args(argv)
 
@@ -87,7 +93,21 @@ class Daemon:
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
                                      read_gid=_group_id(opts.read_group))
+        self.remote = self._remote()
         self.shutting_down = False
+
+    def _remote(self) -> Any:
+        if not self.opts.listen:
+            return None
+        from vigil.remote import RemoteError, RemoteServer, read_token
+        if not self.opts.token_file:
+            raise RemoteError("--listen needs --token-file")
+        server = RemoteServer(self.loop, self.opts.listen, read_token(self.opts.token_file),
+                              self.commands.handle, self.events.error, self.opts.idle_timeout,
+                              self.opts.tls_cert, self.opts.tls_key)
+        self.events.emit("daemon.remote", f"remote control on {server.address[0]}:"
+                         f"{server.address[1]}" + (" with TLS" if self.opts.tls_cert else ""))
+        return server
 
     def _cgroups(self) -> Cgroups | None:
         base = cgroups.choose(self.opts.cgroup, self.system)
@@ -174,6 +194,8 @@ class Daemon:
         self.loop.run()
         self.sup.reap()
         self.control.close()
+        if self.remote is not None:
+            self.remote.close()
         self.notify.close()
         if self.settings.cgroups is not None:
             self.settings.cgroups.remove_all()
@@ -214,7 +236,7 @@ def main(argv: Sequence[str]) -> int:
               file=sys.stderr)
     try:
         daemon = Daemon(opts)
-    except OSError as err:
+    except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()

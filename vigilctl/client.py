@@ -25,20 +25,39 @@ class RequestFailed(ClientError):
 
 
 class Client:
-    def __init__(self, path: str, timeout: float = 30.0) -> None:
-        self.path = path
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
-        try:
-            self.sock.connect(path)
-        except FileNotFoundError:
-            raise ClientError(f"vigil is not running (no socket at {path})") from None
-        except ConnectionRefusedError:
-            raise ClientError(f"vigil is not running (nothing listens on {path})") from None
-        except PermissionError:
-            raise ClientError(f"permission denied opening {path}") from None
+    """One connection to the daemon: its Unix socket, or with `remote`
+    (HOST:PORT) a TCP endpoint, authenticated with a token, over TLS if asked."""
+
+    def __init__(self, path: str, timeout: float = 30.0, remote: str | None = None,
+                 token: str | None = None, tls: bool = False, ca: str | None = None) -> None:
+        self.path = remote or path
         self.ids = itertools.count(1)
         self.buffer = b""
+        if remote is None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            try:
+                self.sock.connect(path)
+            except FileNotFoundError:
+                raise ClientError(f"vigil is not running (no socket at {path})") from None
+            except ConnectionRefusedError:
+                raise ClientError(f"vigil is not running (nothing listens on {path})") from None
+            except PermissionError:
+                raise ClientError(f"permission denied opening {path}") from None
+            return
+        host, _, port = remote.rpartition(":")
+        try:
+            self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
+        except (OSError, ValueError) as err:
+            raise ClientError(f"cannot reach vigil at {remote}: {err}") from None
+        if tls:
+            import ssl
+            context = ssl.create_default_context(cafile=ca)
+            try:
+                self.sock = context.wrap_socket(self.sock, server_hostname=host.strip("[]"))
+            except (OSError, ssl.SSLError) as err:
+                raise ClientError(f"TLS with {remote} failed: {err}") from None
+        self.call("auth", token=token or "")
 
     def _line(self) -> dict[str, Any]:
         while b"\n" not in self.buffer:
@@ -46,6 +65,8 @@ class Client:
                 chunk = self.sock.recv(65536)
             except TimeoutError:
                 raise ClientError("no answer from vigil in time") from None
+            except OSError as err:
+                raise ClientError(f"connection to vigil lost: {err}") from None
             if not chunk:
                 raise ClientError("vigil closed the connection")
             self.buffer += chunk

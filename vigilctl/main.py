@@ -98,6 +98,10 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--socket", help="control socket (default: VIGIL_SOCKET or the usual place)")
     p.add_argument("--system", action="store_true", help="talk to the system instance")
     p.add_argument("--timeout", type=float, default=130.0, help="seconds to wait for answers")
+    p.add_argument("--remote", metavar="HOST:PORT", help="a daemon's TCP endpoint (vigil --listen)")
+    p.add_argument("--token-file", help="the remote token (or VIGIL_TOKEN)")
+    p.add_argument("--tls", action="store_true", help="use TLS with --remote")
+    p.add_argument("--ca", help="CA file to verify the remote certificate")
     sub = p.add_subparsers(dest="cmd", metavar="COMMAND")
     chosen = _command_word(argv)
     for name, (what, setup) in SUBCOMMANDS.items():
@@ -110,7 +114,7 @@ def _command_word(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv, if it is a known one before any -h."""
     args = iter(argv)
     for arg in args:
-        if arg in ("--socket", "--timeout"):
+        if arg in ("--socket", "--timeout", "--remote", "--token-file", "--ca"):
             next(args, None)
         elif not arg.startswith("-"):
             return arg if arg in SUBCOMMANDS else None
@@ -226,6 +230,19 @@ def socket_path(opts: argparse.Namespace) -> str:
     return str(opts.socket or default_socket(opts.system))
 
 
+def connect(opts: argparse.Namespace) -> Client:
+    if not opts.remote:
+        return Client(socket_path(opts), timeout=opts.timeout)
+    token = os.environ.get("VIGIL_TOKEN")
+    if opts.token_file:
+        try:
+            with open(opts.token_file) as f:
+                token = f.read().strip()
+        except OSError as err:
+            raise ClientError(f"--token-file {opts.token_file}: {err.strerror}") from None
+    return Client("", opts.timeout, remote=opts.remote, token=token, tls=opts.tls, ca=opts.ca)
+
+
 def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "check":
         from vigil.check import check
@@ -233,7 +250,7 @@ def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "convert":
         from vigilctl.convert import main as convert
         return convert(opts.file, opts.output_dir)
-    client = Client(socket_path(opts), timeout=opts.timeout)
+    client = connect(opts)
     try:
         return COMMANDS[opts.cmd](client, opts)
     finally:
@@ -250,7 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if opts.cmd is None:
             from vigilctl.shell import Shell
-            return Shell(build_parser(), socket_path(opts), opts.timeout).loop()
+            return Shell(build_parser(), opts).loop()
         return run(opts)
     except ClientError as err:  # RequestFailed included
         print(f"vigilctl: {err}", file=sys.stderr)

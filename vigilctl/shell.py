@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-from vigilctl.client import Client, ClientError
+from vigilctl.client import ClientError
 
 EXTRA = ("help", "quit", "exit")
 
@@ -19,8 +19,9 @@ def history_path() -> str:
 
 
 class Shell:
-    def __init__(self, parser: argparse.ArgumentParser, socket: str, timeout: float) -> None:
-        self.parser, self.socket, self.timeout = parser, socket, timeout
+    def __init__(self, parser: argparse.ArgumentParser, base: argparse.Namespace) -> None:
+        """base: the options vigilctl was started with (socket, remote, timeout...)."""
+        self.parser, self.base = parser, base
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         self.subparsers: dict[str, argparse.ArgumentParser] = dict(sub.choices)
         self.commands = sorted([*self.subparsers, *EXTRA])
@@ -29,7 +30,8 @@ class Shell:
     def units(self) -> list[str]:
         if self._units is None:
             try:
-                client = Client(self.socket, timeout=2)
+                from vigilctl.main import connect
+                client = connect(self.base)
                 try:
                     self._units = list(client.call("list"))
                 finally:
@@ -83,7 +85,8 @@ class Shell:
             opts = self.parser.parse_args(words)
         except SystemExit as exit:
             return int(exit.code or 0)
-        opts.socket, opts.timeout = self.socket, self.timeout
+        for name in ("socket", "system", "timeout", "remote", "token_file", "tls", "ca"):
+            setattr(opts, name, getattr(self.base, name))
         self._units = None  # units may change with reload
         try:
             return run(opts)
@@ -101,7 +104,8 @@ class Shell:
         interactive = sys.stdin.isatty()
         history = self.setup_readline() if interactive else None
         if interactive:
-            print(f"vigil shell on {self.socket}: `help` lists commands, Tab completes, "
+            where = self.base.remote or self.base.socket or "the default socket"
+            print(f"vigil shell on {where}: `help` lists commands, Tab completes, "
                   "Ctrl-D leaves.")
         status = 0
         try:
