@@ -62,6 +62,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tls-cert", help="TLS certificate chain for --listen")
     p.add_argument("--tls-key", help="TLS private key for --listen")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
+    p.add_argument("--console-level", default="debug",
+                   choices=["debug", "info", "warning", "error"],
+                   help="the least severe event shown on the console")
     return p.parse_args(argv)
 
 
@@ -78,6 +81,7 @@ class Daemon:
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
         self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
+        self.events.console_level = opts.console_level
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.loader = Loader(opts.units or SYSTEM_PATH)

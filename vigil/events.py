@@ -21,6 +21,7 @@ TAGS = {"unit.ready": "  OK  ", "unit.exited": "  OK  ", "unit.stopped": "  OK  
         "unit.failed": "FAILED", "unit.fatal": "FAILED", "unit.exec-failed": "FAILED",
         "unit.refused": "FAILED", "unit.slow": " WAIT ", "daemon.error": "ERROR ",
         "unit.restarting": " INFO "}
+SEVERITIES = ["debug", "info", "warning", "error"]
 COLORS = {"  OK  ": "32", "FAILED": "31", "ERROR ": "31", " WAIT ": "33"}
 
 
@@ -32,6 +33,7 @@ class Events:
         self.recent: deque[dict[str, Any]] = deque(maxlen=keep)
         self.followers: list[Callable[[dict[str, Any]], None]] = []
         self.quiet_codes: set[str] = set()
+        self.console_level = "debug"  # the least severe event the console shows
 
     def emit(self, code: str, message: str, severity: str = "info",
              unit: str | None = None, pid: int | None = None, **extra: Any) -> None:
@@ -42,7 +44,8 @@ class Events:
             self.file.write((json.dumps(record) + "\n").encode())
         for follower in list(self.followers):
             follower(record)
-        if self.console and code not in self.quiet_codes:
+        if (self.console and code not in self.quiet_codes
+                and SEVERITIES.index(severity) >= SEVERITIES.index(self.console_level)):
             tag = TAGS.get(code, " INFO ")
             if self.console.color and tag in COLORS:
                 shown = f"\x1b[{COLORS[tag]}m{tag}\x1b[0m"

@@ -52,13 +52,25 @@ def parse_request(line: bytes) -> dict[str, Any]:
     return req
 
 
-def default_socket(system: bool) -> str:
-    """/run/vigil in system mode; else $XDG_RUNTIME_DIR/vigil or /tmp/vigil-UID."""
+def socket_candidates(system: bool) -> list[str]:
+    """Where a daemon may put its socket, best first: /run/vigil in system
+    mode; else $XDG_RUNTIME_DIR/vigil, /tmp/vigil-UID, then /dev/shm/vigil-UID
+    (a container with a read-only root still has a tmpfs there)."""
     env = os.environ.get("VIGIL_SOCKET")
     if env:
-        return env
+        return [env]
     if system:
-        return "/run/vigil/control.sock"
+        return ["/run/vigil/control.sock"]
+    uid = os.getuid()
     runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = os.path.join(runtime, "vigil") if runtime else f"/tmp/vigil-{os.getuid()}"
-    return os.path.join(base, "control.sock")
+    found = [os.path.join(runtime, "vigil", "control.sock")] if runtime else []
+    return [*found, f"/tmp/vigil-{uid}/control.sock", f"/dev/shm/vigil-{uid}/control.sock"]
+
+
+def default_socket(system: bool) -> str:
+    """The socket a client talks to: the first candidate that exists."""
+    candidates = socket_candidates(system)
+    for path in candidates:
+        if os.path.exists(path):
+            return path
+    return candidates[0]

@@ -79,6 +79,7 @@ class Supervisor:
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
+        self.orphan_severity = "debug"  # `vigil run -w` makes reaped orphans a warning
         self._pumping = False
 
     # -- instances ------------------------------------------------------------
@@ -444,7 +445,8 @@ class Supervisor:
                 break
             proc = self.procs.pop(pid, None)
             if proc is None:
-                self.events.emit("orphan.reaped", f"reaped orphan {pid}", "debug", pid=pid)
+                self.events.emit("orphan.reaped", f"reaped orphan {pid}", self.orphan_severity,
+                                 pid=pid)
                 continue
             os.close(proc.pidfd)
             info = ExitInfo.from_status(status, self.loop.clock() - proc.started)
