@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import ROOT, can_unshare, wait_for
+from vigil.container import FORWARDED
 
 PY = sys.executable
 
@@ -42,6 +43,8 @@ def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[int, str, str]:
 
 
 def test_exit_status_is_passed_on(mode, tmp_path):
+    for code in (0, 1, 42):
+        assert finish(vigil_run(mode, ["--", "sh", "-c", f"exit {code}"], tmp_path))[0] == code
     assert finish(vigil_run(mode, ["--", "sh", "-c", "exit 7"], tmp_path))[0] == 7
     assert finish(vigil_run(mode, ["--", "sh", "-c", "kill -9 $$"], tmp_path))[0] == 137
     assert finish(vigil_run(mode, ["-e", "3", "--", "sh", "-c", "exit 3"], tmp_path))[0] == 0
@@ -53,14 +56,15 @@ def test_exit_status_is_passed_on(mode, tmp_path):
 
 
 TRAP = ("import signal, sys, time\n"
-        "for s in (signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGWINCH):\n"
-        "    signal.signal(s, lambda n, f: sys.exit(100 + n))\n"
+        "for s in signal.valid_signals():\n"
+        "    if s not in (signal.SIGKILL, signal.SIGSTOP, signal.SIGCHLD) and s < 32:\n"
+        "        signal.signal(s, lambda n, f: sys.exit(100 + n))\n"
         "open(sys.argv[1], 'w').close()\n"
         "time.sleep(60)\n")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP, signal.SIGWINCH])
-def test_signals_are_forwarded(mode, tmp_path, sig):
+@pytest.mark.parametrize("sig", FORWARDED, ids=lambda s: s.name)
+def test_each_signal_is_forwarded(mode, tmp_path, sig):
     ready = tmp_path / "ready"
     proc = vigil_run(mode, ["--", PY, "-c", TRAP, str(ready)], tmp_path)
     wait_for(ready.exists, what="the command to set its traps")
