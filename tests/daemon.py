@@ -39,7 +39,7 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
 
 class Daemon:
     def __init__(self, units: Path, tmp: Path, pid1: bool = False, extra: list[str] | None = None,
-                 cgroup: bool = False):
+                 cgroup: bool = False, namespaces: tuple[str, ...] = ()):
         self.units, self.tmp, self.pid1 = units, tmp, pid1 or cgroup
         self.cgroup_mount = tmp / "cgroup2"
         self.cgroup_name = f"vigil-test-{os.getpid()}-{id(self)}"
@@ -54,7 +54,7 @@ class Daemon:
             cmd = ["sh", "-c", 'mount -t cgroup2 none "$0" && exec "$@"', str(self.cgroup_mount),
                    *cmd, "--cgroup", str(self.cgroup_mount / self.cgroup_name)]
         if self.pid1:
-            cmd = ["unshare", "--pid", "--fork", "--mount-proc", *cmd]
+            cmd = ["unshare", "--pid", "--fork", "--mount-proc", *namespaces, *cmd]
         self.cgroup = cgroup
         self.out = open(self.log, "wb")  # noqa: SIM115 - lives as long as the daemon
         self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT,

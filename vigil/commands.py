@@ -34,8 +34,10 @@ def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> lis
 class Commands:
     def __init__(self, manager: Manager, tail: Tail, events: Events,
                  reload: Callable[[bool], dict[str, Any]],
-                 shutdown: Callable[[], None], wait_timeout: float = 120.0) -> None:
+                 shutdown: Callable[[], None], end_system: Callable[[str], str],
+                 wait_timeout: float = 120.0) -> None:
         self.manager, self.tail, self.reload, self.shutdown = manager, tail, reload, shutdown
+        self.end_system = end_system
         self.events = events
         self.wait_timeout = wait_timeout
         self.table: dict[str, Handler] = {
@@ -46,6 +48,7 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize,
+            **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
     def handle(self, conn: Connection, req: dict[str, Any]) -> None:
@@ -289,6 +292,15 @@ class Commands:
 
     def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+
+    def _ender(self, kind: str) -> Handler:
+        """reboot, halt, poweroff: the reply goes out before the units stop."""
+        def end(conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+            try:
+                conn.reply(rid, self.end_system(kind))
+            except ValueError as err:
+                raise ProtocolError("not-system-mode", str(err)) from None
+        return end
 
     def shutdown_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         conn.reply(rid, "stopping all units and exiting")

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vigil import cgroups
+from vigil import cgroups, namespaces, shutdown, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
@@ -28,6 +28,7 @@ from vigil.manager import Manager
 from vigil.output import Console, Tail
 from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
+from vigil.states import Instance, State
 from vigil.supervisor import Settings, Supervisor
 
 
@@ -40,9 +41,19 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--log-dir", help="where unit logs go (default: RUNTIME/logs)")
     p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
     p.add_argument("--system", action="store_true",
-                   help="system mode; refused unless PID 1 or --i-know-this-is-not-a-vm")
+                   help="system mode (the default as PID 1 of a machine): early boot, "
+                        "reboot/poweroff; refused unless PID 1 or --i-know-this-is-not-a-vm")
+    p.add_argument("--config-root", default="/", metavar="DIR",
+                   help="system mode reads etc/hostname, etc/fstab, etc/sysctl.d... here")
+    p.add_argument("--sigterm", choices=["reboot", "poweroff", "halt"], default="reboot",
+                   help="system mode: what SIGTERM to PID 1 does (SIGINT, Ctrl-Alt-Del, "
+                        "reboots; SIGPWR powers off)")
+    p.add_argument("--kill-grace", type=float, default=5.0, metavar="SECONDS",
+                   help="system mode: after the units stop, SIGTERM to what is left, then "
+                        "SIGKILL after this")
     p.add_argument("--i-know-this-is-not-a-vm", dest="force_system", action="store_true",
                    help=argparse.SUPPRESS)
+    p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-autostart", action="store_true", help="start nothing until asked")
     p.add_argument("--shutdown-timeout", type=float, default=90.0,
                    help="seconds for all units to stop before everything is killed")
@@ -62,7 +73,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--tls-cert", help="TLS certificate chain for --listen")
     p.add_argument("--tls-key", help="TLS private key for --listen")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
-    p.add_argument("--console-level", default="debug",
+    p.add_argument("--console-level", default="info",
                    choices=["debug", "info", "warning", "error"],
                    help="the least severe event shown on the console")
     return p.parse_args(argv)
@@ -71,7 +82,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 class Daemon:
     def __init__(self, opts: argparse.Namespace) -> None:
         self.opts = opts
-        self.system = opts.system or os.getpid() == 1
+        self.system = opts.system or namespaces.on_machine()
+        boot_log: list[tuple[str, str]] = []  # until the event log exists
+        if self.system:
+            sysinit.mount_basics(lambda sev, msg: boot_log.append((sev, msg)))
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
@@ -82,6 +96,17 @@ class Daemon:
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
         self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
         self.events.console_level = opts.console_level
+        for severity, message in boot_log:
+            self.events.emit("boot.step", message, severity)
+        self.boot = sysinit.BootOptions()
+        self.swaps: list[str] = []
+        hostname = None
+        if self.system:
+            self.boot, self.swaps, hostname = sysinit.configure(self._boot_log, opts.config_root)
+            if self.boot.debug:
+                self.events.console_level = "debug"
+            shutdown.ctrl_alt_del_to_signal(self._boot_log)
+        self.ending: shutdown.Kind | None = None  # system mode: what follows the stop
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.loader = Loader(opts.units or SYSTEM_PATH)
@@ -90,15 +115,28 @@ class Daemon:
                                  notify_socket=notify_path, cgroups=self._cgroups(),
                                  slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
-        self.manager = Manager(self.sup, self.events, socket.gethostname())
+        self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
-        self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown)
+        self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
+                                 self.end_system)
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
                                      read_gid=_group_id(opts.read_group))
         self.remote = self._remote()
         self.shutting_down = False
+
+    def _boot_log(self, severity: str, message: str) -> None:
+        self.events.emit("boot.step", message, severity)
+
+    def end_system(self, kind: str) -> str:
+        """reboot, halt or poweroff: stop the units, then the final sequence."""
+        if not self.system:
+            raise ValueError(f"{kind} is for system mode; this vigil supervises services: "
+                             "use shutdown")
+        self.ending = shutdown.Kind(kind)
+        self.shutdown()
+        return f"stopping all units, then {kind}"
 
     def _remote(self) -> Any:
         if not self.opts.listen:
@@ -183,18 +221,62 @@ class Daemon:
             self.events.emit("daemon.dump", f"{name}: {self.manager.state(name)} "
                              f"{self.commands.explain(name)}".rstrip())
 
+    def _signals(self) -> None:
+        loop = self.loop
+        loop.on_signal(signal.SIGCHLD, lambda _s: self.sup.reap())
+        loop.on_signal(signal.SIGHUP, self._reload_signal)
+        loop.on_signal(signal.SIGUSR1, self.dump)
+        if not self.system:
+            loop.on_signal(signal.SIGTERM, lambda _s: self.shutdown())
+            loop.on_signal(signal.SIGINT, lambda _s: self.shutdown())
+            return
+        ends = {signal.SIGTERM: self.opts.sigterm, signal.SIGINT: "reboot",  # Ctrl-Alt-Del
+                signal.SIGPWR: "poweroff"}
+
+        def end(signum: int) -> None:
+            self.end_system(ends[signal.Signals(signum)])
+        for signum in ends:
+            loop.on_signal(signum, end)
+        loop.on_signal(signal.SIGUSR2, self._reload_signal)
+
+    def _first_units(self) -> list[str]:
+        """What to start: vigil.unit=, else the `default` target, else every enabled unit."""
+        units = self.manager.units
+        if self.system and self.boot.unit:
+            if self.boot.unit in units:
+                return [self.boot.unit]
+            self.events.emit("boot.unit", f"vigil.unit={self.boot.unit}: no such unit; "
+                             "booting the default", "error")
+        if self.system and "default" in units:
+            return ["default"]
+        return [n for n, u in units.items() if u.enabled]
+
+    def _critical(self, inst: Instance) -> None:
+        """System mode: a critical unit that fails sends the system to `rescue`."""
+        unit = self.manager.units.get(inst.unit)
+        if (self.system and unit is not None and unit.critical and not self.shutting_down
+                and inst.state in (State.FAILED, State.FATAL)):
+            has_rescue = "rescue" in self.manager.units
+            self.events.emit("boot.critical", f"critical unit {inst.unit} failed: "
+                             + ("starting rescue" if has_rescue else "no rescue unit"), "error")
+            if has_rescue:
+                self.manager.start(["rescue"])
+
     def run(self) -> int:
         loaded = self.load()
         self.manager.set_units(loaded["units"])
-        self.loop.on_signal(signal.SIGCHLD, lambda _s: self.sup.reap())
-        self.loop.on_signal(signal.SIGTERM, lambda _s: self.shutdown())
-        self.loop.on_signal(signal.SIGINT, lambda _s: self.shutdown())
-        self.loop.on_signal(signal.SIGHUP, self._reload_signal)
-        self.loop.on_signal(signal.SIGUSR1, self.dump)
+        self._signals()
+        previous = self.sup.on_settled
+
+        def settled(inst: Instance) -> None:
+            previous(inst)
+            self._critical(inst)
+        self.sup.on_settled = settled
         self.sup.reap()  # children that exited before the handler was in place
-        self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}")
+        self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
+                         + (" (system mode)" if self.system else ""))
         if not self.opts.no_autostart:
-            self.manager.start(n for n, u in self.manager.units.items() if u.enabled)
+            self.manager.start(self._first_units())
         self.loop.run()
         self.sup.reap()
         self.control.close()
@@ -203,6 +285,12 @@ class Daemon:
         self.notify.close()
         if self.settings.cgroups is not None:
             self.settings.cgroups.remove_all()
+        if self.system and self.ending is not None:
+            self.events.close_file()  # an open log would keep its filesystem busy
+            for log in self.sup.logs.values():
+                log.close()
+            shutdown.final(self.ending, self._boot_log, self.swaps, grace=self.opts.kill_grace,
+                           overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
 
@@ -238,9 +326,43 @@ def main(argv: Sequence[str]) -> int:
     if os.getpid() != 1 and not become_subreaper():
         print("vigil: could not become a child subreaper; orphans go to PID 1",
               file=sys.stderr)
+    if os.getpid() == 1:
+        return _as_pid1(opts, list(argv))
     try:
         daemon = Daemon(opts)
     except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()
+
+
+def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
+    """PID 1 never exits: a daemon that cannot go on is executed afresh; one
+    that cannot even start leaves a shell on the console, or keeps reaping."""
+    try:
+        daemon = Daemon(opts)
+        status = daemon.run()
+    except BaseException as err:  # the last line of defence
+        print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
+        if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
+            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *argv, "--reexecuted"])
+        return _last_resort()
+    if namespaces.on_machine():
+        return _last_resort()  # reboot(2) did not happen
+    return status
+
+
+def _last_resort() -> int:
+    """Nothing else works: a shell on the console if there is one; else reap forever."""
+    for shell in ("/bin/sh", "/bin/busybox"):
+        if os.access(shell, os.X_OK):
+            print(f"vigil: starting {shell} on the console", file=sys.stderr)
+            pid = os.fork()
+            if pid == 0:
+                os.execv(shell, [shell, "sh"] if shell.endswith("busybox") else [shell])
+            break
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            signal.pause()

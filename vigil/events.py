@@ -22,7 +22,7 @@ TAGS = {"unit.ready": "  OK  ", "unit.exited": "  OK  ", "unit.stopped": "  OK  
         "unit.refused": "FAILED", "unit.slow": " WAIT ", "daemon.error": "ERROR ",
         "unit.restarting": " INFO "}
 SEVERITIES = ["debug", "info", "warning", "error"]
-COLORS = {"  OK  ": "32", "FAILED": "31", "ERROR ": "31", " WAIT ": "33"}
+COLORS = {"  OK  ": "32", "FAILED": "31", "ERROR ": "31", " WAIT ": "33", " WARN ": "33"}
 
 
 class Events:
@@ -46,12 +46,18 @@ class Events:
             follower(record)
         if (self.console and code not in self.quiet_codes
                 and SEVERITIES.index(severity) >= SEVERITIES.index(self.console_level)):
-            tag = TAGS.get(code, " INFO ")
+            tag = TAGS.get(code) or {"error": "ERROR ", "warning": " WARN "}.get(severity, " INFO ")
             if self.console.color and tag in COLORS:
                 shown = f"\x1b[{COLORS[tag]}m{tag}\x1b[0m"
             else:
                 shown = tag
             self.console.write(f"[{shown}] {message}\n")
+
+    def close_file(self) -> None:
+        """From now on, events go to the console only (the disks are going away)."""
+        if self.file:
+            self.file.close()
+            self.file = None
 
     def error(self, where: str, err: BaseException) -> None:
         """An exception the loop survived: logged with enough to find it."""

@@ -1,0 +1,231 @@
+"""Early boot in system mode: everything between the kernel starting vigil
+and the first unit. Each step is timed and logged; a step that fails is
+logged and boot goes on."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from vigil import mounts, namespaces, syscalls
+from vigil.fstab import parse as parse_fstab
+
+Log = Callable[[str, str], None]
+
+
+@dataclass
+class BootOptions:
+    """What the kernel command line asks of vigil."""
+
+    unit: str | None = None        # vigil.unit=rescue: boot this instead of `default`
+    debug: bool = False            # vigil.debug: debug events on the console
+    read_only_root: bool | None = None  # ro / rw
+
+
+def parse_cmdline(text: str) -> BootOptions:
+    opts = BootOptions()
+    for word in text.split():
+        key, _, value = word.partition("=")
+        if key == "vigil.unit" and value:
+            opts.unit = value
+        elif key == "vigil.debug":
+            opts.debug = True
+        elif word == "ro":
+            opts.read_only_root = True
+        elif word == "rw":
+            opts.read_only_root = False
+    return opts
+
+
+@contextmanager
+def signals_blocked() -> Iterator[None]:
+    """Critical sections (mounting the basics) run with every signal held."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+def set_hostname(root: str, log: Log) -> str | None:
+    try:
+        with open(os.path.join(root, "etc/hostname")) as f:
+            name = f.read().split("#")[0].strip().splitlines()[0].strip()
+    except (OSError, IndexError):
+        return None
+    if not name:
+        return None
+    if not namespaces.may("hostname"):
+        log("info", f"hostname {name!r} not set: the UTS namespace is the host's")
+        return None
+    try:
+        syscalls.sethostname(name)
+        log("info", f"hostname {name}")
+        return name
+    except OSError as err:
+        log("error", f"setting hostname {name!r} failed: {err.strerror}")
+        return None
+
+
+def wanted_modules(root: str = "/") -> list[str]:
+    """Names from /etc/modules-load.d/*.conf (file-name order) and /etc/modules."""
+    names: list[str] = []
+    files = sorted(glob.glob(os.path.join(root, "etc/modules-load.d/*.conf")))
+    files += [os.path.join(root, "etc/modules")]
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            line = line.split("#")[0].strip()
+            if line and not line.startswith(";") and line.split()[0] not in names:
+                names.append(line.split()[0])
+    return names
+
+
+def module_order(name: str, moddir: str) -> list[str]:
+    """The .ko paths to load for `name`, dependencies first, from modules.dep."""
+    deps: dict[str, tuple[str, list[str]]] = {}
+    with open(os.path.join(moddir, "modules.dep")) as f:
+        for line in f:
+            path, _, rest = line.partition(":")
+            stem = os.path.basename(path).split(".ko")[0].replace("-", "_")
+            deps[stem] = (path, rest.split())
+    key = name.replace("-", "_")
+    if key not in deps:
+        raise LookupError(f"module {name} not found in {moddir}/modules.dep")
+    order: list[str] = []
+    path, needs = deps[key]
+    for dep in reversed(needs):  # modules.dep lists the deepest dependency last
+        if dep not in order:
+            order.append(dep)
+    order.append(path)
+    return [p if p.startswith("/") else os.path.join(moddir, p) for p in order]
+
+
+def load_modules(names: list[str], log: Log, moddir: str | None = None) -> None:
+    if not names:
+        return
+    if not namespaces.may("modules"):
+        log("info", f"modules {', '.join(names)} not loaded: not on a machine (a container)")
+        return
+    moddir = moddir or f"/lib/modules/{os.uname().release}"
+    for name in names:
+        try:
+            paths = module_order(name, moddir)
+        except (OSError, LookupError) as err:
+            log("warning", f"module {name}: {err}")
+            continue
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    syscalls.finit_module(fd, name=os.path.basename(path))
+                finally:
+                    os.close(fd)
+            except FileExistsError:
+                continue  # already loaded (or built in)
+            except OSError as err:
+                log("warning", f"module {os.path.basename(path)}: {err.strerror}")
+                break
+        else:
+            log("debug", f"module {name} loaded")
+
+
+def sysctl_settings(root: str = "/") -> list[tuple[str, str, str]]:
+    """(key, value, where) from /etc/sysctl.d/*.conf then /etc/sysctl.conf; later wins."""
+    found: dict[str, tuple[str, str]] = {}
+    files = sorted(glob.glob(os.path.join(root, "etc/sysctl.d/*.conf")))
+    files.append(os.path.join(root, "etc/sysctl.conf"))
+    for path in files:
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for number, line in enumerate(lines, 1):
+            line = line.strip()
+            if not line or line[0] in "#;" or "=" not in line:
+                continue
+            key, _, value = line.partition("=")
+            found[key.strip().lstrip("-").replace("/", ".")] = (value.strip(), f"{path}:{number}")
+    return [(k, v, w) for k, (v, w) in found.items()]
+
+
+def apply_sysctl(settings: list[tuple[str, str, str]], log: Log) -> None:
+    for key, value, where in settings:
+        if not (namespaces.may("sysctl") or (key.startswith("net.") and
+                                             namespaces.may("net-sysctl"))):
+            log("debug", f"{where}: {key} skipped: not ours to change here")
+            continue
+        path = "/proc/sys/" + key.replace(".", "/")
+        try:
+            with open(path, "w") as f:
+                f.write(value)
+        except OSError as err:
+            log("warning", f"{where}: sysctl {key} = {value}: {err.strerror or err}")
+
+
+def mount_basics(log: Log) -> None:
+    """/proc, /sys, /dev and the rest, with every signal held; then a console."""
+    if not namespaces.may("mount"):
+        log("warning", "early mounts skipped: the mount namespace is the host's")
+        return
+    with signals_blocked():
+        mounts.early_mounts(log)
+    try:
+        os.fstat(1)
+    except OSError:  # the kernel found no console for us: open it ourselves
+        try:
+            fd = os.open("/dev/console", os.O_RDWR | os.O_NOCTTY)
+            for target in (0, 1, 2):
+                os.dup2(fd, target)
+            if fd > 2:
+                os.close(fd)
+        except OSError as err:
+            log("error", f"/dev/console: {err.strerror}")
+
+
+def configure(log: Log, root: str = "/") -> tuple[BootOptions, list[str], str | None]:
+    """Command line, hostname, modules, fstab, sysctl, in that order.
+
+    Returns the boot options, the swaps enabled and the hostname set."""
+    def step(name: str, action: Callable[[], object]) -> object:
+        began = time.monotonic()
+        try:
+            return action()
+        except Exception as err:  # a step that breaks must not stop the boot
+            log("error", f"{name} failed: {err}")
+            return None
+        finally:
+            log("debug", f"{name} took {(time.monotonic() - began) * 1000:.1f} ms")
+
+    try:
+        with open("/proc/cmdline") as f:
+            opts = parse_cmdline(f.read())
+    except OSError:
+        opts = BootOptions()
+    hostname = step("hostname", lambda: set_hostname(root, log))
+    step("modules", lambda: load_modules(wanted_modules(root), log))
+    swaps: list[str] = []
+    fstab = os.path.join(root, "etc/fstab")
+    try:
+        with open(fstab) as f:
+            entries, problems = parse_fstab(f.read(), fstab)
+    except OSError:
+        entries, problems = [], []
+    for problem in problems:
+        log("error", problem)
+    if entries and namespaces.may("mount"):
+        result = step("fstab", lambda: mounts.mount_fstab(
+            entries, log, machine=namespaces.on_machine(), read_only_root=opts.read_only_root))
+        swaps = result if isinstance(result, list) else []
+    step("sysctl", lambda: apply_sysctl(sysctl_settings(root), log))
+    return opts, swaps, hostname if isinstance(hostname, str) else None
