@@ -220,3 +220,17 @@ def test_identity_umask_and_privileges_as_configured(daemon):
     assert int(st["CapBnd"], 16) == 1 << 10  # CAP_NET_BIND_SERVICE alone
     free = _proc_status(d.host_pid(wait_for(lambda: d.inst("free")["pid"])))
     assert free["NoNewPrivs"] == "0" and int(free["CapBnd"], 16) != 1 << 10
+
+
+def test_if_exists_and_unless_exists_skip_a_unit(daemon, tmp_path):
+    d = daemon({
+        "needs.toml": f'[unit]\nif-exists = ["{tmp_path}/nothing-here"]\n'
+                      '[service]\nexec = "sleep 1000"\n',
+        "avoids.toml": f'[unit]\nunless-exists = ["{tmp_path}"]\n[service]\nexec = "sleep 1000"\n',
+        "runs.toml": f'[unit]\nif-exists = ["{tmp_path}"]\nunless-exists = ["{tmp_path}/x"]\n'
+                     '[service]\nexec = "sleep 1000"\n',
+    })
+    wait_for(lambda: d.status("runs")["state"] == "running")
+    assert d.status("needs")["state"] == "skipped"
+    assert d.call("why", units=["needs"]) == f"skipped: {tmp_path}/nothing-here does not exist"
+    assert d.call("why", units=["avoids"]) == f"skipped: {tmp_path} exists"

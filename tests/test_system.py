@@ -6,6 +6,7 @@ signal naming the command: SIGINT for poweroff and halt, SIGHUP for reboot)."""
 from __future__ import annotations
 
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -127,5 +128,23 @@ def test_reboot_is_refused_outside_system_mode(tmp_path, unit_dir):
             client.call("reboot")
         client.close()
         assert d.inst("a")["state"] == "running"
+    finally:
+        d.stop()
+
+
+def test_poweroff_by_its_own_name(tmp_path, unit_dir):
+    """`poweroff` linked to vigilctl talks to the system socket (VIGIL_SOCKET here)."""
+    import os
+    import sys
+    link = tmp_path / "poweroff"
+    link.symlink_to(Path(sys.executable).parent / "vigilctl")
+    d = start(tmp_path, unit_dir)
+    try:
+        wait_for(lambda: d.status("c")["state"] == "running")
+        out = subprocess.run([str(link)], env={**os.environ, "VIGIL_SOCKET": d.socket},
+                             capture_output=True, text=True, timeout=60)
+        assert out.stdout.strip() == "stopping all units, then poweroff", out.stderr
+        d.proc.wait(timeout=60)
+        assert d.proc.returncode == -signal.SIGINT
     finally:
         d.stop()

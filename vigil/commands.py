@@ -95,7 +95,7 @@ class Commands:
         if name in m.failed_why:
             return f"not started: {m.failed_why[name]}"
         if name in m.skipped:
-            return f"skipped: not for host {m.hostname!r}"
+            return f"skipped: {m.skipped[name]}"
         if name in m.waiting:
             pending = sorted(d for d in m.graph.after(name) if d in m.goal and m.settled(d) is None)
             return f"waiting for {', '.join(pending)} to be ready" if pending else "starting"

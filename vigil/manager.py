@@ -39,7 +39,7 @@ class Manager:
         self.waiting: set[str] = set()
         self.stop_waits: dict[str, set[str]] = {}
         self.targets_up: set[str] = set()
-        self.skipped: set[str] = set()
+        self.skipped: dict[str, str] = {}  # unit -> why it does not run here
         self.failed_why: dict[str, str] = {}
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.watchers: list[Callable[[], bool]] = []
@@ -121,7 +121,7 @@ class Manager:
         for name in plan.order:
             self.stop_waits.pop(name, None)
             self.failed_why.pop(name, None)
-            self.skipped.discard(name)
+            self.skipped.pop(name, None)
             if name not in self.goal or self.settled(name) in ("down", "failed"):
                 self.goal.add(name)
                 self.waiting.add(name)
@@ -218,10 +218,10 @@ class Manager:
     def _begin(self, unit: Unit) -> None:
         now = self.sup.loop.clock()
         self.times[unit.name] = [now, now if unit.is_target else None]
-        if not unit.runs_on(self.hostname):
-            self.skipped.add(unit.name)
-            self.events.emit("unit.skipped", f"{unit.name} skipped: not for host "
-                             f"{self.hostname!r}", unit=unit.name)
+        why = unit.skip_reason(self.hostname)
+        if why is not None:
+            self.skipped[unit.name] = why
+            self.events.emit("unit.skipped", f"{unit.name} skipped: {why}", unit=unit.name)
             return
         if unit.is_target:
             self.targets_up.add(unit.name)

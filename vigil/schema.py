@@ -176,11 +176,14 @@ def absolute_path(value: Any) -> str:
     return text
 
 
-def console(value: Any) -> bool:
+def console(value: Any) -> str | None:
+    """pty, none, tty (/dev/console) or the path of a terminal device."""
     text = string(value)
-    if text not in ("pty", "none"):
-        raise Invalid(f"{text!r} is not pty or none")
-    return text == "pty"
+    if text == "tty":
+        return "/dev/console"
+    if text in ("pty", "none") or text.startswith("/dev/"):
+        return None if text == "none" else text
+    raise Invalid(f"{text!r} is not pty, tty, none or a /dev path")
 
 
 def table(value: Any) -> dict[str, Any]:
@@ -229,6 +232,8 @@ UNIT_KEYS: dict[str, Check] = {
     "after": unit_names, "before": unit_names, "conflicts": unit_names,
     "on-failure": unit_names, "on-success": unit_names, "enabled": boolean,
     "hosts": string_list, "critical": boolean,
+    "if-exists": lambda v: tuple(absolute_path(x) for x in string_list(v)),
+    "unless-exists": lambda v: tuple(absolute_path(x) for x in string_list(v)),
 }
 SERVICE_KEYS: dict[str, Check] = {
     "exec": argv, "type": choice(ServiceType), "pid-file": absolute_path,
@@ -383,7 +388,9 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         limits.append(Limit(res, *value))
     fields = {k.replace("-", "_"): v for k, v in values.items()}
     if "console" in fields:
-        fields["pty"] = fields.pop("console")
+        terminal = fields.pop("console")
+        fields["pty"] = terminal == "pty"
+        fields["tty"] = None if terminal == "pty" else terminal
     kind = fields.get("type", ServiceType.SIMPLE)
     if kind is ServiceType.NOTIFY and ready is None:
         ready = Ready(Probe(ProbeKind.NOTIFY), 90.0, 0.1)

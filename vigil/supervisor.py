@@ -225,6 +225,11 @@ class Supervisor:
                 child_fds.append(slave)
                 spec.fd_in = spec.fd_out = spec.fd_err = slave
                 spec.controlling_tty = True
+            elif svc.tty:
+                tty = os.open(svc.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+                child_fds.append(tty)
+                spec.fd_in = spec.fd_out = spec.fd_err = tty
+                spec.controlling_tty = True
             else:
                 spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
                 child_fds.append(spec.fd_in)

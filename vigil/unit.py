@@ -91,6 +91,7 @@ class Service:
     pid_file: str | None = None
     start_timeout: float = 90.0  # forking: for the launcher to exit and write its pid-file
     pty: bool = False  # console = "pty": runs on a pseudo-terminal, for `vigilctl attach`
+    tty: str | None = None  # console = "tty" or a /dev path: that terminal is 0, 1 and 2
     instances: int = 1
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     success_exit_codes: frozenset[int] = frozenset({0})
@@ -139,6 +140,8 @@ class Unit:
     on_success: tuple[str, ...] = ()
     enabled: bool = True
     hosts: tuple[str, ...] = ()
+    if_exists: tuple[str, ...] = ()
+    unless_exists: tuple[str, ...] = ()
     critical: bool = False
     service: Service | None = None
     # Where it came from and the merged TOML, for `cat` and reload diffs;
@@ -158,6 +161,19 @@ class Unit:
 
     def runs_on(self, hostname: str) -> bool:
         return not self.hosts or any(fnmatch.fnmatchcase(hostname, g) for g in self.hosts)
+
+    def skip_reason(self, hostname: str) -> str | None:
+        """Why this unit does not run here (hosts, if-exists, unless-exists), or None."""
+        import os
+        if not self.runs_on(hostname):
+            return f"not for host {hostname!r}"
+        missing = [p for p in self.if_exists if not os.path.exists(p)]
+        if missing:
+            return f"{missing[0]} does not exist"
+        present = [p for p in self.unless_exists if os.path.exists(p)]
+        if present:
+            return f"{present[0]} exists"
+        return None
 
 
 def changed_keys(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

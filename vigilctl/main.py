@@ -258,7 +258,11 @@ def run(opts: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:
+        argv = sys.argv[1:]
+        called = os.path.basename(sys.argv[0])
+        if called in ("reboot", "halt", "poweroff"):  # linked under those names
+            argv = ["--system", *argv, called]
     parser = build_parser(argv)
     try:
         opts = parser.parse_args(argv)
