@@ -131,3 +131,17 @@ def test_convert_supervisord_programs_and_groups(tmp_path):
                               "start-seconds": 3.0}
     assert tomllib.loads((out_dir / "all.toml").read_text())["unit"]["wants"] == ["web"]
     assert Path(out_dir / "web.toml").read_text().startswith("# Converted from")
+
+
+@SUBREAPER
+def test_kill_sends_a_signal_and_the_policy_restarts(daemon):
+    d = daemon({"svc.toml": '[service]\nexec = "sleep 1000"\nrestart = "always"\n'
+                            'restart-delay = 0\nstart-seconds = 0\n'})
+    first = wait_for(lambda: d.inst("svc")["state"] == "running" and d.inst("svc")["pid"])
+    out = ctl(d, "kill", "-s", "KILL", "svc")
+    assert out.stdout.strip() == f"svc: signalled {first}"
+    wait_for(lambda: d.inst("svc")["pid"] not in (None, first) and
+             d.inst("svc")["state"] == "running")
+    assert d.inst("svc")["last_exit"] == "killed by SIGKILL"
+    bad = ctl(d, "kill", "-s", "NOPE", "svc")
+    assert bad.returncode == 1 and "'NOPE' is not a signal" in bad.stderr

@@ -47,7 +47,7 @@ class Commands:
             "shutdown": self.shutdown_cmd, "why": self.why, "list": self.list_units,
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
-            "resize": self.resize,
+            "resize": self.resize, "kill": self.kill,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -292,6 +292,39 @@ class Commands:
 
     def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+
+    def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Sends a signal to the main process of each instance (or, with
+        all, to its whole process group and cgroup); what happens next is the
+        unit's restart policy."""
+        import signal as signals
+        names = _names(args, self.manager)
+        raw = args.get("signal", "TERM")
+        try:
+            if isinstance(raw, int) and not isinstance(raw, bool):
+                signum = signals.Signals(raw)
+            else:
+                text = str(raw).upper()
+                signum = signals.Signals[text if text.startswith("SIG") else "SIG" + text]
+        except (KeyError, ValueError):
+            raise ProtocolError("bad-args", f"{raw!r} is not a signal") from None
+        sup = self.manager.sup
+        sent = {}
+        for name in names:
+            for inst in sup.of_unit(name):
+                if inst.pid is None:
+                    continue
+                if args.get("all"):
+                    sup.signal_all(inst, signum)
+                else:
+                    proc = sup.procs.get(inst.pid)
+                    if proc is not None:
+                        try:
+                            signals.pidfd_send_signal(proc.pidfd, signum)
+                        except ProcessLookupError:
+                            continue
+                sent[inst.name] = inst.pid
+        conn.reply(rid, sent)
 
     def _ender(self, kind: str) -> Handler:
         """reboot, halt, poweroff: the reply goes out before the units stop."""

@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vigil import cgroups, namespaces, shutdown, sysinit
+from vigil import cgroups, namespaces, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
@@ -86,6 +86,9 @@ class Daemon:
         boot_log: list[tuple[str, str]] = []  # until the event log exists
         if self.system:
             sysinit.mount_basics(lambda sev, msg: boot_log.append((sev, msg)))
+            if namespaces.on_machine() and switchroot.wanted():
+                why = _switch_root()
+                boot_log.append(("error", f"staying in the initramfs: {why}"))
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
@@ -293,6 +296,18 @@ class Daemon:
                            overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
+
+
+def _switch_root() -> str:
+    """Before anything else is open: log straight to the console."""
+    def log(severity: str, message: str) -> None:
+        tag = {"error": "ERROR ", "warning": " WARN "}.get(severity, " INFO ")
+        if severity != "debug":
+            print(f"[{tag}] {message}", flush=True)
+    try:
+        return switchroot.switch(log)
+    except OSError as err:
+        return f"switching root failed: {err}"
 
 
 def _group_id(name: str | None) -> int | None:

@@ -169,6 +169,10 @@ class Supervisor:
             self.pump()
         self.timers.setdefault(inst.name, []).append(self.loop.call_later(delay, fire))
 
+    def signal_all(self, inst: Instance, signum: int) -> None:
+        """`vigilctl kill --all`: every process of the instance."""
+        self._signal(inst, signum)
+
     def _signal(self, inst: Instance, signum: int) -> None:
         """Signals the whole cgroup and process group, and the main process by pidfd."""
         cgroups = self.settings.cgroups

@@ -56,6 +56,13 @@ def _attach(p: argparse.ArgumentParser) -> None:
     p.add_argument("--escape", default="^]", help="detach key (default ^], Ctrl-])")
 
 
+def _kill(p: argparse.ArgumentParser) -> None:
+    _units(p, True)
+    p.add_argument("-s", "--signal", default="TERM", help="name or number (default TERM)")
+    p.add_argument("--all", action="store_true",
+                   help="every process of the unit, not just the main one")
+
+
 def _convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("-o", "--output-dir", help="write NAME.toml files here instead of printing")
@@ -77,6 +84,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "logs": ("show service output", _stream),
     "events": ("show the event stream", _stream),
     "why": ("why a unit is not running", _one),
+    "kill": ("send a signal to units' processes (the restart policy decides what next)",
+             _kill),
     "cat": ("print the effective unit as TOML", lambda p: _units(p, True)),
     "deps": ("draw the dependency tree", _deps),
     "timeline": ("when each unit started and became ready", _none),
@@ -183,6 +192,14 @@ def cmd_cat(client: Client, opts: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kill(client: Client, opts: argparse.Namespace) -> int:
+    signal = int(opts.signal) if opts.signal.isdigit() else opts.signal
+    sent = client.call("kill", units=opts.units, signal=signal, all=opts.all)
+    for name, pid in sorted(sent.items()):
+        print(f"{name}: signalled {pid}")
+    return 0 if sent else 1
+
+
 def cmd_deps(client: Client, opts: argparse.Namespace) -> int:
     client.call("status", units=[opts.unit])  # a clear error for an unknown unit
     show.deps(client.call("deps"), opts.unit, color(sys.stdout), opts.reverse)
@@ -218,7 +235,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "reload": cmd_reload, "logs": cmd_stream, "events": cmd_stream, "cat": cmd_cat,
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
-    "attach": cmd_attach,
+    "attach": cmd_attach, "kill": cmd_kill,
 }
 
 
