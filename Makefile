@@ -1,33 +1,51 @@
 # Everything a fresh Debian machine needs, installed by `make setup`.
 # libcap-dev: python-prctl builds against it. util-linux: unshare, for the
-# PID-namespace tests. procps: ps/pkill used by tests that look at processes.
-APT_PACKAGES := libcap-dev util-linux procps
+# namespace tests. procps: ps/pkill. iproute2: ip, for looking at network
+# namespaces. openssl: the test and VM certificates. The bootable image:
+# qemu-system-x86 (TCG), linux-image-amd64 (the kernel and its modules),
+# busybox-static (the guest's shell and tools), e2fsprogs (mkfs.ext4 -d), cpio
+# (reads the image back in a test).
+APT_PACKAGES := libcap-dev util-linux procps iproute2 openssl qemu-system-x86 \
+	linux-image-amd64 busybox-static e2fsprogs cpio
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test run lint check clean
+.PHONY: setup test run run-host image lint check clean
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing apt packages: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; \
 	fi
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
-test: setup
+test: setup image
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
-# The demo: the daemon on units/demo, its status and output, then a clean
-# shutdown. (Once the bootable image exists, this boots the VM instead.)
+# The bootable image (initramfs and ext4 root disk), rebuilt when vigil,
+# the units or the builder change.
+IMAGE_INPUTS := $(wildcard vigil/*.py vigilctl/*.py units/*/*.toml initramfs/*.py) \
+	$(shell find initramfs/etc -type f)
+image: build/initramfs.cpio.gz
+build/initramfs.cpio.gz: $(VENV)/.installed $(IMAGE_INPUTS)
+	$(PY) initramfs/build.py --out build
+
+# The demo: boots the VM. On a terminal, its console (log in as root; Ctrl-A X
+# or `poweroff` leaves); otherwise boot, status from the host, poweroff.
+run: setup image
+	$(PY) qemu/run.py
+
+# The same demo without a VM: the daemon on units/demo on this machine.
 DEMO_SOCK := /tmp/vigil-demo-$(shell id -u)/control.sock
-run: setup
+run-host: setup
 	@$(VENV)/bin/vigil check units/demo
 	@rm -rf $(dir $(DEMO_SOCK)); $(VENV)/bin/vigil --units units/demo --socket $(DEMO_SOCK) & \
 	pid=$$!; \
@@ -39,8 +57,8 @@ run: setup
 	wait $$pid
 
 lint: setup
-	$(VENV)/bin/ruff check vigil vigilctl tests
-	$(VENV)/bin/mypy vigil vigilctl
+	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu
+	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

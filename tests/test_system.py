@@ -40,7 +40,7 @@ PROBE = """
 description = "what the system looks like to a unit"
 [service]
 type = "oneshot"
-exec = ["sh", "-c", "uname -n > {tmp}/hostname; cat /proc/sys/net/ipv4/ip_forward > {tmp}/fwd; \
+exec = ["sh", "-c", "uname -n > {tmp}/hostname; cat /proc/sys/net/ipv4/ip_forward > {tmp}/fwd; cat /sys/class/net/lo/operstate > {tmp}/lo; \
 cat /proc/self/mountinfo > {tmp}/mounts; cat {tmp}/mnt/b/marker > {tmp}/bound; \
 touch {tmp}/mnt/b/x 2> {tmp}/bind-ro || true"]
 """
@@ -74,6 +74,7 @@ def test_early_boot_in_namespaces(tmp_path, unit_dir):
         wait_for(lambda: d.status("probe")["state"] == "exited")
         assert (tmp_path / "hostname").read_text().strip() == "vigil-test-host"
         assert (tmp_path / "fwd").read_text().strip() == "1", "net.* sysctl in our netns"
+        assert (tmp_path / "lo").read_text().strip() in ("unknown", "up"), "lo is up"
         mounts = (tmp_path / "mounts").read_text()
         assert f" {tmp_path}/mnt/t rw" in mounts and " - tmpfs tmpfs " in mounts
         assert (tmp_path / "bound").read_text() == "bound"

@@ -72,6 +72,24 @@ def set_hostname(root: str, log: Log) -> str | None:
         return None
 
 
+def loopback_up(log: Log) -> None:
+    """lo up from PID 1 itself (two ioctls), so local probes work even when
+    the network unit fails; vigil-net does the rest."""
+    if not namespaces.may("net-sysctl"):
+        return
+    import fcntl
+    import socket
+    import struct
+    siocgifflags, siocsifflags, iff_up = 0x8913, 0x8914, 0x1
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            req = struct.pack("16sH14x", b"lo", 0)
+            flags = struct.unpack("16sH14x", fcntl.ioctl(s.fileno(), siocgifflags, req))[1]
+            fcntl.ioctl(s.fileno(), siocsifflags, struct.pack("16sH14x", b"lo", flags | iff_up))
+    except OSError as err:
+        log("warning", f"bringing lo up failed: {err.strerror}")
+
+
 def wanted_modules(root: str = "/") -> list[str]:
     """Names from /etc/modules-load.d/*.conf (file-name order) and /etc/modules."""
     names: list[str] = []
@@ -213,6 +231,7 @@ def configure(log: Log, root: str = "/") -> tuple[BootOptions, list[str], str | 
     except OSError:
         opts = BootOptions()
     hostname = step("hostname", lambda: set_hostname(root, log))
+    step("loopback", lambda: loopback_up(log))
     step("modules", lambda: load_modules(wanted_modules(root), log))
     swaps: list[str] = []
     fstab = os.path.join(root, "etc/fstab")

@@ -1,0 +1,328 @@
+"""Builds the bootable image: a gzip cpio (the whole system in an initramfs)
+and the same tree as an ext4 root disk, from what the host has installed.
+
+    python initramfs/build.py [--out build] [--kernel-version V]
+
+Contents: Debian's python3.11 with the shared libraries it and its extension
+modules need; its standard library without tests, GUI and packaging parts,
+compiled to sourceless .pyc; vigil, vigilctl and their dependencies; busybox
+for a shell and the basic tools; the kernel modules for virtio disks, the
+network and ext4 with their modules.dep; the shipped units and an /etc for
+the demo. Entries are sorted and timestamps fixed, so the same inputs give
+the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import importlib.util
+import io
+import marshal
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PYVER = "3.11"
+PYTHON = f"/usr/bin/python{PYVER}"
+STDLIB = Path(f"/usr/lib/python{PYVER}")
+SKIP_STDLIB = frozenset({
+    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
+    "distutils", "venv", "site-packages", "dist-packages", "__pycache__",
+    "config-3.11-x86_64-linux-gnu", "dbm", "curses", "msilib", "xmlrpc", "wsgiref",
+    "turtle.py", "pydoc.py", "doctest.py", "tabnanny.py"})
+SKIP_DYNLOAD = ("_test", "_tkinter", "_curses", "_dbm", "_gdbm", "xxlimited",
+                "_xxtestfuzz", "_ctypes_test", "audioop")
+MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
+           "crc32c_generic",
+           "ext4"]
+BUSYBOX = "/bin/busybox"
+
+
+class Tree:
+    """The image as a map of paths to entries, written out in sorted order."""
+
+    def __init__(self) -> None:
+        self.entries: dict[str, tuple[str, int, bytes | str | tuple[int, int]]] = {}
+
+    def _parents(self, path: str) -> None:
+        parent = os.path.dirname(path)
+        while parent not in ("/", "") and parent not in self.entries:
+            self.entries[parent] = ("dir", 0o755, b"")
+            parent = os.path.dirname(parent)
+
+    def dir(self, path: str, mode: int = 0o755) -> None:
+        self._parents(path)
+        self.entries[path] = ("dir", mode, b"")
+
+    def file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        self._parents(path)
+        self.entries[path] = ("file", mode, data)
+
+    def copy(self, src: str | Path, dest: str | None = None, mode: int | None = None) -> None:
+        src = Path(src)
+        real = src.resolve()
+        self.file(dest or str(src), real.read_bytes(),
+                  mode if mode is not None else stat.S_IMODE(real.stat().st_mode))
+
+    def symlink(self, path: str, target: str) -> None:
+        self._parents(path)
+        self.entries[path] = ("link", 0o777, target)
+
+    def device(self, path: str, major: int, minor: int, mode: int = 0o600) -> None:
+        self._parents(path)
+        self.entries[path] = ("chr", mode, (major, minor))
+
+    def cpio(self) -> bytes:
+        """newc format; inode numbers by position, everything owned by root, mtime 0."""
+        out = io.BytesIO()
+        for ino, path in enumerate(sorted(self.entries), 1):
+            kind, mode, data = self.entries[path]
+            rdev = (0, 0)
+            if kind == "dir":
+                body, ftype = b"", stat.S_IFDIR
+            elif kind == "link":
+                assert isinstance(data, str)
+                body, ftype = data.encode(), stat.S_IFLNK
+            elif kind == "chr":
+                assert isinstance(data, tuple)
+                body, ftype, rdev = b"", stat.S_IFCHR, data
+            else:
+                assert isinstance(data, bytes)
+                body, ftype = data, stat.S_IFREG
+            _cpio_entry(out, path.lstrip("/"), ino, ftype | mode, body, rdev)
+        _cpio_entry(out, "TRAILER!!!", 0, 0, b"", (0, 0))
+        return out.getvalue()
+
+    def write_dir(self, target: Path) -> None:
+        """The same tree as files, for mkfs.ext4 -d (device nodes are left to devtmpfs)."""
+        if target.exists():
+            shutil.rmtree(target)
+        target.mkdir(parents=True)
+        for path in sorted(self.entries):
+            kind, mode, data = self.entries[path]
+            dest = target / path.lstrip("/")
+            if kind == "dir":
+                dest.mkdir(exist_ok=True)
+                dest.chmod(mode)
+            elif kind == "link":
+                assert isinstance(data, str)
+                dest.symlink_to(data)
+            elif kind == "file":
+                assert isinstance(data, bytes)
+                dest.write_bytes(data)
+                dest.chmod(mode)
+
+
+def _cpio_entry(out: io.BytesIO, name: str, ino: int, mode: int, body: bytes,
+                rdev: tuple[int, int]) -> None:
+    encoded = name.encode() + b"\0"
+    fields = [ino, mode, 0, 0, 2 if mode & stat.S_IFDIR else 1, 0, len(body), 0, 0,
+              rdev[0], rdev[1], len(encoded), 0]
+    out.write(b"070701" + b"".join(b"%08X" % f for f in fields) + encoded)
+    out.write(b"\0" * (-(110 + len(encoded)) % 4))
+    out.write(body)
+    out.write(b"\0" * (-len(body) % 4))
+
+
+def pyc(source: bytes, guest_path: str) -> bytes:
+    """A sourceless .pyc: magic, flags 0, mtime 0, size 0, then the code."""
+    code = compile(source, guest_path, "exec", dont_inherit=True, optimize=0)
+    return importlib.util.MAGIC_NUMBER + b"\0" * 12 + marshal.dumps(code)
+
+
+def add_python_tree(tree: Tree, src: Path, dest: str, skip: frozenset[str] = frozenset()) -> None:
+    """Copies a package or directory of modules, .py compiled to .pyc."""
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if any(part in skip or part == "__pycache__" for part in rel.parts):
+            continue
+        guest = f"{dest}/{rel}"
+        if path.is_dir():
+            tree.dir(guest)
+        elif path.suffix == ".py":
+            tree.file(guest[:-3] + ".pyc", pyc(path.read_bytes(), guest))
+        elif path.suffix == ".so" and not rel.name.startswith(SKIP_DYNLOAD):
+            tree.copy(path, guest)
+
+
+def shared_libraries(binaries: list[str]) -> set[str]:
+    found: set[str] = set()
+    for binary in binaries:
+        out = subprocess.run(["ldd", binary], capture_output=True, text=True, check=False).stdout
+        for line in out.splitlines():
+            parts = line.split()
+            if "=>" in parts and len(parts) > parts.index("=>") + 1:
+                lib = parts[parts.index("=>") + 1]
+                if lib.startswith("/"):
+                    found.add(lib)
+            elif parts and parts[0].startswith("/"):
+                found.add(parts[0])
+    return found
+
+
+def add_python(tree: Tree) -> None:
+    tree.copy(PYTHON, PYTHON)
+    tree.symlink("/usr/bin/python3", f"python{PYVER}")
+    add_python_tree(tree, STDLIB, str(STDLIB), SKIP_STDLIB)
+    import tomli_w  # where the venv's packages are
+    site = Path(tomli_w.__file__).parent.parent
+    for name in ("tomli_w", "pyroute2"):
+        add_python_tree(tree, site / name, f"{STDLIB}/{name}")
+    for name in ("prctl.py",):
+        tree.file(f"{STDLIB}/prctl.pyc", pyc((site / name).read_bytes(), f"{STDLIB}/{name}"))
+    extensions = [str(p) for p in site.glob("_prctl.*.so")] + [
+        str(p) for p in site.glob("_cffi_backend.*.so")]
+    for ext in extensions:
+        tree.copy(ext, f"{STDLIB}/lib-dynload/{os.path.basename(ext)}")
+    for package in ("vigil", "vigilctl"):
+        add_python_tree(tree, ROOT / package, f"{STDLIB}/{package}")
+    dynload = [str(p) for p in (STDLIB / "lib-dynload").glob("*.so")
+               if not p.name.startswith(SKIP_DYNLOAD)]
+    sysc = list((ROOT / "vigil").glob("_sysc*.so"))
+    for lib in sorted(shared_libraries([PYTHON, *dynload, *extensions, *map(str, sysc)])):
+        tree.copy(lib, lib)
+
+
+def add_busybox(tree: Tree) -> None:
+    tree.copy(BUSYBOX, "/bin/busybox", 0o755)
+    for lib in sorted(shared_libraries([BUSYBOX])):  # none for busybox-static
+        tree.copy(lib, lib)
+    listing = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
+                             check=True).stdout.split()
+    for applet in sorted(listing):
+        path = "/" + applet
+        if path not in tree.entries:
+            tree.symlink(path, "/bin/busybox")
+
+
+def add_modules(tree: Tree, version: str) -> list[str]:
+    moddir = Path(f"/lib/modules/{version}")
+    deps: dict[str, tuple[str, list[str]]] = {}
+    for line in (moddir / "modules.dep").read_text().splitlines():
+        path, _, rest = line.partition(":")
+        deps[os.path.basename(path).split(".ko")[0].replace("-", "_")] = (path, rest.split())
+    wanted: dict[str, list[str]] = {}
+    todo = list(MODULES)
+    while todo:
+        name = todo.pop()
+        path, needs = deps[name]
+        wanted[path] = needs
+        todo += [os.path.basename(n).split(".ko")[0].replace("-", "_") for n in needs
+                 if n not in wanted]
+    for path in wanted:
+        tree.copy(moddir / path, f"/lib/modules/{version}/{path}")
+    dep = "".join(f"{p}: {' '.join(n)}\n" if n else f"{p}:\n" for p, n in sorted(wanted.items()))
+    tree.file(f"/lib/modules/{version}/modules.dep", dep.encode())
+    return MODULES
+
+
+def launcher(module: str, args: str = "") -> bytes:
+    """A script run by the kernel or a shell: -I -S, the packages sit in the stdlib dir."""
+    return (f"#!{PYTHON} -IS\nimport sys\nfrom {module} import main\n"
+            f"sys.exit(main({args}))\n").encode()
+
+
+def add_system(tree: Tree, secrets: Path, modules: list[str]) -> None:
+    for path in ("/proc", "/sys", "/dev", "/run", "/tmp", "/root", "/data", "/var/log",
+                 "/etc/vigil/units", "/newroot"):
+        tree.dir(path, 0o1777 if path == "/tmp" else 0o755)
+    tree.device("/dev/console", 5, 1)
+    tree.device("/dev/null", 1, 3, 0o666)
+    init_args = ('["--units", "/etc/vigil/units", "--listen", "0.0.0.0:7000", '
+                 '"--token-file", "/etc/vigil/token", "--tls-cert", "/etc/vigil/tls.crt", '
+                 '"--tls-key", "/etc/vigil/tls.key", *sys.argv[1:]]')
+    tree.file("/sbin/init", launcher("vigil.cli", init_args), 0o755)
+    tree.symlink("/init", "/sbin/init")
+    tree.file("/usr/bin/vigilctl", launcher("vigilctl.main"), 0o755)
+    tree.file("/usr/bin/vigil-net", launcher("vigil.net"), 0o755)
+    for name in ("reboot", "halt", "poweroff"):
+        tree.symlink(f"/sbin/{name}", "/usr/bin/vigilctl")
+    tree.symlink("/sbin/mdev", "/bin/busybox")
+    for unit in sorted((ROOT / "units" / "system").glob("*.toml")):
+        tree.copy(unit, f"/etc/vigil/units/{unit.name}", 0o644)
+    for unit in sorted((ROOT / "units" / "demo").glob("*.toml")):
+        tree.copy(unit, f"/etc/vigil/units/{unit.name}", 0o644)
+    etc = ROOT / "initramfs" / "etc"
+    for conf in sorted(etc.rglob("*")):
+        if conf.is_file():
+            tree.copy(conf, "/etc/" + str(conf.relative_to(etc)), 0o644)
+    tree.file("/etc/modules-load.d/vigil.conf", ("\n".join(modules) + "\n").encode())
+    for name, mode in (("token", 0o600), ("tls.crt", 0o644), ("tls.key", 0o600)):
+        tree.copy(secrets / name, f"/etc/vigil/{name}", mode)
+
+
+def make_secrets(out: Path) -> Path:
+    """A token and a self-signed certificate for the guest's control endpoint,
+    made once and kept: the host side reads them from here."""
+    secrets = out / "secrets"
+    secrets.mkdir(parents=True, exist_ok=True)
+    if not (secrets / "token").exists():
+        (secrets / "token").write_text(hashlib.sha256(os.urandom(32)).hexdigest() + "\n")
+        (secrets / "token").chmod(0o600)
+    if not (secrets / "tls.crt").exists():
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes",
+                        "-keyout", str(secrets / "tls.key"), "-out", str(secrets / "tls.crt"),
+                        "-days", "3650", "-subj", "/CN=127.0.0.1",
+                        "-addext", "subjectAltName=IP:127.0.0.1"],
+                       check=True, capture_output=True)
+    return secrets
+
+
+def build(out: Path, version: str) -> Tree:
+    tree = Tree()
+    add_busybox(tree)
+    add_python(tree)
+    modules = add_modules(tree, version)
+    add_system(tree, make_secrets(out), modules)
+    return tree
+
+
+def kernel_version() -> str:
+    versions = sorted(p.name for p in Path("/lib/modules").iterdir()
+                      if (p / "modules.dep").exists() and Path(f"/boot/vmlinuz-{p.name}").exists())
+    if not versions:
+        raise SystemExit("no kernel with modules in /lib/modules and /boot: "
+                         "apt-get install linux-image-amd64")
+    return versions[-1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Build the vigil initramfs and root disk.")
+    p.add_argument("--out", default=str(ROOT / "build"))
+    p.add_argument("--kernel-version", default=None)
+    p.add_argument("--no-disk", action="store_true", help="only the initramfs")
+    opts = p.parse_args(argv)
+    out = Path(opts.out)
+    out.mkdir(parents=True, exist_ok=True)
+    version = opts.kernel_version or kernel_version()
+    tree = build(out, version)
+    raw = tree.cpio()
+    image = out / "initramfs.cpio.gz"
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
+        gz.write(raw)
+    image.write_bytes(buf.getvalue())
+    (out / "kernel-version").write_text(version + "\n")
+    print(f"{image}: {len(buf.getvalue()) / 1e6:.1f} MB ({len(tree.entries)} entries, "
+          f"{len(raw) / 1e6:.1f} MB unpacked), kernel {version}")
+    if not opts.no_disk:
+        staging = out / "rootfs"
+        tree.write_dir(staging)
+        disk = out / "root.ext4"
+        disk.unlink(missing_ok=True)
+        subprocess.run(["mkfs.ext4", "-q", "-F", "-L", "vigil-root", "-U",
+                        "d6e1a1b0-5f0e-4c55-9a49-000000000001", "-E", "root_owner=0:0",
+                        "-d", str(staging), str(disk), "256M"], check=True)
+        shutil.rmtree(staging)
+        print(f"{disk}: ext4 root disk (256 MB sparse)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
