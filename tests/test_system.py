@@ -23,6 +23,8 @@ def system_root(tmp: Path) -> Path:
     (tmp / "src").mkdir()
     (tmp / "src" / "marker").write_text("bound")
     (root / "etc" / "hostname").write_text("vigil-test-host\n")
+    (root / "etc" / "timezone").write_text("Europe/Paris\n")
+    (root / "etc" / "locale.conf").write_text('LANG="C.UTF-8"\nNOT_A_LOCALE=x\n')
     (root / "etc" / "fstab").write_text(
         f"# test fstab\n"
         f"tmpfs {tmp}/mnt/t tmpfs size=1m,mode=0750 0 0\n"
@@ -40,7 +42,7 @@ PROBE = """
 description = "what the system looks like to a unit"
 [service]
 type = "oneshot"
-exec = ["sh", "-c", "uname -n > {tmp}/hostname; cat /proc/sys/net/ipv4/ip_forward > {tmp}/fwd; cat /sys/class/net/lo/operstate > {tmp}/lo; \
+exec = ["sh", "-c", "uname -n > {tmp}/hostname; echo $TZ $LANG $NOT_A_LOCALE > {tmp}/env; cat /proc/sys/net/ipv4/ip_forward > {tmp}/fwd; cat /sys/class/net/lo/operstate > {tmp}/lo; \
 cat /proc/self/mountinfo > {tmp}/mounts; cat {tmp}/mnt/b/marker > {tmp}/bound; \
 touch {tmp}/mnt/b/x 2> {tmp}/bind-ro || true"]
 """
@@ -73,6 +75,7 @@ def test_early_boot_in_namespaces(tmp_path, unit_dir):
     try:
         wait_for(lambda: d.status("probe")["state"] == "exited")
         assert (tmp_path / "hostname").read_text().strip() == "vigil-test-host"
+        assert (tmp_path / "env").read_text().split() == [":Europe/Paris", "C.UTF-8"]
         assert (tmp_path / "fwd").read_text().strip() == "1", "net.* sysctl in our netns"
         assert (tmp_path / "lo").read_text().strip() in ("unknown", "up"), "lo is up"
         mounts = (tmp_path / "mounts").read_text()
@@ -147,5 +150,25 @@ def test_poweroff_by_its_own_name(tmp_path, unit_dir):
         assert out.stdout.strip() == "stopping all units, then poweroff", out.stderr
         d.proc.wait(timeout=60)
         assert d.proc.returncode == -signal.SIGINT
+    finally:
+        d.stop()
+
+
+def test_a_critical_failure_sends_the_system_to_rescue(tmp_path, unit_dir):
+    units = unit_dir({
+        "db.toml": '[unit]\ncritical = true\n[service]\nexec = ["sh", "-c", "exit 3"]\n'
+                   'restart = "never"\n',
+        "minor.toml": '[service]\nexec = ["sh", "-c", "exit 4"]\nrestart = "never"\n',
+        "rescue.toml": '[unit]\nenabled = false\nrequires = ["rescue-shell"]\n',
+        "rescue-shell.toml": '[unit]\nenabled = false\n[service]\nexec = "sleep 1000"\n',
+    })
+    d = Daemon(units, tmp_path, pid1=True, namespaces=NS,
+               extra=["--system", "--config-root", str(system_root(tmp_path)), "--cgroup", "off"])
+    try:
+        wait_for(lambda: d.status("rescue")["state"] == "active", what="the rescue target")
+        assert d.status("rescue-shell")["state"] == "running"
+        assert "critical unit db failed: starting rescue" in d.output()
+        assert d.status("minor")["state"] == "failed"
+        assert "critical unit minor" not in d.output(), "a non-critical failure is only logged"
     finally:
         d.stop()

@@ -145,3 +145,41 @@ def test_kill_sends_a_signal_and_the_policy_restarts(daemon):
     assert d.inst("svc")["last_exit"] == "killed by SIGKILL"
     bad = ctl(d, "kill", "-s", "NOPE", "svc")
     assert bad.returncode == 1 and "'NOPE' is not a signal" in bad.stderr
+
+
+@SUBREAPER
+def test_the_shell_completes_and_keeps_history_on_a_terminal(daemon, tmp_path):
+    import os
+    import pty
+    import select
+    d = daemon(UNITS)
+    wait_for(lambda: d.status("app")["state"] == "active")
+    master, slave = pty.openpty()
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state"), "TERM": "dumb"}
+    shell = subprocess.Popen([sys.executable, "-m", "vigilctl", "--socket", d.socket],
+                             stdin=slave, stdout=slave, stderr=slave, cwd=ROOT, env=env,
+                             start_new_session=True)
+    os.close(slave)
+    seen = b""
+
+    def until(needle: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 30
+        while needle not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+        assert needle in seen, seen
+    try:
+        until(b"vigil> ")
+        os.write(master, b"timel\t\n")  # completes the command
+        until(b"critical chain")
+        os.write(master, b"why cr\t\n")  # completes a unit name
+        until(b"cron is running")
+        os.write(master, b"quit\n")
+        assert shell.wait(timeout=30) == 0
+    finally:
+        if shell.poll() is None:
+            shell.kill()
+        os.close(master)
+    history = (tmp_path / "state" / "vigil" / "vigilctl_history").read_text().splitlines()
+    assert history[-3:] == ["timeline ", "why cron ", "quit"]

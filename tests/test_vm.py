@@ -46,7 +46,7 @@ def vm() -> Iterator[VM]:
 
 def inspect(vm: VM) -> dict[str, str]:
     assert vm.vigilctl("restart", "inspect").returncode == 0
-    lines = vm.vigilctl("logs", "-n", "6", "inspect").stdout.splitlines()
+    lines = vm.vigilctl("logs", "-n", "7", "inspect").stdout.splitlines()
     report = {}
     for line in lines:
         key, _, value = line.split("inspect: ", 1)[1].partition(": ")
@@ -74,6 +74,7 @@ def test_modules_fstab_zombies_and_pid1_memory(vm):
     assert report["data"] == "hello from the data disk"
     assert report["zombies"] == "0"
     assert report["hostname"] == "vigil-demo"
+    assert report["vigilctl"] == "pong", "vigilctl in the guest finds the system socket"
     rss_kb = int(report["pid1"].split()[1])
     print(f"\nPID 1 resident set in the VM: {rss_kb / 1024:.1f} MB")
     assert rss_kb > 0

@@ -116,7 +116,9 @@ class Daemon:
         notify_path = os.path.join(self.runtime_dir, "notify.sock")
         self.settings = Settings(log_dir=self.log_dir, runtime_dir=self.runtime_dir,
                                  notify_socket=notify_path, cgroups=self._cgroups(),
-                                 slow_report=opts.slow_report)
+                                 slow_report=opts.slow_report,
+                                 unit_env=sysinit.unit_environment(opts.config_root)
+                                 if self.system else {})
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
         self.notify = NotifySocket(notify_path, self.sup.notify)

@@ -49,9 +49,11 @@ def read_env_file(path: str) -> dict[str, str]:
     return env
 
 
-def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str]) -> dict[str, str]:
-    """Cleared, then pass-env from the daemon, env-files, env, and vigil's own."""
-    env = {"PATH": DEFAULT_PATH}
+def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str],
+              base: dict[str, str] | None = None) -> dict[str, str]:
+    """Cleared, then the system's (TZ, LANG), pass-env from the daemon,
+    env-files, env, and vigil's own."""
+    env = {"PATH": DEFAULT_PATH, **(base or {})}
     for name in svc.pass_env:
         if name in daemon_env:
             env[name] = daemon_env[name]
@@ -97,8 +99,9 @@ def apply_identity(spec: SpawnSpec, svc: Service) -> None:
         spec.groups = [_gid(g) for g in svc.supplementary_groups]
 
 
-def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str]) -> SpawnSpec:
-    env = build_env(svc, daemon_env, extra_env)
+def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str],
+              base: dict[str, str] | None = None) -> SpawnSpec:
+    env = build_env(svc, daemon_env, extra_env, base)
     spec = SpawnSpec(argv=list(svc.exec), env=env, search_path=env.get("PATH", DEFAULT_PATH),
                      cwd=svc.cwd, umask=-1 if svc.umask is None else svc.umask)
     apply_identity(spec, svc)

@@ -68,8 +68,11 @@ def socket_candidates(system: bool) -> list[str]:
 
 
 def default_socket(system: bool) -> str:
-    """The socket a client talks to: the first candidate that exists."""
+    """The socket a client talks to: the first candidate that exists, and
+    for root on a machine with no daemon of its own, the system's."""
     candidates = socket_candidates(system)
+    if not system and os.getuid() == 0 and "VIGIL_SOCKET" not in os.environ:
+        candidates.append("/run/vigil/control.sock")
     for path in candidates:
         if os.path.exists(path):
             return path

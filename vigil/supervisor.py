@@ -61,6 +61,7 @@ class Settings:
     notify_socket: str | None = None
     cgroups: Cgroups | None = None
     slow_report: float = 5.0  # seconds between "still waiting for X" lines; 0: never
+    unit_env: dict[str, str] = field(default_factory=dict)  # system mode: TZ, LANG, LC_*
 
 
 class Supervisor:
@@ -221,7 +222,7 @@ class Supervisor:
         child_fds: list[int] = []  # ends the child gets; closed here after the fork
         captures: list[tuple[str, int]] = []  # our read ends of output pipes
         try:
-            spec = make_spec(svc, self.settings.daemon_env, extra)
+            spec = make_spec(svc, self.settings.daemon_env, extra, self.settings.unit_env)
             if svc.pty:
                 master, slave = os.openpty()
                 os.set_blocking(master, False)

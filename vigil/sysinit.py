@@ -72,6 +72,29 @@ def set_hostname(root: str, log: Log) -> str | None:
         return None
 
 
+LOCALE_KEYS = ("LANG", "LANGUAGE", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLLATE",
+               "LC_MONETARY", "LC_MESSAGES", "LC_PAPER", "LC_NAME", "LC_ADDRESS",
+               "LC_TELEPHONE", "LC_MEASUREMENT", "LC_IDENTIFICATION", "LC_ALL")
+
+
+def unit_environment(root: str = "/") -> dict[str, str]:
+    """TZ from /etc/timezone and the locale from /etc/locale.conf (or Debian's
+    /etc/default/locale): what every unit gets in system mode."""
+    from vigil.launch import read_env_file
+    env: dict[str, str] = {}
+    for name in ("etc/default/locale", "etc/locale.conf"):
+        env.update({k: v for k, v in read_env_file("-" + os.path.join(root, name)).items()
+                    if k in LOCALE_KEYS})
+    try:
+        with open(os.path.join(root, "etc/timezone")) as f:
+            zone = f.read().strip()
+        if zone:
+            env["TZ"] = ":" + zone
+    except OSError:
+        pass
+    return env
+
+
 def loopback_up(log: Log) -> None:
     """lo up from PID 1 itself (two ioctls), so local probes work even when
     the network unit fails; vigil-net does the rest."""
