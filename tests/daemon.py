@@ -39,14 +39,24 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, what: str = "c
 
 class Daemon:
     def __init__(self, units: Path, tmp: Path, pid1: bool = False, extra: list[str] | None = None,
-                 cgroup: bool = False, namespaces: tuple[str, ...] = ()):
+                 cgroup: bool = False, namespaces: tuple[str, ...] = (),
+                 prelude: str = "", wrap: list[str] | None = None, python_code: str = ""):
+        """prelude: shell run first in the daemon's namespace (pid1 only);
+        wrap: a command the daemon runs under (prlimit ...); python_code: run
+        before vigil's main in the daemon's interpreter (fault injection)."""
         self.units, self.tmp, self.pid1 = units, tmp, pid1 or cgroup
         self.cgroup_mount = tmp / "cgroup2"
         self.cgroup_name = f"vigil-test-{os.getpid()}-{id(self)}"
         self.socket = str(tmp / "run" / "control.sock")
         self.log = tmp / "daemon.out"
-        cmd = [sys.executable, "-m", "vigil.cli", "--units", str(units), "--socket", self.socket,
-               *(extra or [])]
+        args = ["--units", str(units), "--socket", self.socket, *(extra or [])]
+        cmd = [sys.executable, "-m", "vigil.cli", *args]
+        if python_code:
+            cmd = [sys.executable, "-c", python_code + "\nimport sys\nfrom vigil.cli import main\n"
+                   "sys.exit(main(sys.argv[1:], prog='vigil'))", *args]
+        cmd = [*(wrap or []), *cmd]
+        if prelude:
+            cmd = ["sh", "-c", prelude + ' && exec "$@"', "prelude", *cmd]
         if cgroup:
             # cgroup2 mounted in the daemon's own mount namespace; the units'
             # cgroups go in a directory of our own, removed by `stop`.

@@ -72,6 +72,7 @@ class Commands:
                 "restarts": inst.restarts,
                 "last_exit": str(inst.last_exit) if inst.last_exit else None,
                 "reason": inst.reason, "status": sup.status_text.get(inst.name, ""),
+                "log_dropped": sup.logs[inst.name].dropped if inst.name in sup.logs else 0,
                 "runs": [{"started": r.started, "ended": r.ended, "exit": str(r.exit),
                           "code": r.exit.code, "signal": r.exit.signal,
                           "user_cpu": r.user_cpu, "system_cpu": r.system_cpu,

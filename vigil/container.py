@@ -320,7 +320,7 @@ class Container:
 
     # -- events -----------------------------------------------------------
     def reaped(self) -> None:
-        self.daemon.sup.reap()
+        self.daemon.reap()
         if self.phase is Phase.DRAINING and not descendants():
             self.move(Phase.DONE)
 

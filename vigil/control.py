@@ -7,6 +7,7 @@ error reply and a closed connection; the daemon carries on.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat
@@ -180,6 +181,24 @@ class Connection:
         self.sock.close()
 
 
+def private_dir(directory: str) -> None:
+    """Makes (or checks) a directory of ours that is not a symlink, before
+    anything is created in it."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    info = os.lstat(directory)
+    if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+        raise OSError(f"{directory} is not a directory (a symlink is refused)")
+    if info.st_uid != os.getuid():
+        raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
+
+
+def _reserve_fd() -> int:
+    try:
+        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return -1
+
+
 class ControlServer:
     def __init__(self, loop: Loop, path: str, handler: Callable[[Connection, dict[str, Any]], None],
                  on_error: Callable[[str, BaseException], None], idle_timeout: float = 60.0,
@@ -191,6 +210,7 @@ class ControlServer:
         self.want_errors: tuple[type[BaseException], ...] = ()
         self.connections: set[Connection] = set()
         self.sock = self._listen(path, read_gid)
+        self.reserve = _reserve_fd()  # spent when fds run out, so a client still gets in
         loop.add_reader(self.sock.fileno(), self._accept)
 
     @staticmethod
@@ -198,12 +218,7 @@ class ControlServer:
         """Creates the socket inside a 0700 directory (0750 and 0660 when a
         group may read); refuses symlinks there."""
         directory = os.path.dirname(path)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        info = os.lstat(directory)
-        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
-            raise OSError(f"{directory} is not a directory (a symlink is refused)")
-        if info.st_uid != os.getuid():
-            raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
+        private_dir(directory)
         os.chmod(directory, 0o700 if read_gid is None else 0o750)
         if read_gid is not None:
             os.chown(directory, -1, read_gid)
@@ -233,21 +248,43 @@ class ControlServer:
 
     def _accept(self) -> None:
         for _ in range(64):
+            if self.reserve < 0:  # give it back as soon as fds are free again
+                self.reserve = _reserve_fd()
             try:
                 sock, _ = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as err:  # EMFILE and friends: try again on the next wake-up
-                self.on_error("accepting a control connection", err)
-                return
+            except OSError as err:
+                if err.errno not in (errno.EMFILE, errno.ENFILE) or self.reserve < 0:
+                    self._pause(err)
+                    return
+                # Out of fds: spend the one kept in reserve, so status still answers.
+                os.close(self.reserve)
+                self.reserve = -1
+                try:
+                    sock, _ = self.sock.accept()
+                except OSError as again:
+                    self._pause(again)
+                    return
             sock.setblocking(False)
             conn = Connection(self, sock)
             self.connections.add(conn)
             self.loop.add_reader(conn.fd, conn.readable)
 
+    def _pause(self, err: OSError) -> None:
+        """Accept failed for want of fds: wait a little rather than spin on a
+        socket that stays readable."""
+        self.on_error("accepting a control connection", err)
+        fd = self.sock.fileno()
+        self.loop.remove_reader(fd)
+        self.loop.call_later(0.1, lambda: self.loop.add_reader(fd, self._accept))
+
     def close(self) -> None:
         for conn in list(self.connections):
             conn.close()
+        if self.reserve >= 0:
+            os.close(self.reserve)
+            self.reserve = -1
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
         try:

@@ -19,7 +19,7 @@ from typing import Any
 from vigil import cgroups, namespaces, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
-from vigil.control import ControlServer
+from vigil.control import ControlServer, private_dir
 from vigil.events import Events
 from vigil.graph import Graph
 from vigil.loader import SYSTEM_PATH, Loader
@@ -91,7 +91,7 @@ class Daemon:
                 boot_log.append(("error", f"staying in the initramfs: {why}"))
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
-        os.makedirs(self.runtime_dir, mode=0o700, exist_ok=True)
+        private_dir(self.runtime_dir)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
         os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
         self.console = Console(1)
@@ -226,9 +226,18 @@ class Daemon:
             self.events.emit("daemon.dump", f"{name}: {self.manager.state(name)} "
                              f"{self.commands.explain(name)}".rstrip())
 
+    def reap(self) -> None:
+        """SIGCHLD. If reaping fails, it is tried again shortly: the exited
+        children will not send another SIGCHLD, and no zombie may stay."""
+        try:
+            self.sup.reap()
+        except Exception:
+            self.loop.call_later(0.05, self.reap)
+            raise
+
     def _signals(self) -> None:
         loop = self.loop
-        loop.on_signal(signal.SIGCHLD, lambda _s: self.sup.reap())
+        loop.on_signal(signal.SIGCHLD, lambda _s: self.reap())
         loop.on_signal(signal.SIGHUP, self._reload_signal)
         loop.on_signal(signal.SIGUSR1, self.dump)
         if not self.system:

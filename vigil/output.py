@@ -36,6 +36,7 @@ class LogFile:
         self.fd = -1
         self.size = 0
         self.dropped = 0
+        self.failing = ""  # why the last write failed; "" while writes succeed
 
     def _open(self) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -62,9 +63,12 @@ class LogFile:
                 self._open()
             written = os.write(self.fd, data)
             self.size += written
-            return written == len(data)
-        except OSError:
+            if written != len(data):
+                raise OSError(28, "No space left on device (a short write)")
+            return True
+        except OSError as err:
             self.dropped += 1
+            self.failing = err.strerror or str(err)
             self.close()  # reopen next time: the disk may have room again
             return False
 

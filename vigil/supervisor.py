@@ -313,7 +313,7 @@ class Supervisor:
             if log is None or log.max_size != svc.log_max_size or log.keep != svc.log_keep:
                 path = os.path.join(self.settings.log_dir, inst.name + ".log")
                 log = self.logs[inst.name] = LogFile(path, svc.log_max_size, svc.log_keep)
-            sinks.append(_writer(log))
+            sinks.append(_writer(log, self.events, inst))
         else:
             sinks.append(self.console.service_line)
         on_raw = None
@@ -520,7 +520,17 @@ class Supervisor:
 _NULL = Output(OutputKind.NULL)
 
 
-def _writer(log: LogFile) -> Callable[[Line], None]:
+def _writer(log: LogFile, events: Events, inst: Instance) -> Callable[[Line], None]:
+    """Writes a line to the log; says so once when lines start being dropped,
+    and once when writing works again."""
     def write(line: Line) -> None:
-        log.write(line.text.encode() + b"\n")
+        was = log.failing
+        if log.write(line.text.encode() + b"\n"):
+            if was:
+                log.failing = ""
+                events.emit("log.recovered", f"log of {inst.name} writable again; "
+                            f"{log.dropped} line(s) dropped so far", "info", unit=inst.unit)
+        elif not was:
+            events.emit("log.dropping", f"log of {inst.name}: {log.failing}; dropping lines "
+                        "(the service runs on)", "warning", unit=inst.unit)
     return write
