@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test run run-host image lint check clean
+.PHONY: setup test run run-host image bench bench-quick bench-setup lint check clean
 
 setup: $(VENV)/.installed
 
@@ -56,9 +56,32 @@ run-host: setup
 	echo; echo '$$ vigilctl shutdown'; $(VENV)/bin/vigilctl --socket $(DEMO_SOCK) shutdown; \
 	wait $$pid
 
+# Side by side with the peers, each as PID 1 of a PID namespace: results in
+# bench/results/, the table and chart in docs/benchmarks.md. Installing the
+# peers must not start them on this machine: policy-rc.d refuses it.
+BENCH_PEERS := supervisor runit s6 tini dumb-init catatonit
+bench-setup: setup image
+	@missing=$$(for p in $(BENCH_PEERS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+			--no-install-recommends $$missing; status=$$?; rm -f /usr/sbin/policy-rc.d; \
+		exit $$status; \
+	fi
+	$(PY) -m pip install -q -e '.[test,bench]' --config-settings editable_mode=compat
+	$(PY) -m compileall -q vigil vigilctl
+
+bench: bench-setup
+	$(PY) bench/measure.py --runs 5
+	$(PY) bench/report.py bench/results/latest.json
+
+bench-quick: bench-setup
+	$(PY) bench/measure.py --quick
+	$(PY) bench/report.py bench/results/quick.json
+
 lint: setup
-	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu
-	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py
+	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench
+	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py bench/measure.py bench/report.py bench/peers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -68,7 +68,7 @@ def data_disk(path: Path) -> Path:
 class VM:
     def __init__(self, flavour: str = "initramfs", log: Path | None = None,
                  timeout: float = 600, append: str = "", build: Path = BUILD,
-                 interactive: bool = False) -> None:
+                 interactive: bool = False, image: Path | None = None) -> None:
         self.build, self.flavour = build, flavour
         self.log = log or build / f"console-{flavour}.log"
         self.control_port, self.web_port = free_port(), free_port()
@@ -92,7 +92,7 @@ class VM:
         self.cmd = [*limit, "qemu-system-x86_64", "-accel", "tcg", "-M", "pc",
                     "-m", "512", "-cpu", "max", "-smp", "1", "-nodefaults", "-no-reboot",
                     "-display", "none", *serial, "-kernel", str(vmlinux(build)),
-                    "-initrd", str(build / "initramfs.cpio.gz"),
+                    "-initrd", str(image or build / "initramfs.cpio.gz"),
                     "-append", f"{cmdline} {append}".strip(), *drives,
                     "-netdev", f"user,id=n0,restrict=on,{forwards}",
                     "-device", "virtio-net-pci,netdev=n0", "-device", "virtio-rng-pci"]
