@@ -11,7 +11,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test run run-host image bench bench-quick bench-setup lint check clean
+.PHONY: setup test soak run run-host image bench bench-quick bench-setup lint check clean
 
 setup: $(VENV)/.installed
 
@@ -29,6 +29,11 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 test: setup image
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# Ten minutes of chaos against the invariants (make test runs one minute).
+SOAK_SECONDS ?= 600
+soak: setup
+	$(PY) -m tests.soak $(SOAK_SECONDS)
 
 # The bootable image (initramfs and ext4 root disk), rebuilt when vigil,
 # the units or the builder change.
