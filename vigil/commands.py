@@ -35,9 +35,9 @@ class Commands:
     def __init__(self, manager: Manager, tail: Tail, events: Events,
                  reload: Callable[[bool], dict[str, Any]],
                  shutdown: Callable[[], None], end_system: Callable[[str], str],
-                 wait_timeout: float = 120.0) -> None:
+                 reexec: Callable[[], str], wait_timeout: float = 120.0) -> None:
         self.manager, self.tail, self.reload, self.shutdown = manager, tail, reload, shutdown
-        self.end_system = end_system
+        self.end_system, self.reexec = end_system, reexec
         self.events = events
         self.wait_timeout = wait_timeout
         self.table: dict[str, Handler] = {
@@ -47,7 +47,7 @@ class Commands:
             "shutdown": self.shutdown_cmd, "why": self.why, "list": self.list_units,
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
-            "resize": self.resize, "kill": self.kill,
+            "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -326,6 +326,12 @@ class Commands:
                             continue
                 sent[inst.name] = inst.pid
         conn.reply(rid, sent)
+
+    def reexec_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        try:
+            conn.reply(rid, self.reexec())
+        except ValueError as err:
+            raise ProtocolError("busy", str(err)) from None
 
     def _ender(self, kind: str) -> Handler:
         """reboot, halt, poweroff: the reply goes out before the units stop."""

@@ -204,6 +204,7 @@ class Container:
                                           str(opts.kill_timeout), "--console-level", level]))
         d = self.daemon
         d.loader = Loader(opts.units)  # side services only from --units, never the system path
+        d.can_reexec = False
         if opts.warn_zombies:
             d.events.quiet_codes.discard("orphan.reaped")
             d.sup.orphan_severity = "warning"

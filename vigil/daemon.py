@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from vigil import cgroups, namespaces, shutdown, switchroot, sysinit
+from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer, private_dir
@@ -54,6 +54,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--i-know-this-is-not-a-vm", dest="force_system", action="store_true",
                    help=argparse.SUPPRESS)
     p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
     p.add_argument("--no-autostart", action="store_true", help="start nothing until asked")
     p.add_argument("--shutdown-timeout", type=float, default=90.0,
                    help="seconds for all units to stop before everything is killed")
@@ -80,8 +81,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 class Daemon:
-    def __init__(self, opts: argparse.Namespace) -> None:
-        self.opts = opts
+    def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = ()) -> None:
+        self.opts, self.argv = opts, list(argv)
         self.system = opts.system or namespaces.on_machine()
         boot_log: list[tuple[str, str]] = []  # until the event log exists
         if self.system:
@@ -124,12 +125,36 @@ class Daemon:
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
         self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
-                                 self.end_system)
+                                 self.end_system, self.request_reexec)
+        self.reexec = False
+        self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
                                      read_gid=_group_id(opts.read_group))
         self.remote = self._remote()
         self.shutting_down = False
+
+    def request_reexec(self) -> str:
+        """daemon-reexec: ends the loop; run() then saves the state and execs."""
+        if self.shutting_down or not self.can_reexec:
+            raise ValueError("no re-exec now: " + ("shutting down" if self.shutting_down else
+                                                   "a container's entrypoint keeps running"))
+        self.reexec = True
+        self.loop.stopped = True
+        return "re-executing; the services keep running"
+
+    def _reexec(self) -> None:
+        path = reexec.save(self)
+        self.control.close()
+        if self.remote is not None:
+            self.remote.close()
+        self.notify.close()
+        self.events.emit("daemon.reexec", f"re-executing vigil {os.getpid()}")
+        self.events.close_file()
+        args = list(self.argv)
+        if "--restore" in args:
+            del args[args.index("--restore"):args.index("--restore") + 2]
+        os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, "--restore", path])
 
     def _boot_log(self, severity: str, message: str) -> None:
         self.events.emit("boot.step", message, severity)
@@ -289,9 +314,15 @@ class Daemon:
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
-        if not self.opts.no_autostart:
+        if self.opts.restore:
+            reexec.restore(self, self.opts.restore)
+            self.sup.reap()  # what exited while we were executing
+            self.manager.drain()
+        elif not self.opts.no_autostart:
             self.manager.start(self._first_units())
         self.loop.run()
+        if self.reexec:
+            self._reexec()
         self.sup.reap()
         self.control.close()
         if self.remote is not None:
@@ -355,7 +386,7 @@ def main(argv: Sequence[str]) -> int:
     if os.getpid() == 1:
         return _as_pid1(opts, list(argv))
     try:
-        daemon = Daemon(opts)
+        daemon = Daemon(opts, argv)
     except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
@@ -365,13 +396,24 @@ def main(argv: Sequence[str]) -> int:
 def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
     """PID 1 never exits: a daemon that cannot go on is executed afresh; one
     that cannot even start leaves a shell on the console, or keeps reaping."""
+    daemon = None
     try:
-        daemon = Daemon(opts)
+        daemon = Daemon(opts, argv)
         status = daemon.run()
     except BaseException as err:  # the last line of defence
         print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
         if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
-            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *argv, "--reexecuted"])
+            extra = ["--reexecuted"]
+            try:  # keep the services if the state can still be written
+                if daemon is not None:
+                    extra += ["--restore", reexec.save(daemon)]
+            except Exception as save_err:
+                print(f"vigil: state not saved ({save_err!r}); services are orphaned",
+                      file=sys.stderr)
+            args = [a for a in argv if a != "--reexecuted"]
+            if "--restore" in args:
+                del args[args.index("--restore"):args.index("--restore") + 2]
+            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
         return _last_resort()
     if namespaces.on_machine():
         return _last_resort()  # reboot(2) did not happen

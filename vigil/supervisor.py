@@ -23,7 +23,7 @@ from vigil.loop import Loop, Timer
 from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
-                          step)
+                          backoff_delay, step)
 from vigil.unit import Output, OutputKind, ProbeKind, Service, ServiceType, Unit
 
 
@@ -78,6 +78,7 @@ class Supervisor:
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
+        self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self.orphan_severity = "debug"  # `vigil run -w` makes reaped orphans a warning
@@ -305,6 +306,9 @@ class Supervisor:
         return fd
 
     def _capture(self, inst: Instance, stream: str, fd: int) -> None:
+        """Reads one output fd of an instance into its log, tail and console
+        (also used to take the fds back after a re-exec)."""
+        self.captures[fd] = (inst.name, stream)
         svc = inst.service
         out = svc.stderr if stream == "stderr" else svc.stdout  # a pty is stdout
         sinks: list[Callable[[Line], None]] = [self.tail.add]
@@ -325,8 +329,42 @@ class Supervisor:
         def readable() -> None:
             if not capture.read():
                 self.loop.remove_reader(fd)
+                self.captures.pop(fd, None)
                 os.close(fd)
         self.loop.add_reader(fd, readable)
+
+    def adopt(self, inst: Instance, pid: int, started_wall: float,
+              fds: list[tuple[str, int]]) -> None:
+        """Takes back a running process and its output fds after a re-exec."""
+        try:
+            pidfd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            pidfd = -1
+        if pidfd >= 0:
+            self.procs[pid] = Proc(pid, pidfd, inst.started_at or self.loop.clock(),
+                                   started_wall, inst)
+        for stream, fd in fds:
+            os.set_inheritable(fd, False)
+            self._capture(inst, stream, fd)
+
+    def resume(self, inst: Instance) -> None:
+        """After a re-exec: the timers and probes the instance's state needs."""
+        svc, state = inst.service, inst.state
+        actions: list[Action] = []
+        if state is State.RUNNING:
+            actions = [Action(Act.START_HEALTH)]
+        elif state is State.STARTING and svc.ready is not None:
+            actions = [Action(Act.ARM_READY, svc.ready.timeout), Action(Act.START_PROBE)]
+        elif state is State.STARTING:
+            self.send(inst, Event.EXEC_OK)  # the exec report was lost with the old process
+        elif state is State.STOPPING:
+            actions = [Action(Act.SIGNAL_STOP), Action(Act.ARM_STOP, svc.stop_timeout)]
+        elif state is State.BACKOFF or (state is State.FATAL and svc.retry_after_fatal > 0):
+            delay = backoff_delay(inst) if state is State.BACKOFF else svc.retry_after_fatal
+            actions = [Action(Act.ARM_RETRY, delay)]
+        for action in actions:
+            self._do(inst, action)
+        self.pump()
 
     def _watch_ready_fd(self, inst: Instance, pid: int, fd: int) -> None:
         os.set_blocking(fd, False)

@@ -95,6 +95,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "halt": ("halt the machine (system mode)", _none),
     "poweroff": ("power the machine off (system mode)", _none),
     "shutdown": ("stop everything and exit the daemon", _none),
+    "daemon-reexec": ("execute the daemon afresh; services keep running, same pids", _none),
     "ping": ("check the daemon answers", _none),
     "check": ("validate unit directories offline",
               lambda p: p.add_argument("dirs", nargs="*")),
@@ -235,6 +236,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "reload": cmd_reload, "logs": cmd_stream, "events": cmd_stream, "cat": cmd_cat,
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
+    "daemon-reexec": cmd_simple,
     "attach": cmd_attach, "kill": cmd_kill,
 }
 

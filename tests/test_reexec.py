@@ -1,0 +1,41 @@
+"""daemon-reexec: the daemon executes itself afresh and takes its services
+back: the same pids, restart counters, output pipes and logs."""
+
+from __future__ import annotations
+
+import os
+
+from tests.daemon import wait_for
+
+SLEEPER = '[service]\nexec = "sleep 1000"\nrestart = "always"\nrestart-delay = 0\n' \
+          'start-seconds = 0\n'
+
+
+def test_reexec_keeps_fifty_services(daemon):
+    units = {f"s{i:02}.toml": SLEEPER for i in range(50)}
+    units["talker.toml"] = ('[service]\nexec = ["sh", "-c", "i=0; while :; do echo line $i; '
+                            'i=$((i+1)); sleep 0.1; done"]\n')
+    d = daemon(units)
+    wait_for(lambda: all(u["state"] == "running" for u in d.call("status")), timeout=60)
+    victim = d.inst("s00")["pid"]
+    os.kill(d.host_pid(victim), 9)
+    wait_for(lambda: d.inst("s00")["pid"] not in (None, victim) and d.inst("s00")["restarts"])
+    before = {u["unit"]: (u["instances"][0]["pid"], u["instances"][0]["restarts"])
+              for u in d.call("status")}
+    daemon_pid = d.daemon_pid()
+    seen = len(d.call("logs", units=["talker"], lines=1000))
+    assert d.call("daemon-reexec") == "re-executing; the services keep running"
+    wait_for(lambda: d.call("ping") == "pong", what="the new daemon to answer")
+    assert d.daemon_pid() == daemon_pid, "the same process, executed afresh"
+    after = {u["unit"]: (u["instances"][0]["pid"], u["instances"][0]["restarts"])
+             for u in d.call("status")}
+    assert after == before
+    assert after["s00"][1] == 1
+    wait_for(lambda: len(d.call("logs", units=["talker"], lines=1000)) > seen + 5,
+             what="the talker's output to flow through the kept pipe")
+    assert "took back 51 process(es)" in d.output()
+    # and the new daemon still supervises: a kill is followed by a restart
+    pid = d.inst("s01")["pid"]
+    os.kill(d.host_pid(pid), 9)
+    wait_for(lambda: d.inst("s01")["pid"] not in (None, pid) and d.inst("s01")["restarts"] == 1)
+    assert d.zombies() == [] or wait_for(lambda: d.zombies() == [])

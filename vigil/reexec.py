@@ -1,0 +1,102 @@
+"""Re-executing the daemon without losing its services.
+
+`vigilctl daemon-reexec` (and PID 1's last resort) writes the state to a
+file, keeps the output pipes open across exec, and executes vigil again
+with `--restore FILE`. The new daemon loads the units, then takes every
+running process back with its pid, restart counters and output; exits that
+happened during the exec are reaped then, because the children stay ours.
+Timers and probes are started afresh from each instance's state.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import TYPE_CHECKING, Any
+
+from vigil.states import ExitInfo, Instance, State
+
+if TYPE_CHECKING:
+    from vigil.daemon import Daemon
+
+FORMAT = 1
+KEPT = ("state", "want_up", "pid", "started_at", "start_failures", "failures", "restarts",
+        "reason", "pending_failure")
+
+
+def save(daemon: Daemon) -> str:
+    """Writes the state and clears close-on-exec on the fds that must survive."""
+    sup, m = daemon.sup, daemon.manager
+    instances = []
+    for inst in sup.instances.values():
+        record: dict[str, Any] = {k: getattr(inst, k) for k in KEPT}
+        record.update(name=inst.name, unit=inst.unit, state=inst.state.value,
+                      last_exit=None if inst.last_exit is None else inst.last_exit.__dict__)
+        proc = sup.procs.get(inst.pid) if inst.pid else None
+        record["started_wall"] = proc.started_wall if proc else 0.0
+        record["fds"] = [(stream, fd) for fd, (name, stream) in sup.captures.items()
+                         if name == inst.name]
+        for _, fd in record["fds"]:
+            os.set_inheritable(fd, True)
+        instances.append(record)
+    state = {"format": FORMAT, "instances": instances, "goal": sorted(m.goal),
+             "waiting": sorted(m.waiting), "targets_up": sorted(m.targets_up),
+             "skipped": m.skipped, "failed_why": m.failed_why, "times": m.times,
+             "status_text": sup.status_text, "hook_env": sup.hook_env, "swaps": daemon.swaps,
+             "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
+                      for name, runs in sup.runs.items()},
+             "tail": {unit: [line.__dict__ for line in lines]
+                      for unit, lines in daemon.tail.lines.items()}}
+    path = os.path.join(daemon.runtime_dir, "reexec.json")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(state, f)
+    return path
+
+
+def restore(daemon: Daemon, path: str) -> int:
+    """Takes the saved processes back; returns how many are running."""
+    from collections import deque
+
+    from vigil.supervisor import Run
+    with open(path) as f:
+        state = json.load(f)
+    os.unlink(path)
+    if state.get("format") != FORMAT:
+        raise ValueError(f"{path}: state format {state.get('format')} is not {FORMAT}")
+    sup, m = daemon.sup, daemon.manager
+    m.goal, m.waiting = set(state["goal"]) & set(m.units), set(state["waiting"]) & set(m.units)
+    m.targets_up = set(state["targets_up"]) & set(m.units)
+    m.skipped, m.failed_why = state["skipped"], state["failed_why"]
+    m.times = state["times"]
+    sup.status_text, sup.hook_env = state["status_text"], state["hook_env"]
+    daemon.swaps = state["swaps"]
+    for name, runs in state["runs"].items():
+        sup.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),
+                               maxlen=20)
+    from vigil.output import Line
+    for unit_name, lines in state["tail"].items():
+        for line in lines:
+            daemon.tail.lines.setdefault(unit_name, deque(maxlen=daemon.tail.size)).append(
+                Line(**line))
+    adopted = 0
+    for record in state["instances"]:
+        unit = m.units.get(record["unit"])
+        if unit is None or unit.service is None:
+            for _, fd in record["fds"]:
+                os.close(fd)
+            continue
+        inst = Instance(record["name"], record["unit"], unit.service)
+        for key in KEPT:
+            setattr(inst, key, record[key])
+        inst.state = State(record["state"])
+        if record["last_exit"]:
+            inst.last_exit = ExitInfo(**record["last_exit"])
+        sup.instances[inst.name] = inst
+        if inst.pid:
+            sup.adopt(inst, inst.pid, record["started_wall"], record["fds"])
+            adopted += 1
+        sup.resume(inst)
+    daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
+    return adopted
