@@ -242,14 +242,23 @@ class Commands:
         conn.reply(rid, None)
 
     # -- changes ----------------------------------------------------------------
+    def _timeout(self, args: dict[str, Any]) -> float:
+        """The wait a start/stop/restart asks for, checked before anything is done."""
+        timeout = args.get("timeout", self.wait_timeout)
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or \
+                not 0 < timeout <= 86400:
+            raise ProtocolError("bad-args", "\"timeout\" must be seconds, more than 0 and at "
+                                "most 86400")
+        return float(timeout)
+
     def _wait(self, conn: Connection, rid: Any, names: list[str], want_up: bool,
               args: dict[str, Any]) -> None:
         """Replies once every unit has settled, or at the timeout."""
         if args.get("no_block"):
             conn.reply(rid, {n: self.manager.state(n) for n in names})
             return
-        timeout = args.get("timeout", self.wait_timeout)
-        deadline = self.manager.sup.loop.clock() + float(timeout)
+        timeout = self._timeout(args)
+        deadline = self.manager.sup.loop.clock() + timeout
         m = self.manager
 
         done_states = ("up", "failed") if want_up else ("down", "failed")
@@ -278,16 +287,19 @@ class Commands:
 
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager)
+        self._timeout(args)
         self.manager.start(names)
         self._wait(conn, rid, names, True, args)
 
     def stop(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager)
+        self._timeout(args)
         self.manager.stop(names)
         self._wait(conn, rid, names, False, args)
 
     def restart(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager)
+        self._timeout(args)
         self.manager.restart(names)
         self._wait(conn, rid, names, True, args)
 
