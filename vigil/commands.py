@@ -48,6 +48,7 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
+            "run": self.run_cmd,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -73,6 +74,7 @@ class Commands:
                 "last_exit": str(inst.last_exit) if inst.last_exit else None,
                 "reason": inst.reason, "status": sup.status_text.get(inst.name, ""),
                 "log_dropped": sup.logs[inst.name].dropped if inst.name in sup.logs else 0,
+                "port": inst.port,
                 "runs": [{"started": r.started, "ended": r.ended, "exit": str(r.exit),
                           "code": r.exit.code, "signal": r.exit.signal,
                           "user_cpu": r.user_cpu, "system_cpu": r.system_cpu,
@@ -338,6 +340,41 @@ class Commands:
                             continue
                 sent[inst.name] = inst.pid
         conn.reply(rid, sent)
+
+    def run_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """A transient unit, like systemd-run: no file; the client's PATH, cwd and
+        the variables it names come with the request."""
+        from vigil.errors import UnitError
+        from vigil.schema import build_unit
+        m = self.manager
+        argv = args.get("exec")
+        if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):
+            raise ProtocolError("bad-args", "\"exec\" must be a non-empty list of strings")
+        name = args.get("name") or f"run-{len(m.transient) + 1}"
+        while not args.get("name") and name in m.units:
+            name += "x"
+        if not isinstance(name, str):
+            raise ProtocolError("bad-args", "\"name\" must be a string")
+        if name in m.units and (name not in m.transient or m.active(name)):
+            raise ProtocolError("exists", f"a unit '{name}' already exists"
+                                + (" and is running" if m.active(name) else ""))
+        service: dict[str, Any] = {"exec": argv, "restart": args.get("restart", "never"),
+                                   "env": args.get("env", {}), "stdout": "log",
+                                   "stderr": "log"}
+        if args.get("cwd"):
+            service["cwd"] = args["cwd"]
+        if args.get("port") is not None:
+            service["port"] = args["port"]
+        if args.get("wait_port"):
+            service["ready"] = {"tcp": args["wait_port"], "timeout": self._timeout(args)}
+        doc = {"unit": {"description": "transient: " + " ".join(argv)[:60]}, "service": service}
+        try:
+            unit = build_unit(name, doc, f"<vigilctl run {name}>", {})
+        except UnitError as err:
+            raise ProtocolError("bad-args", str(err)) from None
+        m.add_transient(unit)
+        m.start([name])
+        self._wait(conn, rid, [name], True, args)
 
     def reexec_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         try:

@@ -93,6 +93,7 @@ class Daemon:
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         private_dir(self.runtime_dir)
+        self.lock_fd = _lock(self.runtime_dir, self.socket_path)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
         os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
         self.console = Console(1)
@@ -202,14 +203,21 @@ class Daemon:
             self.events.emit("unit.invalid", problem, "error")
         return {"units": result.units, "broken": result.broken, "problems": problems}
 
+    def _with_transient(self, units: dict[str, Any]) -> dict[str, Any]:
+        """Units started by `vigilctl run` have no file: a reload keeps them."""
+        m = self.manager
+        return {**{n: m.units[n] for n in m.transient if n in m.units}, **units}
+
     def reload(self, dry_run: bool = False) -> dict[str, Any]:
         if dry_run:
             result = self.loader.load_all()
-            changes = self.manager.plan_reload(result.units, result.broken)
+            changes = self.manager.plan_reload(self._with_transient(result.units),
+                                               result.broken)
             problems = [str(p) for p in result.problems + Graph.build(result.units).problems]
         else:
             loaded = self.load()
-            changes = self.manager.apply_reload(loaded["units"], loaded["broken"])
+            changes = self.manager.apply_reload(self._with_transient(loaded["units"]),
+                                                loaded["broken"])
             problems = loaded["problems"]
             self.events.emit("daemon.reloaded", f"Reloaded: {len(changes)} change(s)")
         return {"changes": [c.__dict__ for c in changes], "problems": problems,
@@ -338,6 +346,23 @@ class Daemon:
                            overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
+
+
+def _lock(runtime_dir: str, socket_path: str) -> int:
+    """One daemon per socket: a lock held for life, so a second one is refused
+    at once and a socket left by a dead daemon is known to be stale."""
+    import fcntl
+    path = os.path.join(runtime_dir, "lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise OSError(f"another vigil (pid {holder}) is running on {socket_path}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
 
 
 def _switch_root() -> str:

@@ -42,6 +42,7 @@ class Manager:
         self.skipped: dict[str, str] = {}  # unit -> why it does not run here
         self.failed_why: dict[str, str] = {}
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
+        self.transient: set[str] = set()  # made by `vigilctl run`, with no file
         self.watchers: list[Callable[[], bool]] = []
         # name -> [began, up]: clock times of the latest start, for `timeline`
         self.times: dict[str, list[float | None]] = {}
@@ -52,6 +53,10 @@ class Manager:
     def set_units(self, units: dict[str, Unit]) -> None:
         self.units = dict(units)
         self.graph = Graph.build(self.units)
+
+    def add_transient(self, unit: Unit) -> None:
+        self.transient.add(unit.name)
+        self.set_units({**self.units, unit.name: unit})
 
     # -- what a unit is doing ---------------------------------------------------
     def state(self, name: str) -> str:

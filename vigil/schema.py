@@ -176,6 +176,15 @@ def absolute_path(value: Any) -> str:
     return text
 
 
+def port(value: Any) -> int | str:
+    """A fixed TCP port, or "auto": a free one, chosen at each start."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
+        raise Invalid(f"{value!r} is not a port (1-65535) or \"auto\"")
+    return value
+
+
 def console(value: Any) -> str | None:
     """pty, none, tty (/dev/console) or the path of a terminal device."""
     text = string(value)
@@ -237,7 +246,7 @@ UNIT_KEYS: dict[str, Check] = {
 }
 SERVICE_KEYS: dict[str, Check] = {
     "exec": argv, "type": choice(ServiceType), "pid-file": absolute_path,
-    "start-timeout": number(0.001, 86400), "console": console,
+    "start-timeout": number(0.001, 86400), "console": console, "port": port,
     "instances": integer(1, 1000), "restart": choice(RestartPolicy),
     "success-exit-codes": lambda v: frozenset(integer(0, 255)(c) for c in
                                               (v if isinstance(v, list) else [v])),
@@ -332,12 +341,14 @@ class Builder:
 
     def tcp_probe(self, key: str, value: Any) -> Probe | None:
         host, port = "127.0.0.1", value
+        if value == "port":  # the port the service was given ([service] port)
+            return Probe(ProbeKind.TCP, host=host, port=0)
         if isinstance(value, str):
             host, _, text = value.rpartition(":")
             host = host.strip("[]") or "127.0.0.1"
             port = int(text) if text.isdigit() else -1
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-            self.problem(key, f"{value!r} is not a port (1-65535) or \"host:port\"")
+            self.problem(key, f"{value!r} is not a port (1-65535), \"host:port\" or \"port\"")
             return None
         return Probe(ProbeKind.TCP, host=host, port=port)
 
@@ -394,6 +405,9 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
     kind = fields.get("type", ServiceType.SIMPLE)
     if kind is ServiceType.NOTIFY and ready is None:
         ready = Ready(Probe(ProbeKind.NOTIFY), 90.0, 0.1)
+    if ready and ready.probe.kind is ProbeKind.TCP and ready.probe.port == 0 and \
+            "port" not in fields:
+        b.problem("service.ready", "tcp = \"port\" needs a [service] port")
     if kind is ServiceType.FORKING and "pid_file" not in fields:
         b.problem("service.type", "type = \"forking\" needs pid-file")
     if kind is ServiceType.FORKING and fields.get("instances", 1) > 1:

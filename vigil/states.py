@@ -114,6 +114,7 @@ class Instance:
     last_exit: ExitInfo | None = None
     reason: str = ""
     pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
+    port: int | None = None  # the $PORT of the current run
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
 

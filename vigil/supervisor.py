@@ -24,7 +24,7 @@ from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           backoff_delay, step)
-from vigil.unit import Output, OutputKind, ProbeKind, Service, ServiceType, Unit
+from vigil.unit import Output, OutputKind, Probe, ProbeKind, Service, ServiceType, Unit
 
 
 @dataclass
@@ -217,6 +217,10 @@ class Supervisor:
         svc = inst.service
         extra = {**self.hook_env.get(inst.unit, {}), "VIGIL_UNIT": inst.unit,
                  "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
+        inst.port = None
+        if svc.port is not None:
+            inst.port = _free_port() if svc.port == "auto" else int(svc.port)
+            extra["PORT"] = str(inst.port)
         ready_fd_pair: tuple[int, int] | None = None
         if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
             extra["NOTIFY_SOCKET"] = self.settings.notify_socket
@@ -409,13 +413,16 @@ class Supervisor:
         assert ready is not None
         if ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.FD):
             return  # the service tells us itself
+        probe = ready.probe
+        if probe.kind is ProbeKind.TCP and probe.port == 0:  # tcp = "port"
+            probe = Probe(ProbeKind.TCP, host=probe.host, port=inst.port or 0)
         pid = inst.pid
 
         def on_ready() -> None:
             if inst.pid == pid:
                 self.send(inst, Event.READY)
                 self.pump()
-        self._prober(inst).until_ready(ready.probe, ready.interval, on_ready)
+        self._prober(inst).until_ready(probe, ready.interval, on_ready)
 
     def _start_health(self, inst: Instance) -> None:
         health = inst.service.health
@@ -556,6 +563,14 @@ class Supervisor:
 
 
 _NULL = Output(OutputKind.NULL)
+
+
+def _free_port() -> int:
+    """A TCP port nobody listens on now (the kernel's choice), for port = "auto"."""
+    import socket
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def _writer(log: LogFile, events: Events, inst: Instance) -> Callable[[Line], None]:

@@ -92,6 +92,7 @@ class Service:
     start_timeout: float = 90.0  # forking: for the launcher to exit and write its pid-file
     pty: bool = False  # console = "pty": runs on a pseudo-terminal, for `vigilctl attach`
     tty: str | None = None  # console = "tty" or a /dev path: that terminal is 0, 1 and 2
+    port: int | str | None = None  # in $PORT; "auto": a free one at each start
     instances: int = 1
     restart: RestartPolicy = RestartPolicy.ON_FAILURE
     success_exit_codes: frozenset[int] = frozenset({0})

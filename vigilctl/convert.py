@@ -277,6 +277,26 @@ def _program(name: str, opts: dict[str, str]) -> Converted:
     return out
 
 
+# -- Procfile ----------------------------------------------------------------
+
+def from_procfile(text: str) -> list[Converted]:
+    """`name: command` per line (foreman, honcho): each a unit with a free $PORT."""
+    out = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        name, sep, command = line.partition(":")
+        if not sep or not re.fullmatch(r"[A-Za-z0-9_.-]+", name.strip()):
+            out.append(Converted(f"line-{number}", {}, [f"line {number}: not NAME: COMMAND"]))
+            continue
+        out.append(Converted(name.strip(), {
+            "unit": {"description": f"Procfile: {name.strip()}"},
+            "service": {"exec": ["sh", "-c", command.strip()], "port": "auto",
+                        "restart": "on-failure"}}))
+    return [c for c in out if c.doc or c.notes]
+
+
 # -- output ----------------------------------------------------------------------
 
 def render(unit: Converted, source: str) -> str:
@@ -290,9 +310,12 @@ def convert(path: str, text: str) -> list[Converted]:
     base = os.path.basename(path)
     if base.endswith((".service", ".target")):
         return from_systemd(path, text)
+    if base == "Procfile" or base.startswith("Procfile."):
+        return from_procfile(text)
     if re.search(r"^\[program:", text, re.M) or base.endswith((".conf", ".ini")):
         return from_supervisord(text)
-    raise ValueError(f"{path}: not a systemd .service/.target or a supervisord config")
+    raise ValueError(f"{path}: not a systemd .service/.target, a supervisord config or a "
+                     "Procfile")
 
 
 def main(path: str, out_dir: str | None) -> int:
@@ -307,6 +330,8 @@ def main(path: str, out_dir: str | None) -> int:
     for n, unit in enumerate(units):
         for note in unit.notes:
             print(f"{unit.name}: {note}", file=sys.stderr)
+        if not unit.doc:
+            continue
         rendered = render(unit, path)
         if out_dir:
             target = os.path.join(out_dir, f"{unit.name}.toml")

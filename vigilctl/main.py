@@ -63,6 +63,18 @@ def _kill(p: argparse.ArgumentParser) -> None:
                    help="every process of the unit, not just the main one")
 
 
+def _run(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--name", help="the unit's name (default run-N)")
+    p.add_argument("--restart", choices=["always", "on-failure", "never"], default="never")
+    p.add_argument("--port", help="a port for $PORT, or auto for a free one")
+    p.add_argument("--wait-port", metavar="PORT",
+                   help="ready when this port (or `port`: its $PORT) accepts a connection")
+    p.add_argument("--env", action="append", default=[], metavar="NAME",
+                   help="pass this variable from here (PATH always is)")
+    p.add_argument("--no-block", action="store_true", help="do not wait until it is ready")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
+
+
 def _convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("-o", "--output-dir", help="write NAME.toml files here instead of printing")
@@ -90,7 +102,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "deps": ("draw the dependency tree", _deps),
     "timeline": ("when each unit started and became ready", _none),
     "attach": ("connect the terminal to a console = \"pty\" unit", _attach),
-    "convert": ("turn a systemd unit or supervisord config into TOML", _convert),
+    "convert": ("turn a systemd unit, supervisord config or Procfile into TOML", _convert),
+    "run": ("run a command as a unit without writing a file (like systemd-run)", _run),
     "reboot": ("reboot the machine (system mode)", _none),
     "halt": ("halt the machine (system mode)", _none),
     "poweroff": ("power the machine off (system mode)", _none),
@@ -201,6 +214,25 @@ def cmd_kill(client: Client, opts: argparse.Namespace) -> int:
     return 0 if sent else 1
 
 
+def cmd_run(client: Client, opts: argparse.Namespace) -> int:
+    command = opts.command[1:] if opts.command[:1] == ["--"] else opts.command
+    if not command:
+        raise ValueError("name the command: vigilctl run [OPTIONS] -- CMD [ARGS...]")
+    env = {"PATH": os.environ.get("PATH", "")}
+    env.update({name: os.environ[name] for name in opts.env if name in os.environ})
+    args: dict[str, Any] = {"exec": command, "env": env, "cwd": os.getcwd(),
+                            "restart": opts.restart, "no_block": opts.no_block}
+    if opts.name:
+        args["name"] = opts.name
+    if opts.port:
+        args["port"] = opts.port if opts.port == "auto" else int(opts.port)
+    if opts.wait_port:
+        args["wait_port"] = opts.wait_port if opts.wait_port == "port" else int(opts.wait_port)
+    for name, state in client.call("run", **args).items():
+        print(f"{name}: {state}")
+    return 0
+
+
 def cmd_deps(client: Client, opts: argparse.Namespace) -> int:
     client.call("status", units=[opts.unit])  # a clear error for an unknown unit
     show.deps(client.call("deps"), opts.unit, color(sys.stdout), opts.reverse)
@@ -236,7 +268,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "reload": cmd_reload, "logs": cmd_stream, "events": cmd_stream, "cat": cmd_cat,
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
-    "daemon-reexec": cmd_simple,
+    "daemon-reexec": cmd_simple, "run": cmd_run,
     "attach": cmd_attach, "kill": cmd_kill,
 }
 

@@ -26,13 +26,15 @@ def age(seconds: float | None) -> str:
 
 
 def status(units: list[dict[str, Any]], color: bool) -> None:
-    rows = [("UNIT", "STATE", "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DESCRIPTION")]
+    rows = [("UNIT", "STATE", "PID :PORT" if any(i.get("port") for u in units
+                                                  for i in u["instances"]) else "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DESCRIPTION")]
     for u in units:
         for inst in u["instances"] or [None]:
             if inst is None:
                 rows.append((u["unit"], u["state"], "-", "-", "-", "-", u["description"]))
                 continue
-            rows.append((inst["name"], inst["state"], str(inst["pid"] or "-"),
+            pid = str(inst["pid"] or "-") + (f" :{inst['port']}" if inst.get("port") else "")
+            rows.append((inst["name"], inst["state"], pid,
                          age(inst["uptime"]), str(inst["restarts"]),
                          inst["last_exit"] or "-", u["description"]))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]

@@ -1,0 +1,91 @@
+"""The per-user, per-project supervisor: one daemon per socket, first use,
+transient units, ports, Procfiles."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+from tests.daemon import ROOT, Daemon, wait_for
+
+SLEEPER = '[service]\nexec = "sleep 1000"\n'
+
+
+def test_a_second_daemon_is_refused_and_a_stale_socket_replaced(unit_dir, tmp_path):
+    units = unit_dir({"a.toml": SLEEPER})
+    first = Daemon(units, tmp_path)
+    try:
+        second = subprocess.run([sys.executable, "-m", "vigil.cli", "--units", str(units),
+                                 "--socket", first.socket], capture_output=True, text=True,
+                                cwd=ROOT, timeout=60)
+        assert second.returncode == 1
+        assert f"another vigil (pid {first.daemon_pid()}) is running on {first.socket}" \
+            in second.stderr
+        assert first.call("ping") == "pong"
+        orphan = first.inst("a")["pid"]
+        os.kill(first.daemon_pid(), signal.SIGKILL)  # leaves its socket behind
+        first.proc.wait(timeout=30)
+        os.kill(orphan, signal.SIGKILL)
+    finally:
+        first.stop()
+    assert os.path.exists(first.socket)
+    again = Daemon(units, tmp_path)  # the same socket: stale, replaced
+    try:
+        assert again.call("ping") == "pong"
+    finally:
+        again.stop()
+
+
+def test_run_a_transient_unit_with_a_free_port(unit_dir, tmp_path):
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), tmp_path)
+    try:
+        env = {**os.environ, "PATH": f"/opt/nowhere:{os.environ['PATH']}", "SECRET": "s3",
+               "GREETING": "hi"}
+        out = subprocess.run(
+            [sys.executable, "-m", "vigilctl", "--socket", d.socket, "run", "--name", "web",
+             "--port", "auto", "--wait-port", "port", "--env", "GREETING", "--",
+             sys.executable, "-c", "import os, http.server as h; print(os.environ['PATH'], "
+             "os.environ.get('GREETING'), os.environ.get('SECRET'), flush=True); "
+             "h.HTTPServer(('127.0.0.1', int(os.environ['PORT'])), "
+             "h.SimpleHTTPRequestHandler).serve_forever()"],
+            capture_output=True, text=True, cwd=tmp_path, env=env, timeout=60)
+        assert out.returncode == 0 and out.stdout.strip() == "web: running", out.stderr
+        inst = d.inst("web")
+        assert inst["port"] and inst["port"] != 0
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{inst['port']}/", timeout=30) as r:
+            assert r.status == 200
+        line = wait_for(lambda: d.call("logs", units=["web"]))[0]["text"]
+        assert line == f"/opt/nowhere:{os.environ['PATH']} hi None", \
+            "PATH and the named variables come from the client; nothing else"
+        second = subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket,
+                                 "run", "--name", "web", "--", "true"],
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "a unit 'web' already exists and is running" \
+            in second.stderr
+        d.call("reload")
+        assert d.inst("web")["pid"] == inst["pid"], "a reload keeps a transient unit"
+    finally:
+        d.stop()
+
+
+def test_procfile_conversion(tmp_path):
+    procfile = tmp_path / "Procfile"
+    procfile.write_text("# the app\nweb: python3 -m http.server $PORT\n"
+                        "worker: python3 worker.py --queue default\nnot a line\n")
+    out_dir = tmp_path / "units"
+    out_dir.mkdir()
+    done = subprocess.run([sys.executable, "-m", "vigilctl", "convert", str(procfile), "-o",
+                           str(out_dir)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "line 4: not NAME: COMMAND" in done.stderr
+    import tomllib
+    web = tomllib.loads((out_dir / "web.toml").read_text())
+    assert web["service"] == {"exec": ["sh", "-c", "python3 -m http.server $PORT"],
+                              "port": "auto", "restart": "on-failure"}
+    assert sorted(p.name for p in out_dir.iterdir()) == ["web.toml", "worker.toml"]
+    check = subprocess.run([sys.executable, "-m", "vigil.cli", "check", str(out_dir)],
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert "2 unit(s) ok" in check.stdout
