@@ -26,8 +26,9 @@ def age(seconds: float | None) -> str:
 
 
 def status(units: list[dict[str, Any]], color: bool) -> None:
-    rows = [("UNIT", "STATE", "PID :PORT" if any(i.get("port") for u in units
-                                                  for i in u["instances"]) else "PID", "UPTIME", "RESTARTS", "LAST EXIT", "DESCRIPTION")]
+    ports = any(i.get("port") for u in units for i in u["instances"])
+    rows = [("UNIT", "STATE", "PID :PORT" if ports else "PID", "UPTIME", "RESTARTS",
+             "LAST EXIT", "DESCRIPTION")]
     for u in units:
         for inst in u["instances"] or [None]:
             if inst is None:
