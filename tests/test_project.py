@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 from tests.daemon import ROOT, Daemon, wait_for
 
@@ -89,3 +90,32 @@ def test_procfile_conversion(tmp_path):
     check = subprocess.run([sys.executable, "-m", "vigil.cli", "check", str(out_dir)],
                            capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert "2 unit(s) ok" in check.stdout
+
+
+def test_first_use_starts_the_project_daemon_once(tmp_path):
+    project = tmp_path / "myapp"
+    (project / "units").mkdir(parents=True)
+    (project / "units" / "api.toml").write_text(SLEEPER)
+    (project / "src").mkdir()
+    import shutil
+    import tempfile
+    xdg = Path(tempfile.mkdtemp(prefix="x", dir="/tmp"))  # socket paths are short
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(xdg)}
+    env.pop("VIGIL_SOCKET", None)
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vigilctl", *args], capture_output=True,
+                              text=True, cwd=project / "src", env=env, timeout=60)
+    first = ctl("start", "api")
+    try:
+        assert first.returncode == 0, first.stderr
+        assert f"started vigil for {project}/units" in first.stderr
+        assert first.stdout.strip() == "api: running"
+        second = ctl("status", "api")
+        assert "started vigil" not in second.stderr, "the running daemon is used"
+        assert "running" in second.stdout
+        sockets = list((xdg / "vigil" / "p").glob("myapp-*/control.sock"))
+        assert len(sockets) == 1
+    finally:
+        assert ctl("shutdown").returncode == 0
+        shutil.rmtree(xdg, ignore_errors=True)

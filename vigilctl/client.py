@@ -44,6 +44,8 @@ class Client:
                 raise ClientError(f"vigil is not running (nothing listens on {path})") from None
             except PermissionError:
                 raise ClientError(f"permission denied opening {path}") from None
+            except OSError as err:
+                raise ClientError(f"cannot use {path}: {err.strerror or err}") from None
             return
         host, _, port = remote.rpartition(":")
         try:

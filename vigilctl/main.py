@@ -121,6 +121,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--socket", help="control socket (default: VIGIL_SOCKET or the usual place)")
     p.add_argument("--system", action="store_true", help="talk to the system instance")
     p.add_argument("--timeout", type=float, default=130.0, help="seconds to wait for answers")
+    p.add_argument("--units", metavar="DIR", dest="project",
+                   help="a project's units: its own daemon, started on first use")
     p.add_argument("--remote", metavar="HOST:PORT", help="a daemon's TCP endpoint (vigil --listen)")
     p.add_argument("--token-file", help="the remote token (or VIGIL_TOKEN)")
     p.add_argument("--tls", action="store_true", help="use TLS with --remote")
@@ -137,7 +139,7 @@ def _command_word(argv: Sequence[str]) -> str | None:
     """The subcommand named in argv, if it is a known one before any -h."""
     args = iter(argv)
     for arg in args:
-        if arg in ("--socket", "--timeout", "--remote", "--token-file", "--ca"):
+        if arg in ("--socket", "--timeout", "--remote", "--token-file", "--ca", "--units"):
             next(args, None)
         elif not arg.startswith("-"):
             return arg if arg in SUBCOMMANDS else None
@@ -283,7 +285,20 @@ def socket_path(opts: argparse.Namespace) -> str:
 
 def connect(opts: argparse.Namespace) -> Client:
     if not opts.remote:
-        return Client(socket_path(opts), timeout=opts.timeout)
+        if opts.socket or opts.system:
+            return Client(socket_path(opts), timeout=opts.timeout)
+        from vigilctl import project
+        units = project.find(opts.project)
+        if units is None:
+            return Client(socket_path(opts), timeout=opts.timeout)
+        path = project.socket_for(units)
+        try:
+            return Client(path, timeout=opts.timeout)
+        except ClientError:
+            if opts.cmd in ("shutdown", "ping"):
+                raise
+            project.start(units, path)
+            return Client(path, timeout=opts.timeout)
     token = os.environ.get("VIGIL_TOKEN")
     if opts.token_file:
         try:

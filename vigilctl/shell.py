@@ -85,7 +85,8 @@ class Shell:
             opts = self.parser.parse_args(words)
         except SystemExit as exit:
             return int(exit.code or 0)
-        for name in ("socket", "system", "timeout", "remote", "token_file", "tls", "ca"):
+        for name in ("socket", "system", "timeout", "remote", "token_file", "tls", "ca",
+                     "project"):
             setattr(opts, name, getattr(self.base, name))
         self._units = None  # units may change with reload
         try:
