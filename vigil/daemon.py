@@ -342,6 +342,7 @@ class Daemon:
             self.events.close_file()  # an open log would keep its filesystem busy
             for log in self.sup.logs.values():
                 log.close()
+            os.close(self.lock_fd)  # the lock is writable: it too would keep / busy
             shutdown.final(self.ending, self._boot_log, self.swaps, grace=self.opts.kill_grace,
                            overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")
