@@ -4,9 +4,10 @@
 # namespaces. openssl: the test and VM certificates. The bootable image:
 # qemu-system-x86 (TCG), linux-image-amd64 (the kernel and its modules),
 # busybox-static (the guest's shell and tools), e2fsprogs (mkfs.ext4 -d), cpio
-# (reads the image back in a test).
+# (reads the image back in a test). python3: the system's, for the tests run
+# as an unprivileged user (the venv's may live where only root can read).
 APT_PACKAGES := libcap-dev util-linux procps iproute2 openssl qemu-system-x86 \
-	linux-image-amd64 busybox-static e2fsprogs cpio
+	linux-image-amd64 busybox-static e2fsprogs cpio python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=

@@ -39,3 +39,25 @@ def test_reexec_keeps_fifty_services(daemon):
     os.kill(d.host_pid(pid), 9)
     wait_for(lambda: d.inst("s01")["pid"] not in (None, pid) and d.inst("s01")["restarts"] == 1)
     assert d.zombies() == [] or wait_for(lambda: d.zombies() == [])
+
+
+def test_reexec_keeps_scopes(unit_dir, tmp_path):
+    import subprocess
+
+    from tests.daemon import Daemon
+    d = Daemon(unit_dir({"idle.toml": '[unit]\nenabled = false\n[service]\nexec = "sleep 1"\n'}),
+               tmp_path)
+    shell = subprocess.Popen(["sleep", "1000"])
+    try:
+        d.call("run", exec=["sleep", "1000"], name="bound", scope=shell.pid)
+        assert d.call("status", units=["bound"])[0]["scope"] == shell.pid
+        d.call("daemon-reexec")
+        wait_for(lambda: d.call("ping") == "pong", what="the new daemon to answer")
+        assert d.call("status", units=["bound"])[0]["scope"] == shell.pid
+        shell.kill()
+        shell.wait(timeout=30)
+        wait_for(lambda: d.proc.poll() is not None, 60, "the daemon to exit with the scope")
+        assert "scope pid" in d.output() and "Stopped bound" in d.output()
+    finally:
+        shell.kill()
+        d.stop()

@@ -11,6 +11,7 @@ from vigil.events import Events
 from vigil.manager import Manager
 from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError
+from vigil.scopes import Scopes
 from vigil.states import State
 
 Handler = Callable[[Connection, Any, dict[str, Any]], None]
@@ -35,8 +36,10 @@ class Commands:
     def __init__(self, manager: Manager, tail: Tail, events: Events,
                  reload: Callable[[bool], dict[str, Any]],
                  shutdown: Callable[[], None], end_system: Callable[[str], str],
-                 reexec: Callable[[], str], wait_timeout: float = 120.0) -> None:
+                 reexec: Callable[[], str], scopes: Scopes,
+                 wait_timeout: float = 120.0) -> None:
         self.manager, self.tail, self.reload, self.shutdown = manager, tail, reload, shutdown
+        self.scopes = scopes
         self.end_system, self.reexec = end_system, reexec
         self.events = events
         self.wait_timeout = wait_timeout
@@ -48,7 +51,7 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
-            "run": self.run_cmd,
+            "run": self.run_cmd, "scope": self.scope,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -81,7 +84,8 @@ class Commands:
                           "max_rss_kb": r.max_rss_kb} for r in list(runs)[-5:]],
             })
         return {"unit": name, "state": m.state(name), "description": unit.description,
-                "target": unit.is_target, "instances": insts, "why": self.explain(name)}
+                "target": unit.is_target, "instances": insts, "why": self.explain(name),
+                "scope": self.scopes.of(name)}
 
     def status(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager, required=False) or sorted(self.manager.units)
@@ -290,6 +294,9 @@ class Commands:
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager)
         self._timeout(args)
+        scope = _scope_pid(args)
+        if scope is not None:
+            self._bind(scope, names)
         self.manager.start(names)
         self._wait(conn, rid, names, True, args)
 
@@ -367,7 +374,11 @@ class Commands:
             service["port"] = args["port"]
         if args.get("wait_port"):
             service["ready"] = {"tcp": args["wait_port"], "timeout": self._timeout(args)}
-        doc = {"unit": {"description": "transient: " + " ".join(argv)[:60]}, "service": service}
+        doc: dict[str, Any] = {"unit": {"description": "transient: " + " ".join(argv)[:60]},
+                               "service": service}
+        scope = _scope_pid(args)
+        if scope is not None:
+            doc["unit"]["scope"] = f"pid:{scope}"
         try:
             unit = build_unit(name, doc, f"<vigilctl run {name}>", {})
         except UnitError as err:
@@ -375,6 +386,29 @@ class Commands:
         m.add_transient(unit)
         m.start([name])
         self._wait(conn, rid, [name], True, args)
+
+    def scope(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Binds units to a process, or (no units) a bound daemon to one more holder."""
+        pid = _scope_pid(args)
+        if pid is None:
+            raise ProtocolError("bad-args", "\"pid\" is required")
+        names = _names(args, self.manager, required=False)
+        if names:
+            self._bind(pid, names)
+            conn.reply(rid, f"{', '.join(names)} bound to pid {pid}")
+            return
+        try:
+            held = self.scopes.hold(pid)
+        except ValueError as err:
+            raise ProtocolError("no-such-process", str(err)) from None
+        conn.reply(rid, f"the daemon is bound to pid {pid}" if held else
+                   "this daemon is not bound to any process (it was started on its own)")
+
+    def _bind(self, pid: int, names: list[str]) -> None:
+        try:
+            self.scopes.bind(pid, names)
+        except ValueError as err:
+            raise ProtocolError("no-such-process", str(err)) from None
 
     def reexec_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         try:
@@ -401,6 +435,15 @@ def _since(args: dict[str, Any]) -> float:
     if isinstance(since, bool) or not isinstance(since, (int, float)):
         raise ProtocolError("bad-args", "\"since\" must be a time in seconds since the epoch")
     return float(since)
+
+
+def _scope_pid(args: dict[str, Any]) -> int | None:
+    pid = args.get("scope", args.get("pid"))
+    if pid is None:
+        return None
+    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+        raise ProtocolError("bad-args", "a scope is a process id (a positive whole number)")
+    return pid
 
 
 def _stream(conn: Connection) -> None:

@@ -28,6 +28,7 @@ from vigil.manager import Manager
 from vigil.output import Console, Tail
 from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
+from vigil.scopes import Scopes
 from vigil.states import Instance, State
 from vigil.supervisor import Settings, Supervisor
 
@@ -55,6 +56,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help=argparse.SUPPRESS)
     p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
+    p.add_argument("--scope", action="append", type=int, default=[], metavar="PID",
+                   help="bind the daemon to this process (repeatable): when every such "
+                        "process has exited, stop everything and exit")
     p.add_argument("--no-autostart", action="store_true", help="start nothing until asked")
     p.add_argument("--shutdown-timeout", type=float, default=90.0,
                    help="seconds for all units to stop before everything is killed")
@@ -123,10 +127,13 @@ class Daemon:
                                  if self.system else {})
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
+        self.scopes = Scopes(self.manager, self.events,
+                             None if self.system else self._scopes_gone)
+        self.manager.admit = self.scopes.check
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
         self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
-                                 self.end_system, self.request_reexec)
+                                 self.end_system, self.request_reexec, self.scopes)
         self.reexec = False
         self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
@@ -251,6 +258,22 @@ class Daemon:
                 pass
         self.loop.stopped = True
 
+    def _scopes_gone(self) -> None:
+        """The last scope of a per-user daemon is gone."""
+        self.shutdown()
+
+    def _bind(self) -> None:
+        """--scope: the daemon lives while one of these processes does."""
+        self.scopes.bound = bool(self.opts.scope)
+        for pid in self.opts.scope:
+            try:
+                self.scopes.hold(pid)
+            except ValueError as err:
+                self.events.emit("scope.gone", f"--scope: {err}", "warning")
+        if self.scopes.bound and not self.scopes.live:
+            self.events.emit("scope.empty", "no --scope process is alive; exiting", "error")
+            self.shutdown()
+
     def _reload_signal(self, _signum: int) -> None:
         self.reload(False)
 
@@ -322,6 +345,8 @@ class Daemon:
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
+        if not self.opts.restore:
+            self._bind()
         if self.opts.restore:
             reexec.restore(self, self.opts.restore)
             self.sup.reap()  # what exited while we were executing
@@ -332,6 +357,7 @@ class Daemon:
         if self.reexec:
             self._reexec()
         self.sup.reap()
+        self.scopes.close()
         self.control.close()
         if self.remote is not None:
             self.remote.close()

@@ -44,6 +44,8 @@ class Manager:
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.transient: set[str] = set()  # made by `vigilctl run`, with no file
         self.watchers: list[Callable[[], bool]] = []
+        # Says why a unit may not start (its scope is gone), or binds it.
+        self.admit: Callable[[Unit], str | None] = lambda _unit: None
         # name -> [began, up]: clock times of the latest start, for `timeline`
         self.times: dict[str, list[float | None]] = {}
         self.t0 = sup.loop.clock()
@@ -231,6 +233,12 @@ class Manager:
         if unit.is_target:
             self.targets_up.add(unit.name)
             self.events.emit("unit.ready", f"Reached target {unit.name}", unit=unit.name)
+            return
+        why = self.admit(unit)
+        if why is not None:
+            self.failed_why[unit.name] = why
+            self.events.emit("unit.failed", f"{unit.name} not started: {why}", "error",
+                             unit=unit.name)
             return
         for inst in self.sup.ensure_instances(unit):
             self.sup.send(inst, Event.START)

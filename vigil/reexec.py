@@ -43,6 +43,8 @@ def save(daemon: Daemon) -> str:
              "waiting": sorted(m.waiting), "targets_up": sorted(m.targets_up),
              "skipped": m.skipped, "failed_why": m.failed_why, "times": m.times,
              "status_text": sup.status_text, "hook_env": sup.hook_env, "swaps": daemon.swaps,
+             "scopes": daemon.scopes.snapshot(), "bound": daemon.scopes.bound,
+             "transient": {name: m.units[name].raw for name in m.transient if name in m.units},
              "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
                       for name, runs in sup.runs.items()},
              "tail": {unit: [line.__dict__ for line in lines]
@@ -66,6 +68,9 @@ def restore(daemon: Daemon, path: str) -> int:
     if state.get("format") != FORMAT:
         raise ValueError(f"{path}: state format {state.get('format')} is not {FORMAT}")
     sup, m = daemon.sup, daemon.manager
+    from vigil.schema import build_unit
+    for name, doc in state["transient"].items():  # `vigilctl run` units have no file
+        m.add_transient(build_unit(name, doc, f"<vigilctl run {name}>", {}))
     m.goal, m.waiting = set(state["goal"]) & set(m.units), set(state["waiting"]) & set(m.units)
     m.targets_up = set(state["targets_up"]) & set(m.units)
     m.skipped, m.failed_why = state["skipped"], state["failed_why"]
@@ -98,5 +103,6 @@ def restore(daemon: Daemon, path: str) -> int:
             sup.adopt(inst, inst.pid, record["started_wall"], record["fds"])
             adopted += 1
         sup.resume(inst)
+    daemon.scopes.restore(state["scopes"], state["bound"])
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted

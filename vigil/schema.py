@@ -236,11 +236,19 @@ def rlimit_value(value: Any) -> tuple[int, int]:
     return both, both
 
 
+def scope_pid(value: Any) -> int:
+    text = string(value)
+    number = text.removeprefix("pid:")
+    if number == text or not number.isdigit() or int(number) < 2:
+        raise Invalid(f"expected \"pid:N\" (a process to be bound to), got {text!r}")
+    return int(number)
+
+
 UNIT_KEYS: dict[str, Check] = {
     "description": string, "requires": unit_names, "wants": unit_names,
     "after": unit_names, "before": unit_names, "conflicts": unit_names,
     "on-failure": unit_names, "on-success": unit_names, "enabled": boolean,
-    "hosts": string_list, "critical": boolean,
+    "hosts": string_list, "critical": boolean, "scope": scope_pid,
     "if-exists": lambda v: tuple(absolute_path(x) for x in string_list(v)),
     "unless-exists": lambda v: tuple(absolute_path(x) for x in string_list(v)),
 }

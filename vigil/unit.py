@@ -144,6 +144,7 @@ class Unit:
     if_exists: tuple[str, ...] = ()
     unless_exists: tuple[str, ...] = ()
     critical: bool = False
+    scope: int | None = None  # a pid: the unit stops when that process exits
     service: Service | None = None
     # Where it came from and the merged TOML, for `cat` and reload diffs;
     # not part of equality (a moved file with the same content is unchanged).

@@ -29,6 +29,12 @@ def _change(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-block", action="store_true", help="do not wait")
 
 
+def _start(p: argparse.ArgumentParser) -> None:
+    _change(p)
+    p.add_argument("--scope", type=int, metavar="PID",
+                   help="stop these units when that process (a shell: $$) exits")
+
+
 def _status(p: argparse.ArgumentParser) -> None:
     _units(p)
     p.add_argument("--json", action="store_true")
@@ -72,12 +78,20 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--env", action="append", default=[], metavar="NAME",
                    help="pass this variable from here (PATH always is)")
     p.add_argument("--no-block", action="store_true", help="do not wait until it is ready")
+    p.add_argument("--scope", type=int, metavar="PID",
+                   help="stop the unit when that process (a shell: $$) exits")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
 
 
 def _convert(p: argparse.ArgumentParser) -> None:
     p.add_argument("file")
     p.add_argument("-o", "--output-dir", help="write NAME.toml files here instead of printing")
+
+
+def _up(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-f", "--procfile", default="Procfile", help="default ./Procfile")
+    p.add_argument("-d", "--detach", action="store_true",
+                   help="return at once; the services live as long as this shell")
 
 
 def _none(p: argparse.ArgumentParser) -> None:
@@ -88,7 +102,7 @@ def _none(p: argparse.ArgumentParser) -> None:
 # given is built: argparse costs ~0.8 ms per subparser, and status must be fast.
 SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] = {
     "status": ("show units", _status),
-    "start": ("start units and wait until they are ready", _change),
+    "start": ("start units and wait until they are ready", _start),
     "stop": ("stop units and wait until they are down", _change),
     "restart": ("restart units and wait until they are ready", _change),
     "reload": ("re-read unit files; restart only what changed",
@@ -104,6 +118,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "attach": ("connect the terminal to a console = \"pty\" unit", _attach),
     "convert": ("turn a systemd unit, supervisord config or Procfile into TOML", _convert),
     "run": ("run a command as a unit without writing a file (like systemd-run)", _run),
+    "up": ("run a Procfile's processes, showing their output; Ctrl-C stops them", _up),
     "reboot": ("reboot the machine (system mode)", _none),
     "halt": ("halt the machine (system mode)", _none),
     "poweroff": ("power the machine off (system mode)", _none),
@@ -158,7 +173,8 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
 
 
 def cmd_change(client: Client, opts: argparse.Namespace) -> int:
-    result = client.call(opts.cmd, units=opts.units, no_block=opts.no_block)
+    args = {"scope": opts.scope} if getattr(opts, "scope", None) is not None else {}
+    result = client.call(opts.cmd, units=opts.units, no_block=opts.no_block, **args)
     for name, state in sorted(result.items()):
         print(f"{name}: {state}")
     return 0
@@ -226,6 +242,8 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
                             "restart": opts.restart, "no_block": opts.no_block}
     if opts.name:
         args["name"] = opts.name
+    if opts.scope is not None:
+        args["scope"] = opts.scope
     if opts.port:
         args["port"] = opts.port if opts.port == "auto" else int(opts.port)
     if opts.wait_port:
@@ -293,12 +311,15 @@ def connect(opts: argparse.Namespace) -> Client:
             return Client(socket_path(opts), timeout=opts.timeout)
         path = project.socket_for(units)
         try:
-            return Client(path, timeout=opts.timeout)
+            client = Client(path, timeout=opts.timeout)
         except ClientError:
             if opts.cmd in ("shutdown", "ping"):
                 raise
-            project.start(units, path)
+            project.start(units, path, project.holder())
             return Client(path, timeout=opts.timeout)
+        if opts.cmd != "shutdown":
+            project.hold(client, project.holder())
+        return client
     token = os.environ.get("VIGIL_TOKEN")
     if opts.token_file:
         try:
@@ -316,6 +337,9 @@ def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "convert":
         from vigilctl.convert import main as convert
         return convert(opts.file, opts.output_dir)
+    if opts.cmd == "up":
+        from vigilctl.project import up
+        return up(opts.procfile, opts.detach, opts.timeout)
     client = connect(opts)
     try:
         return COMMANDS[opts.cmd](client, opts)

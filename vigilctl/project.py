@@ -46,13 +46,30 @@ def socket_for(units: Path) -> str:
     return str(base / "p" / f"{units.parent.name[:16] or 'root'}-{digest}" / "control.sock")
 
 
-def start(units: Path, socket: str, timeout: float = 15.0) -> None:
-    """Starts the project's daemon in a session of its own and waits until it answers."""
+def holder() -> int | None:
+    """The process a project daemon is bound to: the shell (or script, or test
+    runner) this vigilctl runs from; none when that is already init."""
+    parent = os.getppid()
+    return parent if parent > 1 else None
+
+
+def hold(client: Client, pid: int | None) -> None:
+    """Makes `pid` one more holder of a daemon started on first use (a daemon
+    started on its own says it is not bound, and that is fine)."""
+    if pid is not None:
+        client.call("scope", pid=pid)
+
+
+def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) -> None:
+    """Starts the project's daemon in a session of its own and waits until it
+    answers. Bound to `scope`, it stops everything and exits once that
+    process and every other holder have exited."""
     directory = os.path.dirname(socket)
     os.makedirs(directory, mode=0o700, exist_ok=True)
+    bind = ["--scope", str(scope)] if scope is not None else []
     log = open(os.path.join(directory, "daemon.log"), "ab")  # noqa: SIM115 - the child's
     daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
-                               "--socket", socket], stdin=subprocess.DEVNULL, stdout=log,
+                               "--socket", socket, *bind], stdin=subprocess.DEVNULL, stdout=log,
                               stderr=log, start_new_session=True, cwd=str(units.parent))
     log.close()
     deadline = time.monotonic() + timeout
@@ -71,3 +88,75 @@ def start(units: Path, socket: str, timeout: float = 15.0) -> None:
                                       f"{directory}/daemon.log") from None
             time.sleep(0.05)
     raise ClientError(f"vigil for {units} did not answer within {timeout:g}s")
+
+
+def up(procfile: str, detach: bool, timeout: float) -> int:
+    """foreman/honcho's `start`: the Procfile's processes as units of a daemon
+    bound to this vigilctl (or, detached, to its shell); their output here
+    until Ctrl-C, which stops them."""
+    path = Path(procfile).resolve()
+    socket = socket_for(path)
+    names = _write_units(path, Path(os.path.dirname(socket)) / "units")
+    scope = holder() if detach else os.getpid()
+    try:
+        client = Client(socket, timeout=timeout)
+    except ClientError:
+        start(Path(os.path.dirname(socket)) / "units", socket, scope)
+        client = Client(socket, timeout=timeout)
+    else:
+        client.call("reload")
+        hold(client, scope)
+    import signal
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        states = client.call("start", units=names)
+        for name in names:
+            print(f"{name}: {states[name]}", file=sys.stderr)
+        if detach:
+            return 0 if all(states[n] == "running" for n in names) else 3
+        client.call("logs", units=names, lines=0, follow=True)
+        width = max(map(len, names)) + 2
+        for line in client.stream():
+            print(f"{line['clock']} {line['instance']:<{width}}| {line['text']}", flush=True)
+        print("vigilctl: the daemon has gone away", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vigilctl: stopping " + ", ".join(names), file=sys.stderr)
+        again = Client(socket, timeout=timeout)
+        try:
+            for name, state in again.call("stop", units=names).items():
+                print(f"{name}: {state}", file=sys.stderr)
+        finally:
+            again.close()
+        return 0
+    finally:
+        client.close()
+
+
+def _write_units(procfile: Path, unit_dir: Path) -> list[str]:
+    """One unit file per Procfile line, run in the Procfile's directory with
+    this shell's PATH and the project's .env; units of lines gone are removed."""
+    from vigilctl.convert import from_procfile
+    try:
+        text = procfile.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ClientError(f"{procfile}: {err.strerror}") from None
+    units = from_procfile(text)
+    problems = [f"{procfile}: {note}" for unit in units for note in unit.notes]
+    if problems or not units:
+        raise ClientError("; ".join(problems) or f"{procfile}: no processes")
+    import tomli_w
+    unit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dotenv = procfile.parent / ".env"
+    for unit in units:
+        service = unit.doc["service"]
+        service["cwd"] = str(procfile.parent)
+        service["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        if dotenv.is_file():
+            service["env-file"] = [str(dotenv)]
+        text = f"# From {procfile} by vigilctl up; rewritten on each up.\n"
+        (unit_dir / f"{unit.name}.toml").write_text(text + tomli_w.dumps(unit.doc))
+    for old in unit_dir.glob("*.toml"):
+        if old.stem not in {u.name for u in units}:
+            old.unlink()
+    return [u.name for u in units]

@@ -30,14 +30,15 @@ def status(units: list[dict[str, Any]], color: bool) -> None:
     rows = [("UNIT", "STATE", "PID :PORT" if ports else "PID", "UPTIME", "RESTARTS",
              "LAST EXIT", "DESCRIPTION")]
     for u in units:
+        what = u["description"] + (f" [scope pid {u['scope']}]" if u.get("scope") else "")
         for inst in u["instances"] or [None]:
             if inst is None:
-                rows.append((u["unit"], u["state"], "-", "-", "-", "-", u["description"]))
+                rows.append((u["unit"], u["state"], "-", "-", "-", "-", what))
                 continue
             pid = str(inst["pid"] or "-") + (f" :{inst['port']}" if inst.get("port") else "")
             rows.append((inst["name"], inst["state"], pid,
                          age(inst["uptime"]), str(inst["restarts"]),
-                         inst["last_exit"] or "-", u["description"]))
+                         inst["last_exit"] or "-", what))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for n, row in enumerate(rows):
         cells = [row[i].ljust(widths[i]) for i in range(6)]
