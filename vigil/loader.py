@@ -11,7 +11,6 @@ import stat
 import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from vigil.errors import Problem, UnitError
@@ -70,7 +69,7 @@ def substitute(value: Any, specifiers: dict[str, str]) -> Any:
     return value
 
 
-def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
+def read_toml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
     """Parses one file into (document, key lines) or raises UnitError."""
     where = str(path)
     try:
@@ -108,13 +107,13 @@ def read_toml(path: Path) -> tuple[dict[str, Any], dict[str, int]]:
 class Loader:
     """Reads units from a search path; earlier directories win by file name."""
 
-    def __init__(self, search_path: Sequence[str | Path]) -> None:
-        self.search_path = [Path(p) for p in search_path]
+    def __init__(self, search_path: Sequence[str | os.PathLike[str]]) -> None:
+        self.search_path = [os.fspath(p) for p in search_path]  # no pathlib in PID 1
 
-    def find(self, filename: str) -> Path | None:
+    def find(self, filename: str) -> str | None:
         for directory in self.search_path:
-            candidate = directory / filename
-            if candidate.is_file():
+            candidate = os.path.join(directory, filename)
+            if os.path.isfile(candidate):
                 return candidate
         return None
 
@@ -127,25 +126,27 @@ class Loader:
             except OSError:
                 continue
             for entry in entries:
-                if not entry.endswith(SUFFIX) or not (directory / entry).is_file():
+                if not entry.endswith(SUFFIX) or not os.path.isfile(
+                        os.path.join(directory, entry)):
                     continue
                 name = entry[: -len(SUFFIX)]
                 if not name.endswith("@"):
                     seen.add(name)
         return sorted(seen)
 
-    def dropins(self, name: str) -> list[Path]:
+    def dropins(self, name: str) -> list[str]:
         """`NAME.d/*.toml` from every directory, by file name; earlier dirs win."""
-        chosen: dict[str, Path] = {}
+        chosen: dict[str, str] = {}
         for directory in self.search_path:
-            folder = directory / f"{name}.d"
+            folder = os.path.join(directory, f"{name}.d")
             try:
                 entries = os.listdir(folder)
             except OSError:
                 continue
             for entry in entries:
-                if entry.endswith(SUFFIX) and entry not in chosen and (folder / entry).is_file():
-                    chosen[entry] = folder / entry
+                path = os.path.join(folder, entry)
+                if entry.endswith(SUFFIX) and entry not in chosen and os.path.isfile(path):
+                    chosen[entry] = path
         return [chosen[k] for k in sorted(chosen)]
 
     def load(self, name: str) -> Unit:
@@ -165,23 +166,23 @@ class Loader:
             raise UnitError.single(
                 name, f"'{name}' is a template; use an instance such as {name}NAME")
         path = self.find(name + SUFFIX)
-        layers: list[Path] = []
+        layers: list[str] = []
         if path is None and instance is not None:
             path = self.find(prefix + "@" + SUFFIX)
             if path is not None:
                 layers = self.dropins(prefix + "@")
         if path is None:
             raise UnitError.single(name, f"no such unit '{name}' (no {name}{SUFFIX} in "
-                                   f"{', '.join(str(d) for d in self.search_path)})")
+                                   f"{', '.join(self.search_path)})")
         layers += self.dropins(name)
         doc, lines = read_toml(path)
-        where = {key: (str(path), line) for key, line in lines.items()}
+        where = {key: (path, line) for key, line in lines.items()}
         for layer in layers:
             over, over_lines = read_toml(layer)
             doc = merge(doc, over)
-            where.update({key: (str(layer), line) for key, line in over_lines.items()})
+            where.update({key: (layer, line) for key, line in over_lines.items()})
         doc = substitute(doc, {"i": instance or "", "p": prefix, "n": name, "%": "%"})
-        return build_unit(name, doc, str(path), where)
+        return build_unit(name, doc, path, where)
 
     def load_all(self, extra: Iterable[str] = ()) -> LoadResult:
         """Every unit on the path plus the template instances they refer to."""

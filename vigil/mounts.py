@@ -8,8 +8,6 @@ emergency shell for a non-critical failure).
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -90,6 +88,8 @@ def early_mounts(log: Log, table: list[tuple[str, str, str, int, str]] = EARLY) 
 
 
 def _fsck(entry: Entry, device: str, log: Log, timeout: float) -> None:
+    import shutil  # here: PID 1 needs them only at boot
+    import subprocess
     fsck = shutil.which("fsck", path="/usr/sbin:/sbin:/usr/bin:/bin")
     if fsck is None or not os.path.exists(device):
         return

@@ -14,7 +14,6 @@ import os
 import socket
 import struct
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from vigil.loop import Loop
 from vigil.unit import Probe, ProbeKind
@@ -50,6 +49,7 @@ class Attempt:
     def _target(self) -> tuple[str, int, bytes]:
         if self.probe.kind is ProbeKind.TCP:
             return self.probe.host, self.probe.port, b""
+        from urllib.parse import urlsplit  # only http probes need it
         url = urlsplit(self.probe.url)
         path = url.path or "/"
         if url.query:

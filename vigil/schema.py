@@ -7,8 +7,6 @@ problem (with the key and the line) instead of stopping at the first, so
 
 from __future__ import annotations
 
-import difflib
-import shlex
 import signal
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -98,6 +96,7 @@ def string_list(value: Any) -> tuple[str, ...]:
 def argv(value: Any) -> tuple[str, ...]:
     """A command: a list, or a string split as a shell would (no shell runs)."""
     if isinstance(value, str):
+        import shlex
         try:
             words = tuple(shlex.split(string(value)))
         except ValueError as err:
@@ -244,6 +243,12 @@ def scope_pid(value: Any) -> int:
     return int(number)
 
 
+def _close(word: str, choices: Any, n: int = 1) -> list[str]:
+    """A "did you mean" hint; difflib is loaded only when a key is wrong."""
+    import difflib
+    return difflib.get_close_matches(word, choices, n=n)
+
+
 UNIT_KEYS: dict[str, Check] = {
     "description": string, "requires": unit_names, "wants": unit_names,
     "after": unit_names, "before": unit_names, "conflicts": unit_names,
@@ -309,7 +314,7 @@ class Builder:
         for key, value in table.items():
             dotted = f"{where}.{key}"
             if key not in spec:
-                hint = difflib.get_close_matches(key, spec, n=1)
+                hint = _close(key, spec, n=1)
                 mean = f" (did you mean '{hint[0]}'?)" if hint else ""
                 self.problem(dotted, f"unknown key '{key}'{mean}")
                 continue
@@ -369,7 +374,7 @@ def build_unit(name: str, doc: dict[str, Any], path: str,
     b = Builder(name, path, where)
     for top in doc:
         if top not in ("unit", "service"):
-            hint = difflib.get_close_matches(top, ("unit", "service"), n=1)
+            hint = _close(top, ("unit", "service"), n=1)
             b.problem(top, f"unknown table '{top}'"
                       + (f" (did you mean '{hint[0]}'?)" if hint else ""))
     unit_values = b.section("unit", doc.get("unit", {}), UNIT_KEYS)

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import enum
 import os
-import random
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from vigil.unit import RestartPolicy, Service, ServiceType
 
@@ -115,7 +114,6 @@ class Instance:
     reason: str = ""
     pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
     port: int | None = None  # the $PORT of the current run
-    rng: random.Random = field(default_factory=random.Random, repr=False)
 
 
 @dataclass(frozen=True)
@@ -230,7 +228,8 @@ def backoff_delay(inst: Instance) -> float:
     if svc.restart_delay <= 0:
         return 0.0
     base = min(svc.restart_delay * 2 ** max(0, inst.failures - 1), svc.restart_delay_max)
-    return float(base * inst.rng.uniform(0.9, 1.1))
+    jitter = int.from_bytes(os.urandom(2), "little") / 0xFFFF  # no Random per instance
+    return float(base * (0.9 + 0.2 * jitter))
 
 
 def _after_failure(inst: Instance, runtime: float, early: bool, why: str) -> list[Action]:

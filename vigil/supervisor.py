@@ -166,6 +166,10 @@ class Supervisor:
             self._announce(inst)
 
     def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
+        if delay <= 0 and event is Event.RETRY:  # restart-delay = 0: now, not a loop turn later
+            self.send(inst, event, detail=detail)
+            return
+
         def fire() -> None:
             self.send(inst, event, detail=detail)
             self.pump()
