@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
 from vigil.control import Connection
 from vigil.events import Events
@@ -14,7 +13,11 @@ from vigil.protocol import ProtocolError
 from vigil.scopes import Scopes
 from vigil.states import State
 
-Handler = Callable[[Connection, Any, dict[str, Any]], None]
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
+Handler = Callable[[Connection, "Any", dict[str, "Any"]], None]
 
 
 def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> list[str]:

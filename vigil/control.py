@@ -13,7 +13,6 @@ import socket
 import stat
 import struct
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from vigil.loop import Loop, Timer
 from vigil.protocol import MAX_REQUEST, READ_ONLY, ProtocolError, encode, parse_request
@@ -21,20 +20,24 @@ from vigil.protocol import MAX_REQUEST, READ_ONLY, ProtocolError, encode, parse_
 MAX_PENDING_OUTPUT = 8 << 20  # a client that does not read loses its connection
 
 
-class Server(Protocol):
-    """What a connection needs from whoever accepted it (local or remote)."""
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any, Protocol
 
-    loop: Loop
-    idle_timeout: float
-    owner_uid: int
-    connections: set[Connection]
-    want_errors: tuple[type[BaseException], ...]  # TLS: "try again when readable/writable"
+    class Server(Protocol):
+        """What a connection needs from whoever accepted it (local or remote)."""
 
-    def allowed(self, conn: Connection, cmd: str) -> bool: ...
+        loop: Loop
+        idle_timeout: float
+        owner_uid: int
+        connections: set[Connection]
+        want_errors: tuple[type[BaseException], ...]  # TLS: try again when readable/writable
 
-    def handler(self, conn: Connection, req: dict[str, Any]) -> None: ...
+        def allowed(self, conn: Connection, cmd: str) -> bool: ...
 
-    def on_error(self, where: str, err: BaseException) -> None: ...
+        def handler(self, conn: Connection, req: dict[str, Any]) -> None: ...
+
+        def on_error(self, where: str, err: BaseException) -> None: ...
 
 
 class Connection:

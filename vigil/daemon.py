@@ -14,7 +14,6 @@ import signal
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
@@ -31,6 +30,10 @@ from vigil.protocol import default_socket
 from vigil.scopes import Scopes
 from vigil.states import Instance, State
 from vigil.supervisor import Settings, Supervisor
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:

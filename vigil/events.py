@@ -12,9 +12,12 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Any
 
 from vigil.output import Console, LogFile
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 # code -> console tag; codes not listed print as INFO.
 TAGS = {"unit.ready": "  OK  ", "unit.exited": "  OK  ", "unit.stopped": "  OK  ",

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import os
 import stat
-import tomllib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from vigil.errors import Problem, UnitError
 from vigil.schema import build_unit, valid_name
 from vigil.tomlpos import key_lines
 from vigil.unit import Unit
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 SYSTEM_PATH = ("/etc/vigil/units", "/usr/lib/vigil/units")
 SUFFIX = ".toml"
@@ -92,6 +94,7 @@ def read_toml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise UnitError.single(where, f"not UTF-8 text (byte {err.start})") from None
+    import tomllib  # here: a container with no side services never needs it
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any
 
 from vigil.states import ExitInfo, Instance, State
 
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
+    from typing import Any
+
     from vigil.daemon import Daemon
 
 FORMAT = 1

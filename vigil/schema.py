@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from vigil.errors import Problem, UnitError
 from vigil.unit import (Health, Limit, Output, OutputKind, Probe, ProbeKind, Ready,
                         RestartPolicy, Service, ServiceType, Unit)
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class Invalid(Exception):
     """A value does not fit its key; the message says why."""
 
 
-Check = Callable[[Any], Any]
+Check = Callable[["Any"], "Any"]
 
 RLIMITS = ("as", "core", "cpu", "data", "fsize", "locks", "memlock", "msgqueue",
            "nice", "nofile", "nproc", "rss", "rtprio", "sigpending", "stack")

@@ -14,11 +14,14 @@ import functools
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from vigil.events import Events
 from vigil.manager import Manager
 from vigil.unit import Unit
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass

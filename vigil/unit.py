@@ -9,9 +9,12 @@ from __future__ import annotations
 import enum
 import fnmatch
 from dataclasses import dataclass, field
-from typing import Any
 
 from vigil.errors import Problem
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class ServiceType(enum.Enum):
