@@ -19,6 +19,14 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+def escaped_pid(d: Daemon, tmp_path: Path) -> int:
+    """The pid the unit wrote, once it has really left (setsid: its own session)."""
+    pid = d.host_pid(int(wait_for(lambda: (tmp_path / "escaped").read_text().strip())))
+    wait_for(lambda: Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[3]
+             == str(pid), what="the process to be in a session of its own")
+    return pid
+
+
 ESCAPER = """
 [service]
 exec = ["sh", "-c", "setsid sleep 1000 & echo $! > {tmp}/escaped; exec sleep 1000"]
@@ -31,7 +39,7 @@ def test_stop_kills_a_process_that_left_the_group_via_the_cgroup(unit_dir, tmp_p
     d = Daemon(unit_dir({"esc.toml": ESCAPER.format(tmp=tmp_path)}), tmp_path, cgroup=True)
     try:
         wait_for(lambda: d.status("esc")["state"] == "running")
-        escaped = d.host_pid(int(wait_for(lambda: (tmp_path / "escaped").read_text().strip())))
+        escaped = escaped_pid(d, tmp_path)
         assert alive(escaped)
         d.call("stop", units=["esc"])
         wait_for(lambda: not alive(escaped), timeout=10, what="the escaped process to die")
@@ -45,7 +53,7 @@ def test_without_cgroups_the_escaped_process_outlives_the_stop(daemon, tmp_path,
     """The contrast that shows the cgroup test can fail: a process group is not enough."""
     d = daemon({"esc.toml": ESCAPER.format(tmp=tmp_path)}, ["--cgroup", "off"])
     wait_for(lambda: d.status("esc")["state"] == "running")
-    escaped = d.host_pid(int(wait_for(lambda: (tmp_path / "escaped").read_text().strip())))
+    escaped = escaped_pid(d, tmp_path)
     d.call("stop", units=["esc"])
     assert d.status("esc")["state"] == "inactive"
     assert alive(escaped)
