@@ -260,7 +260,9 @@ def test_up_runs_a_procfile_until_its_shell_exits(user):
     assert "web: running" in said and "worker: running" in said, said
     sock = str(next((user.home / "rt" / "vigil" / "p").glob("app-*/control.sock")))
     port = user.inst("web", sock)["port"]
-    socket.create_connection(("127.0.0.1", port), timeout=30).close()
+    # running means started: a Procfile line has no readiness check
+    wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close() or True,
+             30, "web to listen on $PORT")
     logs = wait_for(lambda: user.ctl("--socket", sock, "logs", "worker").stdout, 30, "output")
     assert "working on default" in logs
     [daemon] = user.daemon_pids()
