@@ -65,7 +65,7 @@ run-host: setup
 # Side by side with the peers, each as PID 1 of a PID namespace: results in
 # bench/results/, the table and chart in docs/benchmarks.md. Installing the
 # peers must not start them on this machine: policy-rc.d refuses it.
-BENCH_PEERS := supervisor runit s6 tini dumb-init catatonit
+BENCH_PEERS := supervisor runit s6 tini dumb-init catatonit systemd
 bench-setup: setup image
 	@missing=$$(for p in $(BENCH_PEERS); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \

@@ -288,14 +288,23 @@ def run_startup(name: str, quick: bool) -> dict[str, float]:
 
 
 def boot(name: str, quick: bool) -> dict[str, float]:
-    """QEMU (TCG), same kernel: to all units ready (vigil: the default target
-    reached; BusyBox init: its sysinit line ran)."""
+    """QEMU (TCG), same kernel, to the work done: vigil, systemd and BusyBox
+    init each mount the API filesystems, load the same modules and print a
+    line; vigil-demo is the shipped image to its default target with every
+    demo unit ready."""
     qemu = _load(peers.ROOT / "qemu" / "run.py", "vigil_qemu_run")
     VM = qemu.VM
     qemu.ensure_built()
-    if name == "vigil":
+    if name == "vigil-demo":
         vm = VM("initramfs", timeout=300).start()
         marker = "Reached target default"
+    elif name == "vigil":
+        vm = VM("initramfs", timeout=300, image=_vigil_image(qemu.BUILD),
+                append="vigil.unit=bench-ready").start()
+        marker = "Finished bench-ready"
+    elif name == "systemd":
+        vm = VM("initramfs", timeout=300, image=_systemd_image()).start()
+        marker = "SYSTEMD-READY"
     else:
         vm = VM("initramfs", timeout=300, image=_busybox_image()).start()
         marker = "BUSYBOX-READY"
@@ -315,6 +324,23 @@ def _load(path: Path, name: str) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _vigil_image(build: Path) -> Path:
+    """The shipped image with one more unit, booted alone (vigil.unit=): the
+    kernel unpacks a second cpio archive appended to the first."""
+    import gzip
+    builder = _load(peers.ROOT / "initramfs" / "build.py", "vigil_image_build")
+    extra = builder.Tree()
+    extra.file("/etc/vigil/units/bench-ready.toml",
+               b'[service]\ntype = "oneshot"\nexec = ["/bin/echo", "VIGIL-READY"]\n')
+    # No remote control endpoint (TLS) either: the others serve nothing.
+    extra.file("/sbin/init", builder.launcher(
+        "vigil.cli", '["--units", "/etc/vigil/units", *sys.argv[1:]]'), 0o755)
+    target = build / "vigil-bench.cpio.gz"
+    target.write_bytes((build / "initramfs.cpio.gz").read_bytes()
+                       + gzip.compress(extra.cpio(), mtime=0))
+    return target
 
 
 def _busybox_image() -> Path:
@@ -342,13 +368,54 @@ def _busybox_image() -> Path:
     return target
 
 
+SYSTEMD = "/lib/systemd/systemd"
+SYSTEMD_UNITS = {
+    # DefaultDependencies=no: the image has none of sysinit.target and the
+    # rest; the work is BusyBox init's (modprobe, then a line on the console).
+    "default.target": "[Unit]\nDefaultDependencies=no\nRequires=bench-ready.service\n"
+                      "After=bench-ready.service\n",
+    "bench-modules.service": "[Unit]\nDefaultDependencies=no\n[Service]\nType=oneshot\n"
+                             "ExecStart=/bin/sh -c '{loads}'\n",
+    "bench-ready.service": "[Unit]\nDefaultDependencies=no\nRequires=bench-modules.service\n"
+                           "After=bench-modules.service\n[Service]\nType=oneshot\n"
+                           "ExecStart=/bin/echo SYSTEMD-READY\nStandardOutput=tty\n",
+}
+
+
+def _systemd_image() -> Path:
+    """An initramfs whose /init is the host's systemd with its libraries, the
+    same modules and BusyBox for the shell, and units doing BusyBox init's work."""
+    target = peers.ROOT / "build" / "systemd-init.cpio.gz"
+    if target.exists():
+        return target
+    import gzip
+    builder = _load(peers.ROOT / "initramfs" / "build.py", "vigil_image_build")
+    tree = builder.Tree()
+    builder.add_busybox(tree)
+    modules = builder.add_modules(tree, builder.kernel_version())
+    for path in ("/proc", "/sys", "/dev", "/run", "/tmp", "/var", "/usr/lib/systemd/system"):
+        tree.dir(path)
+    tree.device("/dev/console", 5, 1)
+    tree.copy(SYSTEMD, SYSTEMD, 0o755)
+    for lib in sorted(builder.shared_libraries([SYSTEMD])):
+        tree.copy(lib, lib)
+    tree.symlink("/init", SYSTEMD)
+    tree.file("/etc/os-release", b'NAME="bench"\nID=bench\n')
+    tree.file("/etc/machine-id", b"")
+    loads = "; ".join(f"modprobe {m}" for m in modules)
+    for name, text in SYSTEMD_UNITS.items():
+        tree.file(f"/etc/systemd/system/{name}", text.format(loads=loads).encode())
+    target.write_bytes(gzip.compress(tree.cpio(), mtime=0))
+    return target
+
+
 SCENARIOS: dict[str, tuple[Callable[[str, bool], dict[str, float]], list[str]]] = {
     "start50": (start50, ["vigil", "supervisord", "runit", "s6"]),
     "stop50": (stop50, ["vigil", "supervisord", "runit", "s6"]),
     "chain50": (chain50, ["vigil"]),
     "reap": (reap, ["vigil", "tini", "dumb-init", "catatonit"]),
     "run": (run_startup, ["vigil", "tini", "dumb-init", "catatonit"]),
-    "boot": (boot, ["vigil", "busybox-init"]),
+    "boot": (boot, ["vigil", "systemd", "busybox-init", "vigil-demo"]),
 }
 
 

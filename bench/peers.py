@@ -134,7 +134,8 @@ def reaper_cmds(generator: list[str], work: Path) -> dict[str, list[str]]:
 def available(name: str) -> bool:
     binary = {"vigil": str(VENV_BIN / "vigil"), "supervisord": "supervisord",
               "runit": "runsvdir", "s6": "s6-svscan", "tini": "tini", "dumb-init": "dumb-init",
-              "catatonit": "catatonit", "busybox-init": "qemu-system-x86_64"}[name]
+              "catatonit": "catatonit", "busybox-init": "qemu-system-x86_64",
+              "systemd": "/lib/systemd/systemd", "vigil-demo": "qemu-system-x86_64"}[name]
     from shutil import which
     return which(binary) is not None or os.path.exists(binary)
 
@@ -142,7 +143,7 @@ def available(name: str) -> bool:
 def version(name: str) -> str:
     pkg = {"vigil": "", "supervisord": "supervisor", "runit": "runit", "s6": "s6",
            "tini": "tini", "dumb-init": "dumb-init", "catatonit": "catatonit",
-           "busybox-init": "busybox-static"}[name]
+           "busybox-init": "busybox-static", "systemd": "systemd", "vigil-demo": ""}[name]
     if not pkg:
         from vigil import __version__
         return __version__

@@ -36,12 +36,13 @@ METRICS = [
     ("chain50", "chain50_s", "chain50: 50-long dependency chain to all running", "s", True,
      None, None),
     ("reap", "reap_s", "reap: orphans until no zombie is left", "s", True,
-     "within 1.05x tini", "tini"),
+     "within 1.05x tini", ("tini", 1.05)),
     ("reap", "zombies_at_end", "zombies left when the generator made its last orphan", "",
      True, "none left when the generator finishes", 0.0),
     ("run", "startup_ms", "container: launch to CMD running", "ms", True, "<= 60 ms", 60.0),
     ("run", "rss_init_mb", "container: resident set of the init", "MB", True, "<= 12 MB", 12.0),
-    ("boot", "boot_s", "boot (QEMU, TCG): to all units ready", "s", True, None, None),
+    ("boot", "boot_s", "boot (QEMU, TCG): to the same work done", "s", True,
+     "faster than systemd (the issue asks it of vigil's userspace part)", ("systemd", 1.0)),
 ]
 
 
@@ -64,16 +65,17 @@ def ratio(vigil: list[dict[str, float]], peer: list[dict[str, float]], metric: s
     return f"{statistics.median(pairs):.2f}" if pairs else "-"
 
 
-def verdict(target: float | str | None, vigil: list[float],
+def verdict(target: float | tuple[str, float] | None, vigil: list[float],
             scenario: dict[str, list[dict[str, float]]], metric: str) -> str:
     if target is None or not vigil:
         return ""
     median = statistics.median(vigil)
-    if target == "tini":
-        if "tini" not in scenario:
+    if isinstance(target, tuple):  # within a factor of a peer, run by run
+        peer, factor = target
+        if peer not in scenario:
             return ""
-        r = ratio(scenario["vigil"], scenario["tini"], metric)
-        return "met" if r != "-" and float(r) <= 1.05 else "not met"
+        r = ratio(scenario["vigil"], scenario[peer], metric)
+        return "met" if r != "-" and float(r) <= factor else "not met"
     assert isinstance(target, float)
     return "met" if (median <= target if target else median == 0) else "not met"
 
@@ -129,10 +131,14 @@ NOTES = [
     "s6-svstat once per service (s6 has no single status command for a scan directory).",
     "- reap: a shell makes the orphans (`(sleep 0 &)` in a loop), so the time is mostly "
     "the generator's own pace; the zombie count is taken when it has made its last one.",
-    "- boot: the same kernel and modules; BusyBox init's figure is to its sysinit line "
-    "having run (mounts and modprobe), vigil's to the default target with every demo "
-    "unit ready (network, getty, syslog, web, workers). systemd needs a full root "
-    "filesystem and is not booted here.",
+    "- boot: the same kernel and modules, each init doing the same work: mount the API "
+    "filesystems, load the modules, print a line (vigil: the shipped image booted with "
+    "`vigil.unit=` a oneshot that echoes, without the TLS control endpoint; systemd: the "
+    "host's systemd 252 and its libraries as the initramfs /init with three units; BusyBox "
+    "init: sysinit lines). The initramfs sizes differ (vigil's holds CPython's standard "
+    "library, 16 MB gzipped, ~0.9 s to unpack under TCG against ~0.45 s for systemd's). "
+    "vigil-demo is the shipped image to its default target with every demo unit ready "
+    "(network, getty, syslog, web, workers, remote control over TLS).",
     "- vigil's memory is CPython's: the bare interpreter is ~9-11 MB resident here, and "
     "the daemon's modules add the rest. See the issues for what is left to trim.",
 ]
