@@ -334,9 +334,11 @@ def _vigil_image(build: Path) -> Path:
     extra = builder.Tree()
     extra.file("/etc/vigil/units/bench-ready.toml",
                b'[service]\ntype = "oneshot"\nexec = ["/bin/echo", "VIGIL-READY"]\n')
-    # No remote control endpoint (TLS) either: the others serve nothing.
+    # No remote control endpoint (TLS) and no data disk to mount from the
+    # demo's fstab: the others do neither.
     extra.file("/sbin/init", builder.launcher(
         "vigil.cli", '["--units", "/etc/vigil/units", *sys.argv[1:]]'), 0o755)
+    extra.file("/etc/fstab", b"")
     target = build / "vigil-bench.cpio.gz"
     target.write_bytes((build / "initramfs.cpio.gz").read_bytes()
                        + gzip.compress(extra.cpio(), mtime=0))

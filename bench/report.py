@@ -133,7 +133,8 @@ NOTES = [
     "the generator's own pace; the zombie count is taken when it has made its last one.",
     "- boot: the same kernel and modules, each init doing the same work: mount the API "
     "filesystems, load the modules, print a line (vigil: the shipped image booted with "
-    "`vigil.unit=` a oneshot that echoes, without the TLS control endpoint; systemd: the "
+    "`vigil.unit=` a oneshot that echoes, without the TLS control endpoint or the demo's "
+    "data disk in fstab; systemd: the "
     "host's systemd 252 and its libraries as the initramfs /init with three units; BusyBox "
     "init: sysinit lines). The initramfs sizes differ (vigil's holds CPython's standard "
     "library, 16 MB gzipped, ~0.9 s to unpack under TCG against ~0.45 s for systemd's). "
