@@ -71,7 +71,8 @@ def restore(daemon: Daemon, path: str) -> int:
         raise ValueError(f"{path}: state format {state.get('format')} is not {FORMAT}")
     sup, m = daemon.sup, daemon.manager
     from vigil.schema import build_unit
-    for name, doc in state["transient"].items():  # `vigilctl run` units have no file
+    # .get: a state written by a vigil from before scopes and transient units
+    for name, doc in state.get("transient", {}).items():  # `vigilctl run` units have no file
         m.add_transient(build_unit(name, doc, f"<vigilctl run {name}>", {}))
     m.goal, m.waiting = set(state["goal"]) & set(m.units), set(state["waiting"]) & set(m.units)
     m.targets_up = set(state["targets_up"]) & set(m.units)
@@ -105,6 +106,6 @@ def restore(daemon: Daemon, path: str) -> int:
             sup.adopt(inst, inst.pid, record["started_wall"], record["fds"])
             adopted += 1
         sup.resume(inst)
-    daemon.scopes.restore(state["scopes"], state["bound"])
+    daemon.scopes.restore(state.get("scopes", []), state.get("bound", False))
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted

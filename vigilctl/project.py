@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from vigilctl.client import Client, ClientError
+from vigilctl.client import Client, ClientError, RequestFailed
 
 
 def find(units: str | None, start: Path | None = None) -> Path | None:
@@ -56,8 +56,12 @@ def holder() -> int | None:
 def hold(client: Client, pid: int | None) -> None:
     """Makes `pid` one more holder of a daemon started on first use (a daemon
     started on its own says it is not bound, and that is fine)."""
-    if pid is not None:
+    if pid is None:
+        return
+    try:
         client.call("scope", pid=pid)
+    except RequestFailed:  # not allowed to (a read-only user): the command may still be
+        pass
 
 
 def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) -> None:
