@@ -345,9 +345,11 @@ def _vigil_image(build: Path) -> Path:
     return target
 
 
-def _busybox_image() -> Path:
-    """An initramfs whose /init is BusyBox init, with the same modules."""
-    target = peers.ROOT / "build" / "busybox-init.cpio.gz"
+def _peer_image(name: str, dirs: tuple[str, ...], init: Callable[[Any, str], None]) -> Path:
+    """An initramfs with BusyBox, the same modules as vigil's and /dev/console;
+    `init(tree, loads)` adds the init and its configuration, `loads` being the
+    shell line that loads the modules."""
+    target = peers.ROOT / "build" / f"{name}.cpio.gz"
     if target.exists():
         return target
     import gzip
@@ -355,19 +357,25 @@ def _busybox_image() -> Path:
     tree = builder.Tree()
     builder.add_busybox(tree)
     modules = builder.add_modules(tree, builder.kernel_version())
-    for path in ("/proc", "/sys", "/dev", "/tmp"):
+    for path in dirs:
         tree.dir(path)
     tree.device("/dev/console", 5, 1)
-    tree.symlink("/init", "/bin/busybox")
-    loads = "; ".join(f"modprobe {m}" for m in modules)
-    tree.file("/etc/inittab", (
-        "::sysinit:/bin/mount -t proc proc /proc\n"
-        "::sysinit:/bin/mount -t sysfs sys /sys\n"
-        "::sysinit:/bin/mount -t devtmpfs dev /dev\n"
-        f"::sysinit:/bin/sh -c '{loads}'\n"
-        "::sysinit:/bin/echo BUSYBOX-READY\n").encode())
+    init(tree, "; ".join(f"modprobe {m}" for m in modules))
     target.write_bytes(gzip.compress(tree.cpio(), mtime=0))
     return target
+
+
+def _busybox_image() -> Path:
+    """/init is BusyBox init; its sysinit lines do the work."""
+    def init(tree: Any, loads: str) -> None:
+        tree.symlink("/init", "/bin/busybox")
+        tree.file("/etc/inittab", (
+            "::sysinit:/bin/mount -t proc proc /proc\n"
+            "::sysinit:/bin/mount -t sysfs sys /sys\n"
+            "::sysinit:/bin/mount -t devtmpfs dev /dev\n"
+            f"::sysinit:/bin/sh -c '{loads}'\n"
+            "::sysinit:/bin/echo BUSYBOX-READY\n").encode())
+    return _peer_image("busybox-init", ("/proc", "/sys", "/dev", "/tmp"), init)
 
 
 SYSTEMD = "/lib/systemd/systemd"
@@ -385,30 +393,18 @@ SYSTEMD_UNITS = {
 
 
 def _systemd_image() -> Path:
-    """An initramfs whose /init is the host's systemd with its libraries, the
-    same modules and BusyBox for the shell, and units doing BusyBox init's work."""
-    target = peers.ROOT / "build" / "systemd-init.cpio.gz"
-    if target.exists():
-        return target
-    import gzip
-    builder = _load(peers.ROOT / "initramfs" / "build.py", "vigil_image_build")
-    tree = builder.Tree()
-    builder.add_busybox(tree)
-    modules = builder.add_modules(tree, builder.kernel_version())
-    for path in ("/proc", "/sys", "/dev", "/run", "/tmp", "/var", "/usr/lib/systemd/system"):
-        tree.dir(path)
-    tree.device("/dev/console", 5, 1)
-    tree.copy(SYSTEMD, SYSTEMD, 0o755)
-    for lib in sorted(builder.shared_libraries([SYSTEMD])):
-        tree.copy(lib, lib)
-    tree.symlink("/init", SYSTEMD)
-    tree.file("/etc/os-release", b'NAME="bench"\nID=bench\n')
-    tree.file("/etc/machine-id", b"")
-    loads = "; ".join(f"modprobe {m}" for m in modules)
-    for name, text in SYSTEMD_UNITS.items():
-        tree.file(f"/etc/systemd/system/{name}", text.format(loads=loads).encode())
-    target.write_bytes(gzip.compress(tree.cpio(), mtime=0))
-    return target
+    """/init is the host's systemd with its libraries; three units do the work."""
+    def init(tree: Any, loads: str) -> None:
+        builder = _load(peers.ROOT / "initramfs" / "build.py", "vigil_image_build")
+        tree.copy(SYSTEMD, SYSTEMD, 0o755)
+        for lib in sorted(builder.shared_libraries([SYSTEMD])):
+            tree.copy(lib, lib)
+        tree.symlink("/init", SYSTEMD)
+        tree.file("/etc/os-release", b'NAME="bench"\nID=bench\n')
+        tree.file("/etc/machine-id", b"")
+        for name, text in SYSTEMD_UNITS.items():
+            tree.file(f"/etc/systemd/system/{name}", text.format(loads=loads).encode())
+    return _peer_image("systemd-init", ("/proc", "/sys", "/dev", "/run", "/tmp", "/var"), init)
 
 
 SCENARIOS: dict[str, tuple[Callable[[str, bool], dict[str, float]], list[str]]] = {
