@@ -130,8 +130,8 @@ class Daemon:
                                  if self.system else {})
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
-        self.scopes = Scopes(self.manager, self.events,
-                             None if self.system else self._scopes_gone)
+        # a per-user daemon ends when its last scope does; PID 1 never
+        self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown)
         self.manager.admit = self.scopes.check
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
@@ -261,10 +261,6 @@ class Daemon:
                 pass
         self.loop.stopped = True
 
-    def _scopes_gone(self) -> None:
-        """The last scope of a per-user daemon is gone."""
-        self.shutdown()
-
     def _bind(self) -> None:
         """--scope: the daemon lives while one of these processes does."""
         self.scopes.bound = bool(self.opts.scope)
@@ -348,14 +344,14 @@ class Daemon:
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
-        if not self.opts.restore:
-            self._bind()
         if self.opts.restore:
             reexec.restore(self, self.opts.restore)
             self.sup.reap()  # what exited while we were executing
             self.manager.drain()
-        elif not self.opts.no_autostart:
-            self.manager.start(self._first_units())
+        else:
+            self._bind()
+            if not self.opts.no_autostart:
+                self.manager.start(self._first_units())
         self.loop.run()
         if self.reexec:
             self._reexec()
