@@ -259,6 +259,7 @@ def test_up_runs_a_procfile_until_its_shell_exits(user):
     said = "".join(shell.stdout.readline() for _ in range(3))
     assert "web: running" in said and "worker: running" in said, said
     sock = str(next((user.home / "rt" / "vigil" / "p").glob("app-*/control.sock")))
+    assert os.stat(os.path.dirname(sock)).st_mode & 0o777 == 0o700
     port = user.inst("web", sock)["port"]
     # running means started: a Procfile line has no readiness check
     wait_for(lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close() or True,

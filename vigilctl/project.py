@@ -100,6 +100,7 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     until Ctrl-C, which stops them."""
     path = Path(procfile).resolve()
     socket = socket_for(path)
+    os.makedirs(os.path.dirname(socket), mode=0o700, exist_ok=True)  # the daemon's, private
     names = _write_units(path, Path(os.path.dirname(socket)) / "units")
     scope = holder() if detach else os.getpid()
     try:
