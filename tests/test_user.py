@@ -71,7 +71,9 @@ class User:
 
 
 def _as_user() -> dict[str, Any]:
-    return {"user": UID, "group": UID, "extra_groups": []} if os.geteuid() == 0 else {}
+    """The uid, and the umask a user usually has (not the test runner's)."""
+    ids = {"user": UID, "group": UID, "extra_groups": []} if os.geteuid() == 0 else {}
+    return {**ids, "umask": 0o022}
 
 
 def _pids_of(uid: int) -> list[int]:
