@@ -201,3 +201,20 @@ def test_socket_fuzz_while_the_daemon_keeps_serving(daemon):
     assert "daemon.bug" not in d.output()
     assert "Traceback" not in d.output()
     assert "error in command" not in d.output(), "a handler raised on bad input"
+
+
+def test_a_start_waits_past_the_idle_timeout(daemon, tmp_path):
+    """A unit slower to be ready than the connection idle timeout: the waiting
+    request keeps its connection; only a silent client loses it."""
+    d = daemon({"slow.toml": f'''[unit]
+enabled = false
+[service]
+cwd = "{tmp_path}"
+exec = ["sh", "-c", "sleep 2.5; touch ready; exec sleep 1000"]
+ready = {{ exec = ["test", "-e", "ready"], interval = 0.1 }}
+'''}, ["--idle-timeout", "1"])
+    assert d.call("start", units=["slow"]) == {"slow": "running"}
+    idle = socket.socket(socket.AF_UNIX)
+    idle.connect(d.socket)
+    idle.settimeout(30)
+    assert idle.recv(1) == b"", "a silent connection is closed after the idle timeout"

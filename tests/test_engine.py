@@ -152,7 +152,8 @@ def test_environment_is_cleared_except_what_the_unit_allows(daemon, tmp_path):
 
 def test_only_fds_0_to_2_reach_the_service(daemon):
     d = daemon({"fds.toml": '[service]\nexec = "sleep 1000"\n'})
-    pid = d.host_pid(wait_for(lambda: d.inst("fds")["pid"]))
+    wait_for(lambda: d.status("fds")["state"] == "running")  # exec'd: the fork's own fds are gone
+    pid = d.host_pid(d.inst("fds")["pid"])
     assert sorted(os.listdir(f"/proc/{pid}/fd")) == ["0", "1", "2"]
 
 

@@ -119,3 +119,30 @@ def test_first_use_starts_the_project_daemon_once(tmp_path):
     finally:
         assert ctl("shutdown").returncode == 0
         shutil.rmtree(xdg, ignore_errors=True)
+
+
+def test_run_with_readiness_and_health_flags(unit_dir, tmp_path):
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), tmp_path)
+    try:
+        def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket, *args],
+                                  capture_output=True, text=True, cwd=tmp_path, timeout=90)
+        served = ctl("run", "--name", "web", "--port", "auto", "--wait-http",
+                     "http://127.0.0.1:$PORT/", "--", "sh", "-c",
+                     f"sleep 0.5; exec {sys.executable} -m http.server --bind 127.0.0.1 $PORT")
+        assert served.returncode == 1 and "service.ready.http" in served.stderr, \
+            "a URL with $PORT in it is not expanded: the daemon's check names the key"
+        ready = ctl("run", "--name", "web2", "--port", "8", "--wait-cmd", "test -e go",
+                    "--health-cmd", "test -e go", "--health-interval", "0.1",
+                    "--health-retries", "1", "--no-block", "--", "sleep", "1000")
+        assert ready.returncode == 0, ready.stderr
+        assert d.status("web2")["state"] == "starting", "not ready until `test -e go` passes"
+        (tmp_path / "go").touch()
+        wait_for(lambda: d.status("web2")["state"] == "running")
+        pid = d.inst("web2")["pid"]
+        (tmp_path / "go").unlink()
+        wait_for(lambda: d.inst("web2")["restarts"] >= 1, what="a restart by the health check")
+        assert d.inst("web2")["pid"] != pid
+        assert "health" in " ".join(e["message"] for e in d.call("events", units=["web2"]))
+    finally:
+        d.stop()

@@ -272,7 +272,7 @@ class Commands:
 
         done_states = ("up", "failed") if want_up else ("down", "failed")
 
-        def check() -> bool:
+        def answer() -> bool:
             if conn.closed:
                 return True
             states = {n: m.settled(n) for n in names}
@@ -287,10 +287,17 @@ class Commands:
                 conn.reply(rid, {n: m.state(n) for n in names})
             return True
 
+        def check() -> bool:  # the watcher: the connection waits until it answers
+            if not answer():
+                return False
+            conn.wait_ends()
+            return True
+
         def expire() -> None:
             if check in m.watchers and check():
                 m.watchers.remove(check)
-        if not check():
+        if not answer():
+            conn.wait_begins()
             m.watchers.append(check)
             conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
 
@@ -376,7 +383,12 @@ class Commands:
         if args.get("port") is not None:
             service["port"] = args["port"]
         if args.get("wait_port"):
-            service["ready"] = {"tcp": args["wait_port"], "timeout": self._timeout(args)}
+            service["ready"] = {"tcp": args["wait_port"]}
+        for table in ("ready", "health"):  # checked below as a unit file's would be
+            if args.get(table) is not None:
+                service[table] = args[table]
+        if isinstance(service.get("ready"), dict):
+            service["ready"] = {"timeout": self._timeout(args), **service["ready"]}
         doc: dict[str, Any] = {"unit": {"description": "transient: " + " ".join(argv)[:60]},
                                "service": service}
         scope = _scope_pid(args)

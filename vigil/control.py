@@ -48,6 +48,7 @@ class Connection:
         self.outbuf = b""
         self.closed = False
         self.streaming = False  # a follower: no idle timeout
+        self.waiting = 0  # requests waiting for their answer (start...): no idle timeout
         self.on_close: list[Callable[[], None]] = []
         self.pid = self.uid = self.gid = -1  # unknown over TCP: the token decides
         self.authenticated = False
@@ -72,8 +73,19 @@ class Connection:
     def _touch(self) -> None:
         if self.idle:
             self.idle.cancel()
-        if not self.streaming:
+            self.idle = None
+        if not self.streaming and not self.waiting and not self.closed:
             self.idle = self.server.loop.call_later(self.server.idle_timeout, self.close)
+
+    def wait_begins(self) -> None:
+        """A request waits for its answer (a unit becoming ready may take longer
+        than the idle timeout, and has its own)."""
+        self.waiting += 1
+        self._touch()
+
+    def wait_ends(self) -> None:
+        self.waiting -= 1
+        self._touch()
 
     def readable(self) -> None:
         try:

@@ -246,6 +246,19 @@ def scope_pid(value: Any) -> int:
     return int(number)
 
 
+def _http_url_problem(url: str) -> str | None:
+    """What is wrong with an http probe's URL, found now rather than at each probe."""
+    if not url.startswith("http://"):
+        return "expected a URL starting with http://"
+    from urllib.parse import urlsplit
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - parses the port, raising on a bad one
+    except ValueError as err:
+        return f"{url!r}: {err}"
+    return None if parts.hostname else f"{url!r} names no host"
+
+
 def _close(word: str, choices: Any, n: int = 1) -> list[str]:
     """A "did you mean" hint; difflib is loaded only when a key is wrong."""
     import difflib
@@ -342,8 +355,9 @@ class Builder:
         if kind == "tcp":
             return self.tcp_probe(f"{where}.tcp", value)
         if kind == "http":
-            if not value.startswith("http://"):
-                self.problem(f"{where}.http", "expected a URL starting with http://")
+            why = _http_url_problem(value)
+            if why:
+                self.problem(f"{where}.http", why)
                 return None
             return Probe(ProbeKind.HTTP, url=value)
         if kind == "exec":

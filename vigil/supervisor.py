@@ -13,7 +13,7 @@ import signal
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from vigil import syscalls
 from vigil.cgroups import Cgroups
@@ -24,7 +24,7 @@ from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           backoff_delay, step)
-from vigil.unit import Output, OutputKind, Probe, ProbeKind, Service, ServiceType, Unit
+from vigil.unit import Output, OutputKind, Probe, ProbeKind, ServiceType, Unit
 
 
 @dataclass
@@ -219,12 +219,10 @@ class Supervisor:
     # -- spawning -------------------------------------------------------------
     def _spawn(self, inst: Instance) -> None:
         svc = inst.service
-        extra = {**self.hook_env.get(inst.unit, {}), "VIGIL_UNIT": inst.unit,
-                 "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
         inst.port = None
         if svc.port is not None:
             inst.port = _free_port() if svc.port == "auto" else int(svc.port)
-            extra["PORT"] = str(inst.port)
+        extra = {**self.hook_env.get(inst.unit, {}), **_instance_env(inst)}
         ready_fd_pair: tuple[int, int] | None = None
         if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
             extra["NOTIFY_SOCKET"] = self.settings.notify_socket
@@ -409,7 +407,10 @@ class Supervisor:
     def _prober(self, inst: Instance) -> Prober:
         prober = self.probers.get(inst.name)
         if prober is None or prober.cancelled:
-            prober = self.probers[inst.name] = Prober(self.loop, self.exec_check)
+            def check(argv: tuple[str, ...], timeout: float,
+                      done: Callable[[bool, str], None]) -> None:
+                self.exec_check(inst, argv, timeout, done)
+            prober = self.probers[inst.name] = Prober(self.loop, check)
         return prober
 
     def _start_probe(self, inst: Instance) -> None:
@@ -443,12 +444,15 @@ class Supervisor:
         self._prober(inst).health(health.probe, health.interval, health.timeout,
                                   health.retries, unhealthy)
 
-    def exec_check(self, argv: tuple[str, ...], timeout: float,
+    def exec_check(self, inst: Instance, argv: tuple[str, ...], timeout: float,
                    done: Callable[[bool, str], None]) -> None:
-        """Runs a check command with output discarded; kills it at the timeout."""
-        check = Service(exec=argv, stdout=_NULL, stderr=_NULL)
+        """Runs a check command as the unit runs (user, cwd, environment and
+        limits; not as root when the unit is not), output discarded, killed at
+        the timeout."""
+        check = replace(inst.service, exec=argv, stdout=_NULL, stderr=_NULL)
         try:
-            spec = make_spec(check, self.settings.daemon_env, {})
+            spec = make_spec(check, self.settings.daemon_env, _instance_env(inst),
+                             self.settings.unit_env)
             null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
             spec.fd_in = spec.fd_out = spec.fd_err = null
             try:
@@ -567,6 +571,14 @@ class Supervisor:
 
 
 _NULL = Output(OutputKind.NULL)
+
+
+def _instance_env(inst: Instance) -> dict[str, str]:
+    """What a unit's processes (and its checks) are told about themselves."""
+    env = {"VIGIL_UNIT": inst.unit, "VIGIL_INSTANCE": inst.name.partition(":")[2] or "0"}
+    if inst.port is not None:
+        env["PORT"] = str(inst.port)
+    return env
 
 
 def _free_port() -> int:

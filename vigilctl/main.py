@@ -75,6 +75,16 @@ def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", help="a port for $PORT, or auto for a free one")
     p.add_argument("--wait-port", metavar="PORT",
                    help="ready when this port (or `port`: its $PORT) accepts a connection")
+    p.add_argument("--wait-http", metavar="URL", help="ready when a GET of URL answers 2xx")
+    p.add_argument("--wait-cmd", metavar="CMD", help="ready when CMD (split as a shell "
+                   "would, not run by one) exits 0")
+    p.add_argument("--health-port", metavar="PORT", help="then keep checking this port "
+                   "(or `port`)")
+    p.add_argument("--health-http", metavar="URL", help="then keep checking URL")
+    p.add_argument("--health-cmd", metavar="CMD", help="then keep running CMD")
+    p.add_argument("--health-interval", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--health-retries", type=int, default=3, metavar="N",
+                   help="failures in a row before a restart (default 3)")
     p.add_argument("--env", action="append", default=[], metavar="NAME",
                    help="pass this variable from here (PATH always is)")
     p.add_argument("--no-block", action="store_true", help="do not wait until it is ready")
@@ -259,11 +269,28 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
         args["scope"] = opts.scope
     if opts.port:
         args["port"] = opts.port if opts.port == "auto" else int(opts.port)
-    if opts.wait_port:
-        args["wait_port"] = opts.wait_port if opts.wait_port == "port" else int(opts.wait_port)
+    ready = _probe(opts.wait_port, opts.wait_http, opts.wait_cmd)
+    if ready:
+        args["ready"] = ready
+    health = _probe(opts.health_port, opts.health_http, opts.health_cmd)
+    if health:
+        args["health"] = {**health, "interval": opts.health_interval,
+                          "retries": opts.health_retries}
     for name, state in client.call("run", **args).items():
         print(f"{name}: {state}")
     return 0
+
+
+def _probe(port: str | None, url: str | None, cmd: str | None) -> dict[str, Any]:
+    """A [service.ready] or [service.health] table from run's flags; the
+    daemon validates it as it would a unit file."""
+    if port:
+        return {"tcp": port if port == "port" or not port.isdigit() else int(port)}
+    if url:
+        return {"http": url}
+    if cmd:
+        return {"exec": cmd}  # a string: split as a shell would
+    return {}
 
 
 def cmd_deps(client: Client, opts: argparse.Namespace) -> int:
