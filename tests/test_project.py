@@ -127,11 +127,18 @@ def test_run_with_readiness_and_health_flags(unit_dir, tmp_path):
         def ctl(*args: str) -> subprocess.CompletedProcess[str]:
             return subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket, *args],
                                   capture_output=True, text=True, cwd=tmp_path, timeout=90)
+        bad = ctl("run", "--name", "web", "--wait-http", "http://127.0.0.1:http/", "--", "true")
+        assert bad.returncode == 1 and "service.ready.http" in bad.stderr, bad.stderr
         served = ctl("run", "--name", "web", "--port", "auto", "--wait-http",
-                     "http://127.0.0.1:$PORT/", "--", "sh", "-c",
+                     "http://127.0.0.1:$PORT/", "--health-http", "http://127.0.0.1:$PORT/",
+                     "--", "sh", "-c",
                      f"sleep 0.5; exec {sys.executable} -m http.server --bind 127.0.0.1 $PORT")
-        assert served.returncode == 1 and "service.ready.http" in served.stderr, \
-            "a URL with $PORT in it is not expanded: the daemon's check names the key"
+        assert served.returncode == 0 and served.stdout.strip() == "web: running", \
+            served.stderr
+        import urllib.request
+        with urllib.request.urlopen(f"http://127.0.0.1:{d.inst('web')['port']}/",
+                                    timeout=30) as r:
+            assert r.status == 200, "ready means the URL with the unit's $PORT answered"
         ready = ctl("run", "--name", "web2", "--port", "8", "--wait-cmd", "test -e go",
                     "--health-cmd", "test -e go", "--health-interval", "0.1",
                     "--health-retries", "1", "--no-block", "--", "sleep", "1000")

@@ -355,7 +355,7 @@ class Builder:
         if kind == "tcp":
             return self.tcp_probe(f"{where}.tcp", value)
         if kind == "http":
-            why = _http_url_problem(value)
+            why = _http_url_problem(value.replace("$PORT", "1"))  # $PORT: the service's
             if why:
                 self.problem(f"{where}.http", why)
                 return None
@@ -435,9 +435,12 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
     kind = fields.get("type", ServiceType.SIMPLE)
     if kind is ServiceType.NOTIFY and ready is None:
         ready = Ready(Probe(ProbeKind.NOTIFY), 90.0, 0.1)
-    if ready and ready.probe.kind is ProbeKind.TCP and ready.probe.port == 0 and \
-            "port" not in fields:
-        b.problem("service.ready", "tcp = \"port\" needs a [service] port")
+    for table, check in (("ready", ready), ("health", health)):
+        if check and "port" not in fields and (
+                (check.probe.kind is ProbeKind.TCP and check.probe.port == 0)
+                or "$PORT" in check.probe.url):
+            b.problem(f"service.{table}", "tcp = \"port\" and $PORT in a URL need a "
+                      "[service] port")
     if kind is ServiceType.FORKING and "pid_file" not in fields:
         b.problem("service.type", "type = \"forking\" needs pid-file")
     if kind is ServiceType.FORKING and fields.get("instances", 1) > 1:

@@ -418,9 +418,7 @@ class Supervisor:
         assert ready is not None
         if ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.FD):
             return  # the service tells us itself
-        probe = ready.probe
-        if probe.kind is ProbeKind.TCP and probe.port == 0:  # tcp = "port"
-            probe = Probe(ProbeKind.TCP, host=probe.host, port=inst.port or 0)
+        probe = _for_instance(ready.probe, inst)
         pid = inst.pid
 
         def on_ready() -> None:
@@ -441,8 +439,8 @@ class Supervisor:
                                  "warning", unit=inst.unit, pid=pid)
                 self.send(inst, Event.HEALTH_FAILED, detail=detail)
                 self.pump()
-        self._prober(inst).health(health.probe, health.interval, health.timeout,
-                                  health.retries, unhealthy)
+        self._prober(inst).health(_for_instance(health.probe, inst), health.interval,
+                                  health.timeout, health.retries, unhealthy)
 
     def exec_check(self, inst: Instance, argv: tuple[str, ...], timeout: float,
                    done: Callable[[bool, str], None]) -> None:
@@ -571,6 +569,15 @@ class Supervisor:
 
 
 _NULL = Output(OutputKind.NULL)
+
+
+def _for_instance(probe: Probe, inst: Instance) -> Probe:
+    """The instance's own port in `tcp = "port"` and in `$PORT` of an http URL."""
+    if probe.kind is ProbeKind.TCP and probe.port == 0:
+        return replace(probe, port=inst.port or 0)
+    if probe.kind is ProbeKind.HTTP and "$PORT" in probe.url:
+        return replace(probe, url=probe.url.replace("$PORT", str(inst.port or 0)))
+    return probe
 
 
 def _instance_env(inst: Instance) -> dict[str, str]:
