@@ -184,8 +184,12 @@ class Soak:
             suffix = path.name[len("loud.log"):]
             if suffix and int(suffix.lstrip(".")) > LOG_KEEP:
                 self.breach(f"{path.name}: more rotated files than log-keep = {LOG_KEEP}")
-            if path.stat().st_size > LOG_MAX + 4096:
-                self.breach(f"{path.name}: {path.stat().st_size} bytes > log-max-size")
+            try:
+                size = path.stat().st_size
+            except FileNotFoundError:  # rotated away between the listing and now
+                continue
+            if size > LOG_MAX + 4096:
+                self.breach(f"{path.name}: {size} bytes > log-max-size")
 
     def run(self) -> Report:
         d = self.daemon
