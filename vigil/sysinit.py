@@ -113,21 +113,27 @@ def loopback_up(log: Log) -> None:
         log("warning", f"bringing lo up failed: {err.strerror}")
 
 
-def wanted_modules(root: str = "/") -> list[str]:
-    """Names from /etc/modules-load.d/*.conf (file-name order) and /etc/modules."""
-    names: list[str] = []
-    files = sorted(glob.glob(os.path.join(root, "etc/modules-load.d/*.conf")))
-    files += [os.path.join(root, "etc/modules")]
-    for path in files:
+def _config_lines(root: str, directory: str, single: str) -> Iterator[tuple[str, int, str]]:
+    """(path, line number, line) of DIR/*.conf in file-name order, then the
+    single file; a missing or unreadable file is skipped."""
+    files = sorted(glob.glob(os.path.join(root, directory, "*.conf")))
+    for path in [*files, os.path.join(root, single)]:
         try:
             with open(path) as f:
                 lines = f.read().splitlines()
         except OSError:
             continue
-        for line in lines:
-            line = line.split("#")[0].strip()
-            if line and not line.startswith(";") and line.split()[0] not in names:
-                names.append(line.split()[0])
+        for number, line in enumerate(lines, 1):
+            yield path, number, line
+
+
+def wanted_modules(root: str = "/") -> list[str]:
+    """Names from /etc/modules-load.d/*.conf (file-name order) and /etc/modules."""
+    names: list[str] = []
+    for _path, _number, line in _config_lines(root, "etc/modules-load.d", "etc/modules"):
+        line = line.split("#")[0].strip()
+        if line and not line.startswith(";") and line.split()[0] not in names:
+            names.append(line.split()[0])
     return names
 
 
@@ -183,20 +189,12 @@ def load_modules(names: list[str], log: Log, moddir: str | None = None) -> None:
 def sysctl_settings(root: str = "/") -> list[tuple[str, str, str]]:
     """(key, value, where) from /etc/sysctl.d/*.conf then /etc/sysctl.conf; later wins."""
     found: dict[str, tuple[str, str]] = {}
-    files = sorted(glob.glob(os.path.join(root, "etc/sysctl.d/*.conf")))
-    files.append(os.path.join(root, "etc/sysctl.conf"))
-    for path in files:
-        try:
-            with open(path) as f:
-                lines = f.read().splitlines()
-        except OSError:
+    for path, number, line in _config_lines(root, "etc/sysctl.d", "etc/sysctl.conf"):
+        line = line.strip()
+        if not line or line[0] in "#;" or "=" not in line:
             continue
-        for number, line in enumerate(lines, 1):
-            line = line.strip()
-            if not line or line[0] in "#;" or "=" not in line:
-                continue
-            key, _, value = line.partition("=")
-            found[key.strip().lstrip("-").replace("/", ".")] = (value.strip(), f"{path}:{number}")
+        key, _, value = line.partition("=")
+        found[key.strip().lstrip("-").replace("/", ".")] = (value.strip(), f"{path}:{number}")
     return [(k, v, w) for k, (v, w) in found.items()]
 
 
