@@ -196,6 +196,17 @@ def test_a_slow_start_is_reported_while_it_lasts(daemon):
     assert "waiting for slow to be ready" in d.call("why", units=["dep"])
 
 
+def test_a_slow_stop_is_reported_while_it_lasts(daemon):
+    d = daemon({"stubborn.toml": '[service]\nexec = ["sh", "-c", "trap \'\' TERM; sleep 1000"]\n'
+                                 'stop-timeout = 2\n'}, ["--slow-report", "0.3"])
+    wait_for(lambda: d.status("stubborn")["state"] == "running")
+    d.call("stop", units=["stubborn"], no_block=True)
+    wait_for(lambda: "still waiting for stubborn to stop (1 s)" in d.output(),
+             what="a slow-stop report")
+    wait_for(lambda: d.status("stubborn")["state"] == "inactive", what="SIGKILL at 2 s")
+    assert "did not stop within 2s; sending SIGKILL" in d.output()
+
+
 def _proc_status(pid: int) -> dict[str, str]:
     lines = Path(f"/proc/{pid}/status").read_text().splitlines()
     return {k: v.strip() for k, _, v in (line.partition(":") for line in lines)}

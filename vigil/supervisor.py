@@ -142,6 +142,8 @@ class Supervisor:
             self._signal(inst, inst.service.stop_signal)
             if inst.service.stop_signal not in (signal.SIGKILL, signal.SIGCONT):
                 self._signal(inst, signal.SIGCONT)  # a stopped process must wake to exit
+            if inst.pid is not None:
+                self._report_slow(inst, inst.pid, self.loop.clock(), State.STOPPING)
         elif kind is Act.KILL:
             self.events.emit("unit.kill", f"{inst.name} did not stop within "
                              f"{inst.service.stop_timeout:g}s; sending SIGKILL", "warning",
@@ -279,17 +281,21 @@ class Supervisor:
             self._capture(inst, stream, read_fd)
         if ready_fd_pair:
             self._watch_ready_fd(inst, pid, ready_fd_pair[0])
-        if self.settings.slow_report > 0:
-            self._report_slow(inst, pid, now)
+        self._report_slow(inst, pid, now, State.STARTING)
 
-    def _report_slow(self, inst: Instance, pid: int, since: float) -> None:
-        """Says so, every slow_report seconds, while an instance is still starting."""
+    def _report_slow(self, inst: Instance, pid: int, since: float, state: State) -> None:
+        """Says so, every slow_report seconds, while an instance is still
+        starting or stopping (systemd's "A stop job is running...")."""
+        if self.settings.slow_report <= 0:
+            return
+
         def tick() -> None:
-            if inst.state is State.STARTING and inst.pid == pid:
+            if inst.state is state and inst.pid == pid:
                 waited = self.loop.clock() - since
-                self.events.emit("unit.slow", f"still waiting for {inst.name} ({waited:.0f} s)",
+                what = inst.name if state is State.STARTING else f"{inst.name} to stop"
+                self.events.emit("unit.slow", f"still waiting for {what} ({waited:.0f} s)",
                                  "warning", unit=inst.unit, pid=pid)
-                self._report_slow(inst, pid, since)
+                self._report_slow(inst, pid, since, state)
         timer = self.loop.call_later(self.settings.slow_report, tick)
         self.timers.setdefault(inst.name, []).append(timer)
 
