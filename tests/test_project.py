@@ -129,6 +129,8 @@ def test_run_with_readiness_and_health_flags(unit_dir, tmp_path):
                                   capture_output=True, text=True, cwd=tmp_path, timeout=90)
         bad = ctl("run", "--name", "web", "--wait-http", "http://127.0.0.1:http/", "--", "true")
         assert bad.returncode == 1 and "service.ready.http" in bad.stderr, bad.stderr
+        two = ctl("run", "--name", "web", "--wait-port", "80", "--wait-cmd", "true", "--", "true")
+        assert two.returncode == 1 and "needs exactly one of" in two.stderr, two.stderr
         served = ctl("run", "--name", "web", "--port", "auto", "--wait-http",
                      "http://127.0.0.1:$PORT/", "--health-http", "http://127.0.0.1:$PORT/",
                      "--", "sh", "-c",

@@ -283,14 +283,15 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
 
 def _probe(port: str | None, url: str | None, cmd: str | None) -> dict[str, Any]:
     """A [service.ready] or [service.health] table from run's flags; the
-    daemon validates it as it would a unit file."""
+    daemon validates it as it would a unit file (and refuses two at once)."""
+    table: dict[str, Any] = {}
     if port:
-        return {"tcp": port if port == "port" or not port.isdigit() else int(port)}
+        table["tcp"] = port if port == "port" or not port.isdigit() else int(port)
     if url:
-        return {"http": url}
+        table["http"] = url
     if cmd:
-        return {"exec": cmd}  # a string: split as a shell would
-    return {}
+        table["exec"] = cmd  # a string: split as a shell would
+    return table
 
 
 def cmd_deps(client: Client, opts: argparse.Namespace) -> int:
