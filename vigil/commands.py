@@ -67,6 +67,7 @@ class Commands:
     # -- read-only ------------------------------------------------------------
     def unit_status(self, name: str) -> dict[str, Any]:
         m, sup = self.manager, self.manager.sup
+        logs = sup.streams.logs
         unit = m.units[name]
         now = sup.loop.clock()
         insts = []
@@ -79,7 +80,7 @@ class Commands:
                 "restarts": inst.restarts,
                 "last_exit": str(inst.last_exit) if inst.last_exit else None,
                 "reason": inst.reason, "status": sup.status_text.get(inst.name, ""),
-                "log_dropped": sup.logs[inst.name].dropped if inst.name in sup.logs else 0,
+                "log_dropped": logs[inst.name].dropped if inst.name in logs else 0,
                 "port": inst.port,
                 "runs": [{"started": r.started, "ended": r.ended, "exit": str(r.exit),
                           "code": r.exit.code, "signal": r.exit.signal,
@@ -213,7 +214,7 @@ class Commands:
         if inst is None or not inst.service.pty:
             raise ProtocolError("no-terminal", f"{name} has no terminal: set console = \"pty\" "
                                 "in its [service]")
-        terminal = sup.terminals.get(name)
+        terminal = sup.streams.terminals.get(name)
         if terminal is None or terminal.fd < 0:
             raise ProtocolError("no-terminal", f"{name} is not running")
         return name, terminal

@@ -365,7 +365,7 @@ class Daemon:
             self.settings.cgroups.remove_all()
         if self.system and self.ending is not None:
             self.events.close_file()  # an open log would keep its filesystem busy
-            for log in self.sup.logs.values():
+            for log in self.sup.streams.logs.values():
                 log.close()
             os.close(self.lock_fd)  # the lock is writable: it too would keep / busy
             shutdown.final(self.ending, self._boot_log, self.swaps, grace=self.opts.kill_grace,

@@ -36,7 +36,7 @@ def save(daemon: Daemon) -> str:
                       last_exit=None if inst.last_exit is None else inst.last_exit.__dict__)
         proc = sup.procs.get(inst.pid) if inst.pid else None
         record["started_wall"] = proc.started_wall if proc else 0.0
-        record["fds"] = [(stream, fd) for fd, (name, stream) in sup.captures.items()
+        record["fds"] = [(stream, fd) for fd, (name, stream) in sup.streams.captures.items()
                          if name == inst.name]
         for _, fd in record["fds"]:
             os.set_inheritable(fd, True)

@@ -20,10 +20,11 @@ from vigil.cgroups import Cgroups
 from vigil.events import Events
 from vigil.launch import LaunchError, make_spec
 from vigil.loop import Loop, Timer
-from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
+from vigil.output import Console, Tail
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           backoff_delay, step)
+from vigil.streams import Streams
 from vigil.unit import Output, OutputKind, Probe, ProbeKind, ServiceType, Unit
 
 
@@ -68,17 +69,14 @@ class Supervisor:
     def __init__(self, loop: Loop, events: Events, settings: Settings, console: Console,
                  tail: Tail) -> None:
         self.loop, self.events, self.settings = loop, events, settings
-        self.console, self.tail = console, tail
+        self.streams = Streams(loop, events, console, tail, settings.log_dir)
         self.instances: dict[str, Instance] = {}
         self.procs: dict[int, Proc] = {}
         self.timers: dict[str, list[Timer]] = {}
         self.probers: dict[str, Prober] = {}
-        self.logs: dict[str, LogFile] = {}
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
-        self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
-        self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self.orphan_severity = "debug"  # `vigil run -w` makes reaped orphans a warning
@@ -229,26 +227,10 @@ class Supervisor:
         if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
             extra["NOTIFY_SOCKET"] = self.settings.notify_socket
         child_fds: list[int] = []  # ends the child gets; closed here after the fork
-        captures: list[tuple[str, int]] = []  # our read ends of output pipes
+        reads: list[tuple[str, int]] = []  # our read ends of its output
         try:
             spec = make_spec(svc, self.settings.daemon_env, extra, self.settings.unit_env)
-            if svc.pty:
-                master, slave = os.openpty()
-                os.set_blocking(master, False)
-                captures.append(("pty", master))
-                child_fds.append(slave)
-                spec.fd_in = spec.fd_out = spec.fd_err = slave
-                spec.controlling_tty = True
-            elif svc.tty:
-                tty = os.open(svc.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-                child_fds.append(tty)
-                spec.fd_in = spec.fd_out = spec.fd_err = tty
-                spec.controlling_tty = True
-            else:
-                spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-                child_fds.append(spec.fd_in)
-                spec.fd_out = self._output_fd(inst, "stdout", child_fds, captures)
-                spec.fd_err = self._output_fd(inst, "stderr", child_fds, captures)
+            self.streams.stdio(inst, spec, child_fds, reads)
             if self.settings.cgroups is not None:
                 spec.cgroup_fd = self.settings.cgroups.join_fd(inst.name)
                 child_fds.append(spec.cgroup_fd)
@@ -258,7 +240,7 @@ class Supervisor:
                 spec.extra_fd, spec.extra_target = ready_fd_pair[1], svc.ready.probe.fd
             pid, report = syscalls.spawn(spec)
         except (LaunchError, OSError) as err:
-            ours = [fd for _, fd in captures] + ([ready_fd_pair[0]] if ready_fd_pair else [])
+            ours = [fd for _, fd in reads] + ([ready_fd_pair[0]] if ready_fd_pair else [])
             for fd in child_fds + ours:
                 os.close(fd)
             what = str(err) if isinstance(err, LaunchError) else f"cannot start: {err}"
@@ -277,8 +259,8 @@ class Supervisor:
         self.procs[pid] = proc
         inst.pid, inst.started_at = pid, now
         self.loop.add_reader(report, lambda: self._exec_report(proc))
-        for stream, read_fd in captures:
-            self._capture(inst, stream, read_fd)
+        for stream, read_fd in reads:
+            self.streams.capture(inst, stream, read_fd)
         if ready_fd_pair:
             self._watch_ready_fd(inst, pid, ready_fd_pair[0])
         self._report_slow(inst, pid, now, State.STARTING)
@@ -299,52 +281,6 @@ class Supervisor:
         timer = self.loop.call_later(self.settings.slow_report, tick)
         self.timers.setdefault(inst.name, []).append(timer)
 
-    def _output_fd(self, inst: Instance, stream: str, child_fds: list[int],
-                   captures: list[tuple[str, int]]) -> int:
-        out = inst.service.stdout if stream == "stdout" else inst.service.stderr
-        if out.kind is OutputKind.INHERIT:
-            return 1 if stream == "stdout" else 2
-        if out.kind is OutputKind.NULL:
-            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-        elif out.kind is OutputKind.FILE:
-            assert out.path is not None
-            fd = os.open(out.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                         | os.O_NOFOLLOW, 0o640)
-        else:
-            read_fd, fd = os.pipe2(os.O_CLOEXEC)
-            os.set_blocking(read_fd, False)
-            captures.append((stream, read_fd))
-        child_fds.append(fd)
-        return fd
-
-    def _capture(self, inst: Instance, stream: str, fd: int) -> None:
-        """Reads one output fd of an instance into its log, tail and console
-        (also used to take the fds back after a re-exec)."""
-        self.captures[fd] = (inst.name, stream)
-        svc = inst.service
-        out = svc.stderr if stream == "stderr" else svc.stdout  # a pty is stdout
-        sinks: list[Callable[[Line], None]] = [self.tail.add]
-        if out.kind is OutputKind.LOG:
-            log = self.logs.get(inst.name)
-            if log is None or log.max_size != svc.log_max_size or log.keep != svc.log_keep:
-                path = os.path.join(self.settings.log_dir, inst.name + ".log")
-                log = self.logs[inst.name] = LogFile(path, svc.log_max_size, svc.log_keep)
-            sinks.append(_writer(log, self.events, inst))
-        else:
-            sinks.append(self.console.service_line)
-        on_raw = None
-        if stream == "pty":
-            terminal = self.terminals[inst.name] = Terminal(fd)
-            on_raw = terminal.feed
-        capture = Capture(fd, inst.unit, inst.name, stream, sinks, on_raw)
-
-        def readable() -> None:
-            if not capture.read():
-                self.loop.remove_reader(fd)
-                self.captures.pop(fd, None)
-                os.close(fd)
-        self.loop.add_reader(fd, readable)
-
     def adopt(self, inst: Instance, pid: int, started_wall: float,
               fds: list[tuple[str, int]]) -> None:
         """Takes back a running process and its output fds after a re-exec."""
@@ -357,7 +293,7 @@ class Supervisor:
                                    started_wall, inst)
         for stream, fd in fds:
             os.set_inheritable(fd, False)
-            self._capture(inst, stream, fd)
+            self.streams.capture(inst, stream, fd)
 
     def resume(self, inst: Instance) -> None:
         """After a re-exec: the timers and probes the instance's state needs."""
@@ -600,19 +536,3 @@ def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def _writer(log: LogFile, events: Events, inst: Instance) -> Callable[[Line], None]:
-    """Writes a line to the log; says so once when lines start being dropped,
-    and once when writing works again."""
-    def write(line: Line) -> None:
-        was = log.failing
-        if log.write(line.text.encode() + b"\n"):
-            if was:
-                log.failing = ""
-                events.emit("log.recovered", f"log of {inst.name} writable again; "
-                            f"{log.dropped} line(s) dropped so far", "info", unit=inst.unit)
-        elif not was:
-            events.emit("log.dropping", f"log of {inst.name}: {log.failing}; dropping lines "
-                        "(the service runs on)", "warning", unit=inst.unit)
-    return write

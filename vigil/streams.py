@@ -1,0 +1,113 @@
+"""An instance's standard streams: the fds its process gets (a pty, a
+terminal, /dev/null, a file, or pipes), and reading its output back into its
+log, the tail, the console or a terminal that `vigilctl attach` can reach.
+
+The read ends outlive a daemon-reexec: `capture` takes them back.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+from vigil.events import Events
+from vigil.loop import Loop
+from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
+from vigil.states import Instance
+from vigil.syscalls import SpawnSpec
+from vigil.unit import OutputKind
+
+
+class Streams:
+    def __init__(self, loop: Loop, events: Events, console: Console, tail: Tail,
+                 log_dir: str) -> None:
+        self.loop, self.events, self.console, self.tail = loop, events, console, tail
+        self.log_dir = log_dir
+        self.logs: dict[str, LogFile] = {}
+        self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
+        self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
+
+    def stdio(self, inst: Instance, spec: SpawnSpec, child_fds: list[int],
+              reads: list[tuple[str, int]]) -> None:
+        """Sets the child's fds 0-2 in `spec`; the ends the child gets go to
+        `child_fds` (closed here after the fork), ours to read to `reads`."""
+        svc = inst.service
+        if svc.pty:
+            master, slave = os.openpty()
+            os.set_blocking(master, False)
+            reads.append(("pty", master))
+            child_fds.append(slave)
+            spec.fd_in = spec.fd_out = spec.fd_err = slave
+            spec.controlling_tty = True
+        elif svc.tty:
+            tty = os.open(svc.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            child_fds.append(tty)
+            spec.fd_in = spec.fd_out = spec.fd_err = tty
+            spec.controlling_tty = True
+        else:
+            spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            child_fds.append(spec.fd_in)
+            spec.fd_out = self._output_fd(inst, "stdout", child_fds, reads)
+            spec.fd_err = self._output_fd(inst, "stderr", child_fds, reads)
+
+    def _output_fd(self, inst: Instance, stream: str, child_fds: list[int],
+                   reads: list[tuple[str, int]]) -> int:
+        out = inst.service.stdout if stream == "stdout" else inst.service.stderr
+        if out.kind is OutputKind.INHERIT:
+            return 1 if stream == "stdout" else 2
+        if out.kind is OutputKind.NULL:
+            fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        elif out.kind is OutputKind.FILE:
+            assert out.path is not None
+            fd = os.open(out.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
+                         | os.O_NOFOLLOW, 0o640)
+        else:
+            read_fd, fd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(read_fd, False)
+            reads.append((stream, read_fd))
+        child_fds.append(fd)
+        return fd
+
+    def capture(self, inst: Instance, stream: str, fd: int) -> None:
+        """Reads one output fd of an instance into its log, tail and console
+        (also used to take the fds back after a re-exec)."""
+        self.captures[fd] = (inst.name, stream)
+        svc = inst.service
+        out = svc.stderr if stream == "stderr" else svc.stdout  # a pty is stdout
+        sinks: list[Callable[[Line], None]] = [self.tail.add]
+        if out.kind is OutputKind.LOG:
+            log = self.logs.get(inst.name)
+            if log is None or log.max_size != svc.log_max_size or log.keep != svc.log_keep:
+                path = os.path.join(self.log_dir, inst.name + ".log")
+                log = self.logs[inst.name] = LogFile(path, svc.log_max_size, svc.log_keep)
+            sinks.append(_writer(log, self.events, inst))
+        else:
+            sinks.append(self.console.service_line)
+        on_raw = None
+        if stream == "pty":
+            terminal = self.terminals[inst.name] = Terminal(fd)
+            on_raw = terminal.feed
+        capture = Capture(fd, inst.unit, inst.name, stream, sinks, on_raw)
+
+        def readable() -> None:
+            if not capture.read():
+                self.loop.remove_reader(fd)
+                self.captures.pop(fd, None)
+                os.close(fd)
+        self.loop.add_reader(fd, readable)
+
+
+def _writer(log: LogFile, events: Events, inst: Instance) -> Callable[[Line], None]:
+    """Writes a line to the log; says so once when lines start being dropped,
+    and once when writing works again."""
+    def write(line: Line) -> None:
+        was = log.failing
+        if log.write(line.text.encode() + b"\n"):
+            if was:
+                log.failing = ""
+                events.emit("log.recovered", f"log of {inst.name} writable again; "
+                            f"{log.dropped} line(s) dropped so far", "info", unit=inst.unit)
+        elif not was:
+            events.emit("log.dropping", f"log of {inst.name}: {log.failing}; dropping lines "
+                        "(the service runs on)", "warning", unit=inst.unit)
+    return write
