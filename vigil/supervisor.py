@@ -8,6 +8,7 @@ after the current one, in order. This is the only place that calls wait4.
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import time
@@ -166,7 +167,7 @@ class Supervisor:
             self._announce(inst)
 
     def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
-        if delay <= 0 and event is Event.RETRY:  # restart-delay = 0: now, not a loop turn later
+        if delay <= 0:  # restart-delay = 0: now, not a turn of the loop later
             self.send(inst, event, detail=detail)
             return
 
@@ -349,9 +350,7 @@ class Supervisor:
     def _prober(self, inst: Instance) -> Prober:
         prober = self.probers.get(inst.name)
         if prober is None or prober.cancelled:
-            def check(argv: tuple[str, ...], timeout: float,
-                      done: Callable[[bool, str], None]) -> None:
-                self.exec_check(inst, argv, timeout, done)
+            check = functools.partial(self.exec_check, inst)
             prober = self.probers[inst.name] = Prober(self.loop, check)
         return prober
 
