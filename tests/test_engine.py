@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import signal
+import sys
 from pathlib import Path
 
 from tests.daemon import wait_for
@@ -246,3 +248,27 @@ def test_if_exists_and_unless_exists_skip_a_unit(daemon, tmp_path):
     assert d.status("needs")["state"] == "skipped"
     assert d.call("why", units=["needs"]) == f"skipped: {tmp_path}/nothing-here does not exist"
     assert d.call("why", units=["avoids"]) == f"skipped: {tmp_path} exists"
+
+
+COUNTER = """
+import signal, sys
+sig = signal.SIGRTMIN  # real-time: every sending is queued, none merges with another
+signal.pthread_sigmask(signal.SIG_BLOCK, [sig])
+open(sys.argv[1] + "/armed", "w").close()
+signal.sigwaitinfo([sig])
+got = 1
+while signal.sigtimedwait([sig], 0.5):
+    got += 1
+open(sys.argv[1] + "/got", "w").write(str(got))
+"""
+
+
+def test_the_stop_signal_arrives_once(daemon, tmp_path):
+    """The main process leads its group: the group's signal reaches it, and
+    it must not get a second one by its pidfd (a shell's TERM trap ran twice)."""
+    (tmp_path / "counter.py").write_text(COUNTER)
+    d = daemon({"once.toml": f'[service]\nexec = ["{sys.executable}", "{tmp_path}/counter.py", '
+                             f'"{tmp_path}"]\nstop-signal = {int(signal.SIGRTMIN)}\n'})
+    wait_for(lambda: (tmp_path / "armed").exists(), what="the counter to block the signal")
+    assert d.call("stop", units=["once"]) == {"once": "inactive"}
+    assert (tmp_path / "got").read_text() == "1"

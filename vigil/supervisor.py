@@ -181,23 +181,32 @@ class Supervisor:
         self._signal(inst, signum)
 
     def _signal(self, inst: Instance, signum: int) -> None:
-        """Signals the whole cgroup and process group, and the main process by pidfd."""
+        """Every process of the instance, each once: the cgroup when it has
+        one; else the process group, and the main process by its pidfd if it
+        has left that group. (A shell's TERM trap ran twice when the main
+        process got the signal both ways.)"""
         cgroups = self.settings.cgroups
         if cgroups is not None:
             if signum == signal.SIGKILL:
                 cgroups.kill(inst.name)
             else:
                 cgroups.signal(inst.name, signum)
+            return
         proc = self.procs.get(inst.pid) if inst.pid else None
         if proc is None:
             return
         try:
+            leads = os.getpgid(proc.pid) == proc.pid
+        except ProcessLookupError:
+            leads = False
+        if not leads:
+            try:
+                signal.pidfd_send_signal(proc.pidfd, signum)
+            except ProcessLookupError:
+                pass
+        try:
             os.killpg(proc.pid, signum)
         except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            signal.pidfd_send_signal(proc.pidfd, signum)
-        except ProcessLookupError:
             pass
 
     def _announce(self, inst: Instance) -> None:
