@@ -305,7 +305,7 @@ class Commands:
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager)
         self._timeout(args)
-        scope = _scope_pid(args)
+        scope = _pid(args, "scope")
         if scope is not None:
             self._bind(scope, names)
         self.manager.start(names)
@@ -383,8 +383,6 @@ class Commands:
             service["cwd"] = args["cwd"]
         if args.get("port") is not None:
             service["port"] = args["port"]
-        if args.get("wait_port"):
-            service["ready"] = {"tcp": args["wait_port"]}
         for table in ("ready", "health"):  # checked below as a unit file's would be
             if args.get(table) is not None:
                 service[table] = args[table]
@@ -392,7 +390,7 @@ class Commands:
             service["ready"] = {"timeout": self._timeout(args), **service["ready"]}
         doc: dict[str, Any] = {"unit": {"description": "transient: " + " ".join(argv)[:60]},
                                "service": service}
-        scope = _scope_pid(args)
+        scope = _pid(args, "scope")
         if scope is not None:
             doc["unit"]["scope"] = f"pid:{scope}"
         try:
@@ -405,7 +403,7 @@ class Commands:
 
     def scope(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Binds units to a process, or (no units) a bound daemon to one more holder."""
-        pid = _scope_pid(args)
+        pid = _pid(args, "pid")
         if pid is None:
             raise ProtocolError("bad-args", "\"pid\" is required")
         names = _names(args, self.manager, required=False)
@@ -453,12 +451,14 @@ def _since(args: dict[str, Any]) -> float:
     return float(since)
 
 
-def _scope_pid(args: dict[str, Any]) -> int | None:
-    pid = args.get("scope", args.get("pid"))
+def _pid(args: dict[str, Any], key: str) -> int | None:
+    """A scope's process id from args[key], if given."""
+    pid = args.get(key)
     if pid is None:
         return None
     if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
-        raise ProtocolError("bad-args", "a scope is a process id (a positive whole number)")
+        raise ProtocolError("bad-args", f"\"{key}\" must be a process id (a positive whole "
+                            "number)")
     return pid
 
 

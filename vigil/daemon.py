@@ -131,7 +131,8 @@ class Daemon:
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
         # a per-user daemon ends when its last scope does; PID 1 never
-        self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown)
+        self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown,
+                             bound=bool(opts.scope))  # the same argv after a re-exec
         self.manager.admit = self.scopes.check
         self.notify = NotifySocket(notify_path, self.sup.notify)
         self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
@@ -263,7 +264,6 @@ class Daemon:
 
     def _bind(self) -> None:
         """--scope: the daemon lives while one of these processes does."""
-        self.scopes.bound = bool(self.opts.scope)
         for pid in self.opts.scope:
             try:
                 self.scopes.hold(pid)

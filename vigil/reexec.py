@@ -45,7 +45,7 @@ def save(daemon: Daemon) -> str:
              "waiting": sorted(m.waiting), "targets_up": sorted(m.targets_up),
              "skipped": m.skipped, "failed_why": m.failed_why, "times": m.times,
              "status_text": sup.status_text, "hook_env": sup.hook_env, "swaps": daemon.swaps,
-             "scopes": daemon.scopes.snapshot(), "bound": daemon.scopes.bound,
+             "scopes": daemon.scopes.snapshot(),
              "transient": {name: m.units[name].raw for name in m.transient if name in m.units},
              "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
                       for name, runs in sup.runs.items()},
@@ -106,6 +106,6 @@ def restore(daemon: Daemon, path: str) -> int:
             sup.adopt(inst, inst.pid, record["started_wall"], record["fds"])
             adopted += 1
         sup.resume(inst)
-    daemon.scopes.restore(state.get("scopes", []), state.get("bound", False))
+    daemon.scopes.restore(state.get("scopes", []))
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted

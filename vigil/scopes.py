@@ -34,12 +34,13 @@ class Scope:
 
 class Scopes:
     def __init__(self, manager: Manager, events: Events,
-                 on_empty: Callable[[], None] | None) -> None:
-        """`on_empty` ends the daemon; None (system mode) keeps it running."""
+                 on_empty: Callable[[], None] | None, bound: bool) -> None:
+        """`on_empty` ends the daemon; None (system mode) keeps it running.
+        `bound`: started with --scope, the daemon lives while a holder does."""
         self.manager, self.events, self.on_empty = manager, events, on_empty
         self.loop = manager.sup.loop
         self.live: dict[int, Scope] = {}
-        self.bound = False  # started with --scope: the daemon lives while a holder does
+        self.bound = bound
         self.ending = 0  # scopes whose units are being stopped
 
     def _scope(self, pid: int) -> Scope:
@@ -137,13 +138,12 @@ class Scopes:
             self.on_empty()
 
     def snapshot(self) -> list[dict[str, Any]]:
-        """For daemon-reexec and `status`."""
+        """What daemon-reexec keeps."""
         return [{"pid": s.pid, "units": list(s.units), "holds_daemon": s.holds_daemon}
                 for s in self.live.values()]
 
-    def restore(self, saved: list[dict[str, Any]], bound: bool) -> None:
+    def restore(self, saved: list[dict[str, Any]]) -> None:
         """After daemon-reexec: the scopes again; one that ended meanwhile ends now."""
-        self.bound = bound
         for record in saved:
             units = [n for n in record["units"] if n in self.manager.units]
             try:

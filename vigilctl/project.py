@@ -101,12 +101,13 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     path = Path(procfile).resolve()
     socket = socket_for(path)
     os.makedirs(os.path.dirname(socket), mode=0o700, exist_ok=True)  # the daemon's, private
-    names = _write_units(path, Path(os.path.dirname(socket)) / "units")
+    unit_dir = Path(os.path.dirname(socket)) / "units"
+    names = _write_units(path, unit_dir)
     scope = holder() if detach else os.getpid()
     try:
         client = Client(socket, timeout=timeout)
     except ClientError:
-        start(Path(os.path.dirname(socket)) / "units", socket, scope)
+        start(unit_dir, socket, scope)
         client = Client(socket, timeout=timeout)
     else:
         client.call("reload")
