@@ -283,6 +283,22 @@ def build(out: Path, version: str) -> Tree:
     return tree
 
 
+INPUTS = ("vigil", "vigilctl", "units", "initramfs")
+STAMP = "inputs.sha256"
+
+
+def input_digest() -> str:
+    """What the image is built from (the working tree's code, units and
+    builder), so a boot can refuse an image older than the code it tests."""
+    digest = hashlib.sha256()
+    for top in INPUTS:
+        for path in sorted((ROOT / top).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".so":
+                digest.update(str(path.relative_to(ROOT)).encode() + b"\0")
+                digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 def kernel_version() -> str:
     versions = sorted(p.name for p in Path("/lib/modules").iterdir()
                       if (p / "modules.dep").exists() and Path(f"/boot/vmlinuz-{p.name}").exists())
@@ -297,8 +313,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "build"))
     p.add_argument("--kernel-version", default=None)
     p.add_argument("--no-disk", action="store_true", help="only the initramfs")
+    p.add_argument("--if-stale", action="store_true",
+                   help="build only when the inputs changed since the last build in --out")
     opts = p.parse_args(argv)
     out = Path(opts.out)
+    stamp, digest = out / STAMP, input_digest()
+    if opts.if_stale and (out / "initramfs.cpio.gz").exists() and \
+            (opts.no_disk or (out / "root.ext4").exists()) and \
+            stamp.exists() and stamp.read_text().strip() == digest:
+        return 0
+    stamp.unlink(missing_ok=True)
     out.mkdir(parents=True, exist_ok=True)
     version = opts.kernel_version or kernel_version()
     tree = build(out, version)
@@ -321,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
                         "-d", str(staging), str(disk), "256M"], check=True)
         shutil.rmtree(staging)
         print(f"{disk}: ext4 root disk (256 MB sparse)")
+    stamp.write_text(digest + "\n")
     return 0
 
 

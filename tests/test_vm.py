@@ -6,12 +6,14 @@ with a clean poweroff or reboot, checked on the console and on the disks."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -75,9 +77,11 @@ def test_modules_fstab_zombies_and_pid1_memory(vm):
     assert report["zombies"] == "0"
     assert report["hostname"] == "vigil-demo"
     assert report["vigilctl"] == "pong", "vigilctl in the guest finds the system socket"
-    rss_kb = int(report["pid1"].split()[1])
-    print(f"\nPID 1 resident set in the VM: {rss_kb / 1024:.1f} MB")
-    assert rss_kb > 0
+    label, rss_kb, unit = report["pid1"].split()
+    print(f"\nPID 1 resident set in the VM: {int(rss_kb) / 1024:.1f} MB")
+    # A budget, not the benchmark's target: it catches PID 1 importing
+    # something heavy (asyncio, ssl, pyroute2 each add 10 MB or more).
+    assert (label, unit) == ("VmRSS:", "kB") and 4096 < int(rss_kb) < 28 * 1024
 
 
 def test_web_answers_through_the_forward(vm):
@@ -88,18 +92,24 @@ def test_web_answers_through_the_forward(vm):
 def test_stop_start_restart(vm):
     assert vm.vigilctl("stop", "worker").stdout.strip() == "worker: inactive"
     assert vm.vigilctl("start", "worker").stdout.strip() == "worker: running"
-    before = vm.vigilctl("status", "--json", "web").stdout
+    before = web_instance(vm)
     assert vm.vigilctl("restart", "web").returncode == 0
-    assert vm.vigilctl("status", "--json", "web").stdout != before
+    after = web_instance(vm)
+    assert after["state"] == "running" and after["pid"] != before["pid"], (before, after)
+
+
+def web_instance(vm: VM) -> dict[str, Any]:
+    instance: dict[str, Any] = json.loads(vm.vigilctl("status", "--json", "web").stdout)[0][
+        "instances"][0]
+    return instance
 
 
 def test_sigkill_is_followed_by_a_restart(vm):
-    import json
-    first = json.loads(vm.vigilctl("status", "--json", "web").stdout)[0]["instances"][0]["pid"]
+    first = web_instance(vm)["pid"]
     assert vm.vigilctl("kill", "-s", "KILL", "web").returncode == 0
 
     def replaced() -> bool:
-        inst = json.loads(vm.vigilctl("status", "--json", "web").stdout)[0]["instances"][0]
+        inst = web_instance(vm)
         return inst["state"] == "running" and inst["pid"] != first and \
             inst["last_exit"] == "killed by SIGKILL"
     wait_for(replaced, timeout=120, what="web to be restarted")
