@@ -46,13 +46,21 @@ exec = ["sh", "-c", "uname -n > {tmp}/hostname; echo $TZ $LANG $NOT_A_LOCALE > {
 cat /proc/self/mountinfo > {tmp}/mounts; cat {tmp}/mnt/b/marker > {tmp}/bound; \
 touch {tmp}/mnt/b/x 2> {tmp}/bind-ro || true"]
 """
-# a, b, c: c requires b requires a; each records its stop
+# a, b, c: c requires b requires a; each records its stop, and says when
+# its trap is set (a stop before that would kill it without a record)
 CHAIN = """
 [unit]
 {deps}
 [service]
-exec = ["sh", "-c", "trap 'echo {name} >> {tmp}/stops; exit 0' TERM; while :; do sleep 0.05; done"]
+exec = ["sh", "-c", "trap 'echo {name} >> {tmp}/stops; exit 0' TERM; touch {tmp}/{name}.armed; while :; do sleep 0.05; done"]
 """
+
+
+def armed(d: Daemon, tmp: Path) -> None:
+    """Waits until a, b and c run with their TERM traps set."""
+    wait_for(lambda: d.status("c")["state"] == "running")
+    wait_for(lambda: all((tmp / f"{name}.armed").exists() for name in "abc"),
+             what="the chain's traps")
 
 
 def start(tmp: Path, unit_dir, extra: list[str] | None = None) -> Daemon:
@@ -90,7 +98,8 @@ def test_early_boot_in_namespaces(tmp_path, unit_dir):
         assert " WARN ] " + f"fstab line 5 ({tmp_path}/mnt/quiet)" in out  # nofail
         assert "fstab:6: expected at least 3 fields: 'garbage-line'" in out
         assert "kernel.sysrq skipped" not in out  # debug lines stay off the console
-        assert d.status("c")["state"] == "running", "boot went on after the broken entries"
+        wait_for(lambda: d.status("c")["state"] == "running",
+                 what="boot to go on after the broken entries")
     finally:
         d.stop()
     assert Path("/proc/sys/kernel/hostname").read_text().strip() != "vigil-test-host"
@@ -102,7 +111,7 @@ def test_early_boot_in_namespaces(tmp_path, unit_dir):
 def test_shutdown_order_kill_all_and_reboot(tmp_path, unit_dir, how, dies_by):
     d = start(tmp_path, unit_dir)
     try:
-        wait_for(lambda: d.status("c")["state"] == "running")
+        armed(d, tmp_path)
         wait_for(lambda: d.status("stubborn")["state"] == "exited")
         if how.startswith("SIG"):
             import os
@@ -166,9 +175,9 @@ def test_a_critical_failure_sends_the_system_to_rescue(tmp_path, unit_dir):
                extra=["--system", "--config-root", str(system_root(tmp_path)), "--cgroup", "off"])
     try:
         wait_for(lambda: d.status("rescue")["state"] == "active", what="the rescue target")
-        assert d.status("rescue-shell")["state"] == "running"
+        wait_for(lambda: d.status("rescue-shell")["state"] == "running", what="the rescue shell")
         assert "critical unit db failed: starting rescue" in d.output()
-        assert d.status("minor")["state"] == "failed"
+        wait_for(lambda: d.status("minor")["state"] == "failed", what="minor to fail")
         assert "critical unit minor" not in d.output(), "a non-critical failure is only logged"
     finally:
         d.stop()
