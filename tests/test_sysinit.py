@@ -156,5 +156,6 @@ def test_broken_early_boot_files_are_logged_and_boot_goes_on(tmp_path, unit_dir)
         assert f" {tmp_path}/mnt/a\\134089 rw" in mounts, "\\089 is read as written"
         assert (tmp_path / "fwd").read_text().strip() == "1", "the sysctl line after bad bytes"
         assert f"{root}/etc/fstab:2: expected at least 3 fields: 'only-one'" in d.output()
+        assert f"{root}/etc/hostname:1: '\ufffd\ufffd' is not a host name" in d.output()
     finally:
         d.stop()

@@ -74,12 +74,15 @@ def signals_blocked() -> Iterator[None]:
 
 
 def set_hostname(root: str, log: Log) -> str | None:
+    path = os.path.join(root, "etc/hostname")
     try:
-        text = read_text(os.path.join(root, "etc/hostname"))
-        name = text.split("#")[0].strip().splitlines()[0].strip()
+        name = read_text(path).split("#")[0].strip().splitlines()[0].strip()
     except (OSError, IndexError):
         return None
     if not name:
+        return None
+    if "\ufffd" in name or not name.isprintable() or len(name.encode()) > 64:
+        log("error", f"{path}:1: {name!r} is not a host name; not set")
         return None
     if not namespaces.may("hostname"):
         log("info", f"hostname {name!r} not set: the UTS namespace is the host's")
