@@ -245,7 +245,7 @@ def _main(path: str, out_dir: str | None, directory: int) -> int:
             status = 1
         elif not unit.doc:
             continue
-        elif out_dir is not None:
+        elif out_dir:
             write(out_dir, directory, f"{unit.name}.toml", render(unit, path))
         else:
             print(("\n" if n else "") + render(unit, path), end="")
