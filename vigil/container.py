@@ -28,6 +28,7 @@ from vigil.daemon import parse_args as daemon_args
 from vigil.launch import DEFAULT_PATH
 from vigil.loader import Loader
 from vigil.loop import Timer
+from vigil.printable import printable
 from vigil.protocol import socket_candidates
 from vigil.states import ExitInfo, Instance, State
 from vigil.supervisor import Proc
@@ -353,7 +354,7 @@ class Container:
         if (unit is None or not unit.critical or inst.state not in (State.FAILED, State.FATAL)
                 or self.phase in (Phase.SIDE_STOPPING, Phase.DRAINING, Phase.DONE)):
             return
-        print(f"vigil: critical side service {inst.name} failed ({inst.reason}); "
+        print(f"vigil: critical side service {inst.name} failed ({printable(inst.reason)}); "
               "ending the container", file=sys.stderr)
         self.critical_failure = True
         self.status = 1

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable
 
 from vigil.output import Console, LogFile
+from vigil.printable import printable
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ class Events:
                 shown = f"\x1b[{COLORS[tag]}m{tag}\x1b[0m"
             else:
                 shown = tag
-            self.console.write(f"[{shown}] {message}\n")
+            self.console.write(f"[{shown}] {printable(message)}\n")  # may quote a service
 
     def close_file(self) -> None:
         """From now on, events go to the console only (the disks are going away)."""

@@ -67,12 +67,16 @@ class FstabError(ValueError):
     pass
 
 
-def _unescape(field: str) -> str:
-    """fstab writes a space in a path as \\040 (octal escapes)."""
+def unescape(field: str) -> str:
+    """fstab and /proc/self/mountinfo write a space in a path as \\040: a
+    backslash and three octal digits (a byte, so at most \\377) is that
+    character; any other backslash is itself, as mount(8) reads it."""
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit() and len(field) >= i + 4:
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        code = field[i + 1:i + 4]
+        if (field[i] == "\\" and len(code) == 3 and code[0] in "0123"
+                and all(c in "01234567" for c in code)):
+            out.append(chr(int(code, 8)))
             i += 4
         else:
             out.append(field[i])
@@ -81,25 +85,35 @@ def _unescape(field: str) -> str:
 
 
 def parse(text: str, path: str = "/etc/fstab") -> tuple[list[Entry], list[str]]:
-    """Entries, and the problems of lines that could not be read (skipped)."""
+    """Entries, and the problems of lines that could not be read (skipped).
+
+    PID 1 reads this at boot: whatever a line raises is that line's problem,
+    never the boot's."""
     entries, problems = [], []
     for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-        fields = line.split()
-        if len(fields) < 3:
-            problems.append(f"{path}:{number}: expected at least 3 fields: {raw.strip()!r}")
-            continue
-        options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
         try:
-            passno = int(fields[5]) if len(fields) > 5 else 0
-        except ValueError:
-            problems.append(f"{path}:{number}: pass number {fields[5]!r} is not a number")
+            entry = _entry(raw, number)
+        except Exception as err:  # one bad line must not stop the boot
+            problems.append(f"{path}:{number}: {err}")
             continue
-        entries.append(Entry(_unescape(fields[0]), _unescape(fields[1]), fields[2], options,
-                             passno, number))
+        if entry is not None:
+            entries.append(entry)
     return entries, problems
+
+
+def _entry(raw: str, number: int) -> Entry | None:
+    line = raw.split("#", 1)[0].strip()
+    if not line:
+        return None
+    fields = line.split()
+    if len(fields) < 3:
+        raise FstabError(f"expected at least 3 fields: {raw.strip()!r}")
+    options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
+    try:
+        passno = int(fields[5]) if len(fields) > 5 else 0
+    except ValueError:
+        raise FstabError(f"pass number {fields[5]!r} is not a number") from None
+    return Entry(unescape(fields[0]), unescape(fields[1]), fields[2], options, passno, number)
 
 
 def resolve(spec: str) -> str:

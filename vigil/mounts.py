@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from vigil import syscalls
-from vigil.fstab import MS, Entry, resolve
+from vigil.fstab import MS, Entry, resolve, unescape
 
 Log = Callable[[str, str], None]  # (severity, message)
 
@@ -28,11 +28,6 @@ class Mount:
     source: str
 
 
-def _unescape(path: str) -> str:
-    return path.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n") \
-        .replace("\\134", "\\")
-
-
 def mounted() -> list[Mount]:
     """The mount table of our namespace, in mount order."""
     try:
@@ -43,9 +38,12 @@ def mounted() -> list[Mount]:
     found = []
     for line in lines:
         fields = line.split()
-        sep = fields.index("-")
-        found.append(Mount(int(fields[0]), int(fields[1]), _unescape(fields[4]),
-                           fields[sep + 1], fields[sep + 2]))
+        try:
+            sep = fields.index("-")
+            found.append(Mount(int(fields[0]), int(fields[1]), unescape(fields[4]),
+                               fields[sep + 1], fields[sep + 2]))
+        except (ValueError, IndexError):
+            continue  # not a line the kernel writes: nothing to unmount there
     return found
 
 

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vigil.printable import printable
+
 MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
 TAIL_LINES = 2000
 
@@ -115,8 +117,11 @@ class Console:
             pass  # a console that is gone or full loses the line, nothing more
 
     def service_line(self, line: Line) -> None:
+        """A service's line always starts with the time and its instance, and
+        cannot start another (no newline, no carriage return, no escape
+        sequence), so vigil's own `[  OK  ]` lines cannot be forged."""
         stamp = time.strftime("%H:%M:%S", time.localtime(line.time))
-        self.write(f"{stamp} {line.instance} | {line.text}\n")
+        self.write(f"{stamp} {line.instance} | {printable(line.text)}\n")
 
 
 class Capture:

@@ -19,18 +19,9 @@ Log = Callable[[str, str], None]
 NEW_ROOT = "/newroot"
 
 
-def cmdline() -> dict[str, str]:
-    try:
-        with open("/proc/cmdline") as f:
-            words = f.read().split()
-    except OSError:
-        return {}
-    return {k: v for k, _, v in (w.partition("=") for w in words)}
-
-
 def wanted() -> bool:
     """In an initramfs (a ramfs or tmpfs root) with root= to go to."""
-    if "root" not in cmdline():
+    if "root" not in sysinit.cmdline_args(sysinit.read_cmdline()):
         return False
     root = next((m for m in mounts.mounted() if m.target == "/"), None)
     return root is not None and root.fstype in ("rootfs", "ramfs", "tmpfs")
@@ -71,10 +62,14 @@ def _free_initramfs(top: str = "/") -> None:
 
 def switch(log: Log) -> str:
     """Does the switch and executes the new init; returns why it could not."""
-    args = cmdline()
+    args = sysinit.cmdline_args(sysinit.read_cmdline())
     device = resolve(args["root"])
-    timeout = float(args.get("vigil.root-timeout", "30") or 30)
-    sysinit.load_modules(sysinit.wanted_modules("/"), log)
+    try:
+        timeout = float(args.get("vigil.root-timeout") or 30)
+    except ValueError:
+        log("warning", f"vigil.root-timeout={args['vigil.root-timeout']!r} is not a number: 30s")
+        timeout = 30.0
+    sysinit.load_modules(sysinit.wanted_modules("/", log), log)
     if not _wait_for(device, timeout, log):
         return f"root device {device} did not appear within {timeout:g}s"
     fstypes = [args["rootfstype"]] if args.get("rootfstype") else ["ext4", "ext2", "xfs", "btrfs"]

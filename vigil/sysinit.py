@@ -27,6 +27,27 @@ class BootOptions:
     read_only_root: bool | None = None  # ro / rw
 
 
+def read_text(path: str) -> str:
+    """An early-boot file as text. Bytes that are not UTF-8 become U+FFFD, so
+    a stray byte spoils its own line and not the boot."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        return f.read()
+
+
+def read_cmdline() -> str:
+    """The kernel command line ("" if /proc is not there): its one reader,
+    for early boot and for the switch from an initramfs."""
+    try:
+        return read_text("/proc/cmdline")
+    except OSError:
+        return ""
+
+
+def cmdline_args(text: str) -> dict[str, str]:
+    """key=value words as a dict; a bare word maps to ""."""
+    return {k: v for k, _, v in (w.partition("=") for w in text.split())}
+
+
 def parse_cmdline(text: str) -> BootOptions:
     opts = BootOptions()
     for word in text.split():
@@ -53,12 +74,15 @@ def signals_blocked() -> Iterator[None]:
 
 
 def set_hostname(root: str, log: Log) -> str | None:
+    path = os.path.join(root, "etc/hostname")
     try:
-        with open(os.path.join(root, "etc/hostname")) as f:
-            name = f.read().split("#")[0].strip().splitlines()[0].strip()
+        name = read_text(path).split("#")[0].strip().splitlines()[0].strip()
     except (OSError, IndexError):
         return None
     if not name:
+        return None
+    if "\ufffd" in name or not name.isprintable() or len(name.encode()) > 64:
+        log("error", f"{path}:1: {name!r} is not a host name; not set")
         return None
     if not namespaces.may("hostname"):
         log("info", f"hostname {name!r} not set: the UTS namespace is the host's")
@@ -86,8 +110,7 @@ def unit_environment(root: str = "/") -> dict[str, str]:
         env.update({k: v for k, v in read_env_file("-" + os.path.join(root, name)).items()
                     if k in LOCALE_KEYS})
     try:
-        with open(os.path.join(root, "etc/timezone")) as f:
-            zone = f.read().strip()
+        zone = read_text(os.path.join(root, "etc/timezone")).strip()
         if zone:
             env["TZ"] = ":" + zone
     except OSError:
@@ -113,38 +136,52 @@ def loopback_up(log: Log) -> None:
         log("warning", f"bringing lo up failed: {err.strerror}")
 
 
-def _config_lines(root: str, directory: str, single: str) -> Iterator[tuple[str, int, str]]:
-    """(path, line number, line) of DIR/*.conf in file-name order, then the
-    single file; a missing or unreadable file is skipped."""
-    files = sorted(glob.glob(os.path.join(root, directory, "*.conf")))
-    for path in [*files, os.path.join(root, single)]:
+def each_line(paths: list[str], read_line: Callable[[str, str], None], log: Log) -> None:
+    """read_line(where, line) for every line of the files, in order, where is
+    "path:number". A missing file is skipped; an unreadable file, and a line
+    whose reading raises anything at all, is logged with where it is and
+    skipped: early boot goes on."""
+    for path in paths:
         try:
-            with open(path) as f:
-                lines = f.read().splitlines()
-        except OSError:
+            lines = read_text(path).splitlines()
+        except FileNotFoundError:
+            continue
+        except OSError as err:
+            log("warning", f"{path}: {err.strerror}; skipped")
             continue
         for number, line in enumerate(lines, 1):
-            yield path, number, line
+            where = f"{path}:{number}"
+            try:
+                read_line(where, line)
+            except Exception as err:  # PID 1 reads these at boot: a bad line is skipped
+                log("error", f"{where}: {err!s}; line skipped")
 
 
-def wanted_modules(root: str = "/") -> list[str]:
+def _config_files(root: str, directory: str, single: str) -> list[str]:
+    """DIR/*.conf in file-name order, then the single file."""
+    return [*sorted(glob.glob(os.path.join(root, directory, "*.conf"))),
+            os.path.join(root, single)]
+
+
+def wanted_modules(root: str, log: Log) -> list[str]:
     """Names from /etc/modules-load.d/*.conf (file-name order) and /etc/modules."""
     names: list[str] = []
-    for _path, _number, line in _config_lines(root, "etc/modules-load.d", "etc/modules"):
+
+    def read_line(_where: str, line: str) -> None:
         line = line.split("#")[0].strip()
         if line and not line.startswith(";") and line.split()[0] not in names:
             names.append(line.split()[0])
+    each_line(_config_files(root, "etc/modules-load.d", "etc/modules"), read_line, log)
     return names
 
 
 def module_order(name: str, moddir: str) -> list[str]:
     """The .ko paths to load for `name`, dependencies first, from modules.dep."""
     deps: dict[str, tuple[str, list[str]]] = {}
-    with open(os.path.join(moddir, "modules.dep")) as f:
-        for line in f:
-            path, _, rest = line.partition(":")
-            stem = os.path.basename(path).split(".ko")[0].replace("-", "_")
-            deps[stem] = (path, rest.split())
+    for line in read_text(os.path.join(moddir, "modules.dep")).splitlines():
+        path, _, rest = line.partition(":")
+        stem = os.path.basename(path).split(".ko")[0].replace("-", "_")
+        deps[stem] = (path, rest.split())
     key = name.replace("-", "_")
     if key not in deps:
         raise LookupError(f"module {name} not found in {moddir}/modules.dep")
@@ -167,7 +204,7 @@ def load_modules(names: list[str], log: Log, moddir: str | None = None) -> None:
     for name in names:
         try:
             paths = module_order(name, moddir)
-        except (OSError, LookupError) as err:
+        except Exception as err:  # one module's trouble is not the others'
             log("warning", f"module {name}: {err}")
             continue
         for path in paths:
@@ -186,15 +223,16 @@ def load_modules(names: list[str], log: Log, moddir: str | None = None) -> None:
             log("debug", f"module {name} loaded")
 
 
-def sysctl_settings(root: str = "/") -> list[tuple[str, str, str]]:
+def sysctl_settings(root: str, log: Log) -> list[tuple[str, str, str]]:
     """(key, value, where) from /etc/sysctl.d/*.conf then /etc/sysctl.conf; later wins."""
     found: dict[str, tuple[str, str]] = {}
-    for path, number, line in _config_lines(root, "etc/sysctl.d", "etc/sysctl.conf"):
+
+    def read_line(where: str, line: str) -> None:
         line = line.strip()
-        if not line or line[0] in "#;" or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        found[key.strip().lstrip("-").replace("/", ".")] = (value.strip(), f"{path}:{number}")
+        if line and line[0] not in "#;" and "=" in line:
+            key, _, value = line.partition("=")
+            found[key.strip().lstrip("-").replace("/", ".")] = (value.strip(), where)
+    each_line(_config_files(root, "etc/sysctl.d", "etc/sysctl.conf"), read_line, log)
     return [(k, v, w) for k, (v, w) in found.items()]
 
 
@@ -233,7 +271,8 @@ def mount_basics(log: Log) -> None:
 
 
 def configure(log: Log, root: str = "/") -> tuple[BootOptions, list[str], str | None]:
-    """Command line, hostname, modules, fstab, sysctl, in that order.
+    """Command line, hostname, modules, fstab, sysctl, in that order; each a
+    step that logs what breaks it and lets the next one run.
 
     Returns the boot options, the swaps enabled and the hostname set."""
     def step(name: str, action: Callable[[], object]) -> object:
@@ -246,26 +285,27 @@ def configure(log: Log, root: str = "/") -> tuple[BootOptions, list[str], str | 
         finally:
             log("debug", f"{name} took {(time.monotonic() - began) * 1000:.1f} ms")
 
-    try:
-        with open("/proc/cmdline") as f:
-            opts = parse_cmdline(f.read())
-    except OSError:
-        opts = BootOptions()
+    opts = step("cmdline", lambda: parse_cmdline(read_cmdline()))
+    boot = opts if isinstance(opts, BootOptions) else BootOptions()
     hostname = step("hostname", lambda: set_hostname(root, log))
     step("loopback", lambda: loopback_up(log))
-    step("modules", lambda: load_modules(wanted_modules(root), log))
-    swaps: list[str] = []
-    fstab = os.path.join(root, "etc/fstab")
+    step("modules", lambda: load_modules(wanted_modules(root, log), log))
+    swaps = step("fstab", lambda: fstab(os.path.join(root, "etc/fstab"), boot, log))
+    step("sysctl", lambda: apply_sysctl(sysctl_settings(root, log), log))
+    return (boot, swaps if isinstance(swaps, list) else [],
+            hostname if isinstance(hostname, str) else None)
+
+
+def fstab(path: str, boot: BootOptions, log: Log) -> list[str]:
+    """Mounts what /etc/fstab lists (its bad lines logged and skipped);
+    returns the swaps enabled."""
     try:
-        with open(fstab) as f:
-            entries, problems = parse_fstab(f.read(), fstab)
-    except OSError:
-        entries, problems = [], []
+        entries, problems = parse_fstab(read_text(path), path)
+    except FileNotFoundError:
+        return []
     for problem in problems:
         log("error", problem)
-    if entries and namespaces.may("mount"):
-        result = step("fstab", lambda: mounts.mount_fstab(
-            entries, log, machine=namespaces.on_machine(), read_only_root=opts.read_only_root))
-        swaps = result if isinstance(result, list) else []
-    step("sysctl", lambda: apply_sysctl(sysctl_settings(root), log))
-    return opts, swaps, hostname if isinstance(hostname, str) else None
+    if not entries or not namespaces.may("mount"):
+        return []
+    return mounts.mount_fstab(entries, log, machine=namespaces.on_machine(),
+                              read_only_root=boot.read_only_root)

@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
+from vigil.printable import printable, printable_lines
 from vigil.protocol import default_socket
 from vigilctl import show
 from vigilctl.client import Client, ClientError
@@ -206,9 +207,9 @@ def cmd_change(client: Client, opts: argparse.Namespace) -> int:
 def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
     result = client.call("reload", dry_run=opts.dry_run)
     for change in result["changes"]:
-        print(f"{change['action']:9} {change['unit']}: {change['why']}")
+        print(printable(f"{change['action']:9} {change['unit']}: {change['why']}"))
     for problem in result["problems"]:
-        print(f"problem: {problem}", file=sys.stderr)
+        print(f"problem: {printable_lines(problem)}", file=sys.stderr)
     if not result["changes"]:
         print("nothing changed")
     return 1 if result["problems"] else 0
@@ -221,13 +222,7 @@ def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
                         since=since)
 
     def line(x: dict[str, Any]) -> str:
-        if opts.json:
-            return json.dumps(x)
-        if opts.cmd == "logs":
-            return f"{x['clock']} {x['instance']}: {x['text']}"
-        import time
-        clock = time.strftime("%H:%M:%S", time.localtime(x["time"]))
-        return f"{clock} {x['severity']:7} {x['code']:16} {x['message']}"
+        return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd)
     for x in lines:
         print(line(x))
     if opts.follow:
@@ -307,7 +302,7 @@ def cmd_simple(client: Client, opts: argparse.Namespace) -> int:
     if opts.cmd == "timeline":
         show.timeline(result)
     else:
-        print(result)
+        print(printable(str(result)))
     return 0
 
 
@@ -405,10 +400,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return Shell(build_parser(), opts).loop()
         return run(opts)
     except ClientError as err:  # RequestFailed included
-        print(f"vigilctl: {err}", file=sys.stderr)
+        print(f"vigilctl: {printable_lines(str(err))}", file=sys.stderr)
         return 1
     except ValueError as err:
-        print(f"vigilctl: {err}", file=sys.stderr)
+        print(f"vigilctl: {printable_lines(str(err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -8,6 +8,7 @@ import os
 import shlex
 import sys
 
+from vigil.printable import printable_lines
 from vigilctl.client import ClientError
 
 EXTRA = ("help", "quit", "exit")
@@ -92,10 +93,10 @@ class Shell:
         try:
             return run(opts)
         except ClientError as err:
-            print(f"vigilctl: {err}")
+            print(f"vigilctl: {printable_lines(str(err))}")
             return 1
         except ValueError as err:
-            print(f"vigilctl: {err}")
+            print(f"vigilctl: {printable_lines(str(err))}")
             return 2
         except KeyboardInterrupt:
             print()

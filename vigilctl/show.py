@@ -1,8 +1,12 @@
-"""How vigilctl prints what the daemon answers: tables, trees, timelines."""
+"""How vigilctl prints what the daemon answers: tables, trees, timelines,
+log and event lines. Text that services or files control (output, reasons,
+descriptions) goes through `printable`, so it cannot drive the terminal."""
 
 from __future__ import annotations
 
 import time
+
+from vigil.printable import printable
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
@@ -30,15 +34,16 @@ def status(units: list[dict[str, Any]], color: bool) -> None:
     rows = [("UNIT", "STATE", "PID :PORT" if ports else "PID", "UPTIME", "RESTARTS",
              "LAST EXIT", "DESCRIPTION")]
     for u in units:
-        what = u["description"] + (f" [scope pid {u['scope']}]" if u.get("scope") else "")
+        what = printable(u["description"]) + (f" [scope pid {u['scope']}]" if u.get("scope")
+                                              else "")
         for inst in u["instances"] or [None]:
             if inst is None:
-                rows.append((u["unit"], u["state"], "-", "-", "-", "-", what))
+                rows.append((printable(u["unit"]), u["state"], "-", "-", "-", "-", what))
                 continue
             pid = str(inst["pid"] or "-") + (f" :{inst['port']}" if inst.get("port") else "")
-            rows.append((inst["name"], inst["state"], pid,
+            rows.append((printable(inst["name"]), inst["state"], pid,
                          age(inst["uptime"]), str(inst["restarts"]),
-                         inst["last_exit"] or "-", what))
+                         printable(inst["last_exit"] or "-"), what))
     widths = [max(len(r[i]) for r in rows) for i in range(6)]
     for n, row in enumerate(rows):
         cells = [row[i].ljust(widths[i]) for i in range(6)]
@@ -47,7 +52,7 @@ def status(units: list[dict[str, Any]], color: bool) -> None:
         print("  ".join(cells) + "  " + row[6])
     for u in units:
         if u["why"] and u["state"] not in ("running", "active", "exited"):
-            print(f"  {u['unit']}: {u['why']}")
+            print(printable(f"  {u['unit']}: {u['why']}"))
     if len(units) == 1 and units[0]["instances"]:
         runs(units[0])
 
@@ -60,7 +65,7 @@ def runs(unit: dict[str, Any]) -> None:
     print("\nLAST RUNS")
     for name, r in sorted(shown, key=lambda x: x[1]["ended"])[-5:]:
         began = time.strftime("%H:%M:%S", time.localtime(r["started"]))
-        print(f"  {name}  {began}  {r['ended'] - r['started']:8.3f}s  {r['exit']:<20}"
+        print(f"  {name}  {began}  {r['ended'] - r['started']:8.3f}s  {printable(r['exit']):<20}"
               f"  cpu {r['user_cpu']:.2f}u {r['system_cpu']:.2f}s  max rss "
               f"{r['max_rss_kb'] / 1024:.1f} MB")
 
@@ -102,6 +107,15 @@ def timeline(data: dict[str, Any]) -> None:
         for depth, row in enumerate(data["chain"]):
             print(f"{'  ' * depth}{row['unit']} @{row['began'] * 1000:.0f}ms "
                   f"+{row['took'] * 1000:.0f}ms")
+
+
+def stream_line(x: dict[str, Any], cmd: str) -> str:
+    """One line of `logs` (a service's output, after its instance's name) or
+    of `events`: what the service wrote cannot begin a line of its own."""
+    if cmd == "logs":
+        return f"{x['clock']} {x['instance']}: {printable(x['text'])}"
+    clock = time.strftime("%H:%M:%S", time.localtime(x["time"]))
+    return f"{clock} {x['severity']:7} {x['code']:16} {printable(x['message'])}"
 
 
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}

@@ -1,0 +1,196 @@
+"""systemd .service and .target files read for `vigilctl convert`: each
+key carried over to vigil's TOML, or noted."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shlex
+from typing import Any
+
+from vigilctl.convert import Converted, dependency, named, signal_name
+
+
+def parse_systemd(text: str, notes: list[str]) -> dict[str, list[tuple[str, str]]]:
+    """Sections of (key, value) pairs in order; continuation lines joined.
+    A line that is no setting is noted; one before the first section is an
+    error (ValueError naming the line)."""
+    sections: dict[str, list[tuple[str, str]]] = {}
+    current: list[tuple[str, str]] | None = None
+    pending = ""
+    for number, raw in enumerate(text.split("\n"), 1):
+        line = pending + raw.strip()
+        pending = ""
+        if line.endswith("\\"):
+            pending = line[:-1] + " "
+            continue
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = sections.setdefault(line[1:-1], [])
+        elif current is None:
+            raise ValueError(f"line {number}: {line!r} comes before the first [section]")
+        elif "=" in line:
+            key, _, value = line.partition("=")
+            current.append((key.strip(), value.strip()))
+        else:
+            notes.append(f"line {number}: {line!r} is not KEY=VALUE; skipped")
+    return sections
+
+
+SPAN = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "second": 1, "seconds": 1, "m": 60,
+        "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600, "hour": 3600,
+        "hours": 3600, "d": 86400, "day": 86400, "days": 86400}
+
+
+def timespan(text: str) -> float:
+    """systemd time spans: `90`, `5s`, `1min 30s`, `100ms`."""
+    if text.strip() == "infinity":
+        return 86400.0
+    total, found = 0.0, False
+    for number, unit in re.findall(r"(\d+(?:\.\d+)?)\s*([a-z]*)", text):
+        total += float(number) * SPAN.get(unit or "s", float("nan"))
+        found = True
+    if not found or not math.isfinite(total):
+        raise ValueError(repr(text))
+    return total
+
+
+def unit_name(name: str, notes: list[str]) -> str:
+    stem, _, kind = name.rpartition(".")
+    if kind in ("service", "target"):
+        return stem
+    notes.append(f"dependency {name!r} is not a service or target; kept as {name!r}")
+    return name
+
+
+STDOUT = {"journal": "log", "syslog": "log", "kmsg": "log", "journal+console": "console",
+          "syslog+console": "console", "kmsg+console": "console", "tty": "console",
+          "null": "null", "inherit": "inherit"}
+RESTART = {"no": "never", "always": "always", "on-failure": "on-failure",
+           "on-abnormal": "on-failure", "on-abort": "on-failure", "on-watchdog": "on-failure"}
+LIMITS = {"LimitCPU": "cpu", "LimitFSIZE": "fsize", "LimitDATA": "data", "LimitSTACK": "stack",
+          "LimitCORE": "core", "LimitRSS": "rss", "LimitNOFILE": "nofile", "LimitAS": "as",
+          "LimitNPROC": "nproc", "LimitMEMLOCK": "memlock", "LimitLOCKS": "locks",
+          "LimitSIGPENDING": "sigpending", "LimitMSGQUEUE": "msgqueue", "LimitNICE": "nice",
+          "LimitRTPRIO": "rtprio"}
+LISTS = {"Requires": "requires", "Wants": "wants", "After": "after", "Before": "before",
+         "Conflicts": "conflicts", "OnFailure": "on-failure", "OnSuccess": "on-success",
+         "BindsTo": "requires", "Requisite": "requires"}
+
+
+def from_systemd(path: str, text: str) -> list[Converted]:
+    base = os.path.basename(path)
+    out = named(unit_name(base, []), {}, base)
+    notes = out.notes
+    sections = parse_systemd(text, notes)
+    for key, value in sections.get("Unit", []):
+        if key == "Description":
+            out.set("unit", "description", value)
+        elif key in LISTS:
+            names = out.doc.setdefault("unit", {}).setdefault(LISTS[key], [])
+            for word in value.split():
+                names.extend(dependency(unit_name(word, notes), notes))
+            if key in ("BindsTo", "Requisite"):
+                notes.append(f"[Unit] {key} approximated by requires")
+        else:
+            notes.append(f"[Unit] {key}={value} has no vigil equivalent")
+    for key, value in sections.get("Service", []):
+        try:
+            _service_key(out, key, value)
+        except ValueError as err:
+            notes.append(f"[Service] {key}={value}: cannot read {err}")
+    for key, value in sections.get("Install", []):
+        if key in ("WantedBy", "RequiredBy"):
+            targets = ", ".join(unit_name(n, notes) for n in value.split())
+            notes.append(f"[Install] {key}: add {out.name!r} to the wants of {targets}")
+        else:
+            notes.append(f"[Install] {key}={value} has no vigil equivalent")
+    for section in sections:
+        if section not in ("Unit", "Service", "Install"):
+            notes.append(f"[{section}] section has no vigil equivalent")
+    if base.endswith(".service") and "exec" not in out.doc.get("service", {}):
+        notes.append("no ExecStart: the unit will not load until exec is set")
+    return [out]
+
+
+def _service_key(out: Converted, key: str, value: str) -> None:
+    svc = out.doc.setdefault("service", {})
+    notes = out.notes
+    if key == "ExecStart":
+        prefix = re.match(r"[-@:+!]*", value).group(0)  # type: ignore[union-attr]
+        if prefix:
+            notes.append(f"ExecStart prefix {prefix!r} dropped")
+        argv = shlex.split(value[len(prefix):])
+        if any("$" in a for a in argv):
+            notes.append("ExecStart uses $VARIABLES: vigil does not expand them; "
+                         "use [\"sh\", \"-c\", \"...\"]")
+        svc["exec"] = argv
+    elif key == "Type":
+        kinds = {"simple": "simple", "exec": "simple", "oneshot": "oneshot", "notify": "notify",
+                 "forking": "forking", "idle": "simple", "dbus": "simple"}
+        svc["type"] = kinds.get(value, "simple")
+        if value in ("idle", "dbus"):
+            notes.append(f"Type={value} run as simple")
+    elif key == "PIDFile":
+        svc["pid-file"] = value
+    elif key == "Restart":
+        if value not in RESTART:
+            notes.append(f"Restart={value} has no equivalent; using on-failure")
+        svc["restart"] = RESTART.get(value, "on-failure")
+    elif key == "RestartSec":
+        svc["restart-delay"] = timespan(value)
+    elif key == "TimeoutStopSec":
+        svc["stop-timeout"] = timespan(value)
+    elif key == "TimeoutStartSec":
+        svc["start-timeout"] = timespan(value)
+    elif key == "TimeoutSec":
+        svc["stop-timeout"] = svc["start-timeout"] = timespan(value)
+    elif key == "KillSignal":
+        svc["stop-signal"] = signal_name(value)
+    elif key in ("User", "Group", "UMask"):
+        svc[key.lower()] = value
+    elif key == "SupplementaryGroups":
+        svc.setdefault("supplementary-groups", []).extend(value.split())
+    elif key == "WorkingDirectory":
+        svc["cwd"] = value.lstrip("-")
+    elif key == "Environment":
+        for word in shlex.split(value):
+            name, _, val = word.partition("=")
+            svc.setdefault("env", {})[name] = val
+    elif key == "EnvironmentFile":
+        svc.setdefault("env-file", []).append(value)
+    elif key == "PassEnvironment":
+        svc.setdefault("pass-env", []).extend(value.split())
+    elif key in ("StandardOutput", "StandardError"):
+        target = "stdout" if key == "StandardOutput" else "stderr"
+        kind, _, where = value.partition(":")
+        if kind in ("file", "append", "truncate") and where:
+            svc[target] = where
+        elif value in STDOUT:
+            svc[target] = STDOUT[value]
+        else:
+            notes.append(f"{key}={value} has no vigil equivalent")
+    elif key in LIMITS:
+        svc.setdefault("limits", {})[LIMITS[key]] = _limit(value)
+    elif key == "NoNewPrivileges":
+        svc["no-new-privileges"] = value in ("yes", "true", "1", "on")
+    elif key == "CapabilityBoundingSet":
+        if value.startswith("~"):
+            notes.append("CapabilityBoundingSet=~... (a drop list) has no vigil equivalent")
+        else:
+            svc["capability-bounding-set"] = value.split()
+    elif key == "SuccessExitStatus":
+        svc["success-exit-codes"] = [0, *(int(c) for c in value.split()
+                                          if re.fullmatch("[0-9]{1,3}", c))]
+    elif key == "StartLimitBurst":
+        svc["start-retries"] = int(value)
+    else:
+        notes.append(f"[Service] {key}={value} has no vigil equivalent")
+
+
+def _limit(value: str) -> Any:
+    soft, _, hard = value.partition(":")
+    one = [v if v == "infinity" else int(v) for v in (soft, hard or soft)]
+    return one[0] if one[0] == one[1] else one
