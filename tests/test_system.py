@@ -140,7 +140,7 @@ def test_reboot_is_refused_outside_system_mode(tmp_path, unit_dir):
         with pytest.raises(RequestFailed, match="reboot is for system mode"):
             client.call("reboot")
         client.close()
-        assert d.inst("a")["state"] == "running"
+        wait_for(lambda: d.inst("a")["state"] == "running", what="a to run on")
     finally:
         d.stop()
 
