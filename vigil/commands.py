@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 from vigil.control import Connection
 from vigil.events import Events
+from vigil.loader import Incomplete
 from vigil.manager import Manager
 from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError
@@ -324,7 +325,11 @@ class Commands:
         self._wait(conn, rid, names, True, args)
 
     def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        try:
+            conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        except Incomplete as err:  # an incomplete read would remove what it missed
+            self.events.emit("daemon.reload-refused", str(err).replace("\n", "; "), "error")
+            raise ProtocolError("reload-refused", str(err)) from None
 
     def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Sends a signal to the main process of each instance (or, with

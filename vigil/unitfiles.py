@@ -40,12 +40,12 @@ def untrusted(info: os.stat_result) -> str | None:
 
 
 def open_dir(path: str) -> int | None:
-    """A descriptor on a trusted directory; None if there is none at `path`.
+    """A descriptor on a trusted directory; None if there is no directory at `path`.
 
     Raises UnitError if it cannot be opened or is not trusted."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # as before a loader ever looked
         return None
     except OSError as err:
         raise UnitError.single(path, f"cannot open the directory: {err.strerror}") from None
