@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 from vigil.control import Connection
+from vigil.errors import UnitError
 from vigil.events import Events
 from vigil.loader import Incomplete
 from vigil.manager import Manager
@@ -21,19 +22,32 @@ if TYPE_CHECKING:
 Handler = Callable[[Connection, "Any", dict[str, "Any"]], None]
 
 
-def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> list[str]:
+def _names(args: dict[str, Any], manager: Manager, required: bool = True,
+           load: bool = False) -> list[str]:
+    """The unit names a request gives, each known; with `load`, an instance of a
+    template (`tp@x` for tp@.toml) is loaded first, as a dependency would be."""
     names = args.get("units", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ProtocolError("bad-args", "\"units\" must be a list of unit names")
     if required and not names:
         raise ProtocolError("bad-args", "name at least one unit")
     for name in names:
+        if name not in manager.units and load and _load_instance(manager, name):
+            continue
         if name not in manager.units:
             import difflib
             close = difflib.get_close_matches(name, manager.units, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProtocolError("no-such-unit", f"no such unit '{name}'{hint}")
     return names
+
+
+def _load_instance(manager: Manager, name: str) -> bool:
+    try:
+        return manager.load_instance(name)
+    except UnitError as err:
+        raise ProtocolError("no-such-unit", f"{name} does not load: "
+                            + "; ".join(str(p) for p in err.problems)) from None
 
 
 class Commands:
@@ -304,7 +318,7 @@ class Commands:
             conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
 
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         scope = _pid(args, "scope")
         if scope is not None:
@@ -319,7 +333,7 @@ class Commands:
         self._wait(conn, rid, names, False, args)
 
     def restart(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         self.manager.restart(names)
         self._wait(conn, rid, names, True, args)

@@ -204,9 +204,12 @@ class Loader:
         self.load_closure([*names, *extra, *sorted(self.requested)], result)
         return result
 
-    def load_instance(self, name: str) -> LoadResult:
+    def load_instance(self, name: str) -> LoadResult | None:
         """A template instance named at run time, with the instances it pulls
-        in; later load_alls keep it while its template exists."""
+        in (None if `name` is no instance of a template); later load_alls keep
+        it while its template exists."""
+        if not valid_name(name) or not self.has_template(name):
+            return None
         result = LoadResult()
         self.load_closure([name], result)
         if name in result.units:
