@@ -260,7 +260,7 @@ def rlimit_value(value: Any) -> tuple[int, int]:
 
 def scope_pid(value: Any) -> int:
     text = string(value)
-    pid = parse_number(text.removeprefix("pid:"), 2, 2**22) if text.startswith("pid:") else None
+    pid = parse_number(text.removeprefix("pid:"), 2, 2**31 - 1) if text.startswith("pid:") else None
     if pid is None:
         raise Invalid(f"expected \"pid:N\" (a process to be bound to), got {text!r}")
     return pid
