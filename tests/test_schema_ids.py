@@ -70,3 +70,11 @@ def test_parse_number_takes_ascii_digits_in_range_only():
     for text in ["", "٠", "²", "-1", "+1", " 1", "1 ", "1_0", "11", "8" * 5000]:
         assert parse_number(text, 0, 10) is None, text
     assert parse_number("8", 0, 100, base=8) is None
+
+
+def test_a_scope_pid_beyond_pid_t_in_a_request_is_bad_args(daemon):
+    from vigilctl.client import RequestFailed
+    d = daemon({"a.toml": '[unit]\nenabled = false\n[service]\nexec = "sleep 1000"\n'})
+    with pytest.raises(RequestFailed) as info:
+        d.call("start", units=["a"], scope=2**40)
+    assert info.value.code == "bad-args" and "process id" in str(info.value)

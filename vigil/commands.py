@@ -475,7 +475,7 @@ def _pid(args: dict[str, Any], key: str) -> int | None:
     pid = args.get(key)
     if pid is None:
         return None
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= 2**31 - 1:
         raise ProtocolError("bad-args", f"\"{key}\" must be a process id (a positive whole "
                             "number)")
     return pid
