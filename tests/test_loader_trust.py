@@ -129,3 +129,22 @@ def test_deep_nesting_names_the_file_and_is_refused(unit_dir, text):
         Loader([root]).load("deep")
     assert [str(p) for p in info.value.problems] == [
         f"{root}/deep.toml: tables or arrays nested more than 16 deep"]
+
+
+@needs_root
+def test_reload_names_a_refused_file_keeps_its_running_config_and_adds_no_foreign_unit(
+        daemon, tmp_path):
+    d = daemon({"web.toml": SVC})
+    from tests.daemon import wait_for
+    pid = wait_for(lambda: d.inst("web")["pid"])
+    units = tmp_path / "units"
+    (units / "web.toml").write_text('[service]\nexec = "sleep 1001"\n')
+    os.chown(units / "web.toml", OTHER, OTHER)
+    (units / "evil.toml").write_text(SVC)
+    os.chown(units / "evil.toml", OTHER, OTHER)
+    result = d.call("reload")
+    assert {c["unit"]: c["action"] for c in result["changes"]} == {"web": "keep-old"}
+    assert sorted(result["problems"]) == [
+        f"{units}/evil.toml: refused: owned by uid {OTHER}, not by root",
+        f"{units}/web.toml: refused: owned by uid {OTHER}, not by root"]
+    assert d.inst("web")["pid"] == pid and "evil" not in d.call("list")
