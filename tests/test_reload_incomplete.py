@@ -74,3 +74,12 @@ def test_at_the_first_load_an_unreadable_directory_is_a_problem(unit_dir, tmp_pa
     assert sorted(result.units) == ["a"]
     assert [str(p) for p in result.problems] == [
         f"{other}: refused: writable by others (mode 0777)"]
+
+
+def test_check_of_a_directory_that_is_not_there_is_a_problem(unit_dir, tmp_path):
+    import io
+
+    from vigil.check import check
+    out = io.StringIO()
+    assert check([str(unit_dir({"a.toml": SLEEPER})), str(tmp_path / "typo")], out) == 1
+    assert f"{tmp_path}/typo: no such directory" in out.getvalue()
