@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 from collections.abc import Sequence
@@ -18,6 +19,8 @@ def check(directories: Sequence[str], out: TextIO = sys.stdout,
     result = loader.load_all()
     graph = Graph.build(result.units)
     problems = sorted({str(p) for p in result.problems + graph.problems})
+    # a directory named on the command line and not there is a typo, not "0 units ok"
+    problems += [f"{d}: no such directory" for d in directories if not os.path.isdir(d)]
     for line in problems:
         print(line, file=out)
     host = hostname or socket.gethostname()

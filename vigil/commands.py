@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable
 
 from vigil.control import Connection
+from vigil.errors import UnitError
 from vigil.events import Events
+from vigil.loader import Incomplete
 from vigil.manager import Manager
 from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError
@@ -20,19 +22,32 @@ if TYPE_CHECKING:
 Handler = Callable[[Connection, "Any", dict[str, "Any"]], None]
 
 
-def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> list[str]:
+def _names(args: dict[str, Any], manager: Manager, required: bool = True,
+           load: bool = False) -> list[str]:
+    """The unit names a request gives, each known; with `load`, an instance of a
+    template (`tp@x` for tp@.toml) is loaded first, as a dependency would be."""
     names = args.get("units", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ProtocolError("bad-args", "\"units\" must be a list of unit names")
     if required and not names:
         raise ProtocolError("bad-args", "name at least one unit")
     for name in names:
+        if name not in manager.units and load and _load_instance(manager, name):
+            continue
         if name not in manager.units:
             import difflib
             close = difflib.get_close_matches(name, manager.units, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProtocolError("no-such-unit", f"no such unit '{name}'{hint}")
     return names
+
+
+def _load_instance(manager: Manager, name: str) -> bool:
+    try:
+        return manager.load_instance(name)
+    except UnitError as err:
+        raise ProtocolError("no-such-unit", f"{name} does not load: "
+                            + "; ".join(str(p) for p in err.problems)) from None
 
 
 class Commands:
@@ -303,7 +318,7 @@ class Commands:
             conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
 
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         scope = _pid(args, "scope")
         if scope is not None:
@@ -318,13 +333,17 @@ class Commands:
         self._wait(conn, rid, names, False, args)
 
     def restart(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         self.manager.restart(names)
         self._wait(conn, rid, names, True, args)
 
     def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        try:
+            conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        except Incomplete as err:  # an incomplete read would remove what it missed
+            self.events.emit("daemon.reload-refused", str(err).replace("\n", "; "), "error")
+            raise ProtocolError("reload-refused", str(err)) from None
 
     def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Sends a signal to the main process of each instance (or, with
@@ -456,7 +475,7 @@ def _pid(args: dict[str, Any], key: str) -> int | None:
     pid = args.get(key)
     if pid is None:
         return None
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= 2**31 - 1:
         raise ProtocolError("bad-args", f"\"{key}\" must be a process id (a positive whole "
                             "number)")
     return pid

@@ -130,6 +130,7 @@ class Daemon:
                                  if self.system else {})
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
+        self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never
         self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown,
                              bound=bool(opts.scope))  # the same argv after a re-exec

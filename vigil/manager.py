@@ -12,8 +12,10 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from vigil.errors import UnitError
 from vigil.events import Events
 from vigil.graph import Graph
+from vigil.loader import LoadResult
 from vigil.states import DOWN_STATES, Event, Instance, State
 from vigil.supervisor import Supervisor
 from vigil.unit import Unit, changed_keys
@@ -43,6 +45,8 @@ class Manager:
         self.failed_why: dict[str, str] = {}
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.transient: set[str] = set()  # made by `vigilctl run`, with no file
+        # `start tp@x`: loads an instance of a template file (the daemon's loader)
+        self.instances_from: Callable[[str], LoadResult | None] = lambda _name: None
         self.watchers: list[Callable[[], bool]] = []
         # Says why a unit may not start (its scope is gone), or binds it.
         self.admit: Callable[[Unit], str | None] = lambda _unit: None
@@ -55,6 +59,19 @@ class Manager:
     def set_units(self, units: dict[str, Unit]) -> None:
         self.units = dict(units)
         self.graph = Graph.build(self.units)
+
+    def load_instance(self, name: str) -> bool:
+        """Adds a template instance named at run time, and the instances it
+        pulls in, to the units; False if there is no template, UnitError if
+        it does not load. Units already loaded keep their config."""
+        result = self.instances_from(name)
+        if result is None:
+            return False
+        if name not in result.units:
+            raise UnitError(result.problems)
+        self.set_units({**result.units, **self.units})
+        self.events.emit("unit.loaded", f"{name} loaded from its template")
+        return True
 
     def add_transient(self, unit: Unit) -> None:
         self.transient.add(unit.name)

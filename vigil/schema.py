@@ -11,6 +11,7 @@ import signal
 from collections.abc import Callable, Mapping
 
 from vigil.errors import Problem, UnitError
+from vigil.numbers import parse_number
 from vigil.unit import (Health, Limit, Output, OutputKind, Probe, ProbeKind, Ready,
                         RestartPolicy, Service, ServiceType, Unit)
 
@@ -142,10 +143,10 @@ def signal_number(value: Any) -> int:
 
 def umask(value: Any) -> int:
     if isinstance(value, str):
-        try:
-            value = int(value, 8)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an octal umask such as \"022\"") from None
+        number = parse_number(value, 0, 0o777, base=8)
+        if number is None:
+            raise Invalid(f"{value!r} is not an octal umask such as \"022\"")
+        return number
     return int(integer(0, 0o777)(value))
 
 
@@ -203,12 +204,31 @@ def table(value: Any) -> dict[str, Any]:
     return value
 
 
+# The spawner carries ids as a C int, and 4294967295 is (uid_t)-1, "no change"
+MAX_ID = 2**31 - 1
+_DIGITS = frozenset("0123456789")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-") | _DIGITS
+
+
 def user_or_group(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
+    """A number 0 to MAX_ID (as text: ASCII digits only) or a portable name.
+
+    Only ASCII is taken: the launcher treats an all-digit string as an id, and
+    "٠" or "²" are digits to Python but no user's name."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     text = string(value)
     if not text:
         raise Invalid("empty name")
+    if text[0] == "-" or set(text) <= _DIGITS:  # an id, or an attempt at -1
+        number = parse_number(text, 0, MAX_ID)
+        if number is None:
+            raise Invalid(f"{text!r} is not an id from 0 to {MAX_ID}")
+        return str(number)
+    name = text.removesuffix("$")  # a machine account's trailing $
+    if not name or not set(name) <= _NAME_CHARS or len(text) > 256:
+        raise Invalid(f"{text!r} is not a user or group name (ASCII letters, digits, "
+                      "'.', '_' and '-') or an id")
     return text
 
 
@@ -240,10 +260,10 @@ def rlimit_value(value: Any) -> tuple[int, int]:
 
 def scope_pid(value: Any) -> int:
     text = string(value)
-    number = text.removeprefix("pid:")
-    if number == text or not number.isdigit() or int(number) < 2:
+    pid = parse_number(text.removeprefix("pid:"), 2, 2**31 - 1) if text.startswith("pid:") else None
+    if pid is None:
         raise Invalid(f"expected \"pid:N\" (a process to be bound to), got {text!r}")
-    return int(number)
+    return pid
 
 
 def _http_url_problem(url: str) -> str | None:
@@ -376,7 +396,7 @@ class Builder:
         if isinstance(value, str):
             host, _, text = value.rpartition(":")
             host = host.strip("[]") or "127.0.0.1"
-            port = int(text) if text.isdigit() else -1
+            port = parse_number(text, 1, 65535) or -1
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             self.problem(key, f"{value!r} is not a port (1-65535), \"host:port\" or \"port\"")
             return None
