@@ -213,7 +213,10 @@ def test_first_use_ports_lock_stale_socket_and_the_holding_shell(user):
     os.kill(db_pid, signal.SIGKILL)
     wait_for(lambda: not _alive(daemon), 30, "the daemon to die")
     assert sock.exists()
-    later = user.ctl("status", "db", ok=False)
+    look = user.ctl("status", "db", ok=False)
+    assert look.returncode == 1 and "vigil is not running for" in look.stderr, \
+        "a look never starts a daemon"
+    later = user.ctl("start", "db", ok=False)
     assert "started vigil for" in later.stderr, later
     assert wait_for(lambda: user.inst("db", at)["pid"], 30, "db again") != db_pid
 

@@ -18,6 +18,10 @@ class ClientError(Exception):
     """Something a person can act on; printed without a traceback."""
 
 
+class NotRunning(ClientError):
+    """No daemon listens on the socket (none there, or a stale one)."""
+
+
 class RequestFailed(ClientError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(message)
@@ -39,9 +43,9 @@ class Client:
             try:
                 self.sock.connect(path)
             except FileNotFoundError:
-                raise ClientError(f"vigil is not running (no socket at {path})") from None
+                raise NotRunning(f"vigil is not running (no socket at {path})") from None
             except ConnectionRefusedError:
-                raise ClientError(f"vigil is not running (nothing listens on {path})") from None
+                raise NotRunning(f"vigil is not running (nothing listens on {path})") from None
             except PermissionError:
                 raise ClientError(f"permission denied opening {path}") from None
             except OSError as err:

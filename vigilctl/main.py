@@ -177,25 +177,25 @@ def socket_path(opts: argparse.Namespace) -> str:
     return str(opts.socket or default_socket(opts.system))
 
 
+# The commands that may start a project's daemon on first use. Any other
+# (a look, a stop, a shutdown) has nothing to do where none runs, and a look
+# must never run a project's unit files.
+STARTS = frozenset({"start", "restart", "run"})
+
+
 def connect(opts: argparse.Namespace) -> Client:
+    """The daemon to talk to: --remote; else --socket, VIGIL_SOCKET (a
+    container's services get it), the working directory's project, and
+    last the system's or the user's default."""
     if not opts.remote:
-        if opts.socket or opts.system:
+        if opts.socket or opts.system or os.environ.get("VIGIL_SOCKET"):
             return Client(socket_path(opts), timeout=opts.timeout)
         from vigilctl import project
         units = project.find(opts.project)
         if units is None:
             return Client(socket_path(opts), timeout=opts.timeout)
-        path = project.socket_for(units)
-        try:
-            client = Client(path, timeout=opts.timeout)
-        except ClientError:
-            if opts.cmd in ("shutdown", "ping"):
-                raise
-            project.start(units, path, project.holder())
-            return Client(path, timeout=opts.timeout)
-        if opts.cmd != "shutdown":
-            project.hold(client, project.holder())
-        return client
+        return project.connect(units, opts.timeout, may_start=opts.cmd in STARTS,
+                               hold_it=opts.cmd != "shutdown")
     token = os.environ.get("VIGIL_TOKEN")
     if opts.token_file:
         try:

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from vigilctl.client import Client, ClientError, RequestFailed
+from vigilctl.client import Client, ClientError, NotRunning, RequestFailed
 
 
 def find(units: str | None, start: Path | None = None) -> Path | None:
@@ -64,6 +64,23 @@ def hold(client: Client, pid: int | None) -> None:
         pass
 
 
+def connect(units: Path, timeout: float, may_start: bool, hold_it: bool) -> Client:
+    """A client of the project's daemon, started first when none runs and
+    the command may (a read-only one never starts one)."""
+    path = socket_for(units)
+    try:
+        client = Client(path, timeout=timeout)
+    except NotRunning:
+        if not may_start:
+            raise ClientError(f"vigil is not running for {units} (`vigilctl start` starts "
+                              "it)") from None
+        start(units, path, holder())
+        return Client(path, timeout=timeout)
+    if hold_it:
+        hold(client, holder())
+    return client
+
+
 def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) -> None:
     """Starts the project's daemon in a session of its own and waits until it
     answers. Bound to `scope`, it stops everything and exits once that
@@ -106,7 +123,7 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     scope = holder() if detach else os.getpid()
     try:
         client = Client(socket, timeout=timeout)
-    except ClientError:
+    except NotRunning:
         start(unit_dir, socket, scope)
         client = Client(socket, timeout=timeout)
     else:
