@@ -5,6 +5,7 @@ unprivileged uids (65534 and 1) on a copy of vigil, with the system python3."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -70,3 +71,55 @@ def test_vigil_socket_wins_over_the_project_inside_a_container(tmp_path, runtime
     assert "started vigil" not in done.stderr, "a second daemon for the same units"
     assert "web" in done.stdout and "running" in done.stdout, done.stdout
     assert not list(runtime.glob("vigil/p/*")), "the project's own socket was used"
+
+
+# Runs in a network namespace of its own, where 10.9.9.1 is an address of
+# this machine that is not loopback: a listener there hears whatever vigilctl
+# sends. Prints vigilctl's exit status, its stderr and what was heard.
+EAVESDROP = """
+import json, socket, subprocess, sys, threading
+subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+subprocess.run(["ip", "addr", "add", "10.9.9.1/32", "dev", "lo"], check=True)
+server = socket.create_server(("10.9.9.1", 0))
+server.settimeout(60)
+heard = []
+def listen():
+    try:
+        conn, _ = server.accept()
+    except OSError:
+        return
+    conn.settimeout(30)
+    data = b""
+    while b"\\n" not in data:
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    heard.append(data.decode(errors="replace"))
+    conn.close()
+thread = threading.Thread(target=listen, daemon=True)
+thread.start()
+done = subprocess.run([sys.executable, "-m", "vigilctl", "--remote",
+                       f"10.9.9.1:{server.getsockname()[1]}", "--token-file", sys.argv[1],
+                       "status"], capture_output=True, text=True, timeout=60)
+server.close()
+thread.join(30)
+print(json.dumps({"code": done.returncode, "stderr": done.stderr, "heard": "".join(heard)}))
+"""
+
+
+def test_the_token_never_goes_in_clear_off_loopback(tmp_path):
+    if not can_unshare():
+        pytest.skip("needs root for a network namespace")
+    token = tmp_path / "token"
+    token.write_text("s3cret-token-0123456789\n")
+    token.chmod(0o600)
+    done = subprocess.run(["unshare", "--net", PY, "-c", EAVESDROP, str(token)], cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert "s3cret" not in seen["heard"], "the token went over the network in clear"
+    assert seen["code"] == 1
+    assert "is 10.9.9.1, not this machine: the token would cross the network in clear; " \
+        "use --tls" in seen["stderr"], seen

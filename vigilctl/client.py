@@ -56,6 +56,8 @@ class Client:
             self.sock = socket.create_connection((host.strip("[]"), int(port)), timeout)
         except (OSError, ValueError) as err:
             raise ClientError(f"cannot reach vigil at {remote}: {err}") from None
+        if not tls:
+            self._only_loopback(remote)
         if tls:
             import ssl
             context = ssl.create_default_context(cafile=ca)
@@ -64,6 +66,18 @@ class Client:
             except (OSError, ssl.SSLError) as err:
                 raise ClientError(f"TLS with {remote} failed: {err}") from None
         self.call("auth", token=token or "")
+
+    def _only_loopback(self, remote: str) -> None:
+        """Without TLS the token goes in clear: only to this machine, as the
+        daemon only listens without TLS there. The address checked is the one
+        connected to, whatever the name said."""
+        import ipaddress
+        peer = ipaddress.ip_address(self.sock.getpeername()[0])
+        mapped = getattr(peer, "ipv4_mapped", None)
+        if not (mapped or peer).is_loopback:
+            self.sock.close()
+            raise ClientError(f"--remote {remote} is {peer}, not this machine: the token "
+                              "would cross the network in clear; use --tls")
 
     def _line(self) -> dict[str, Any]:
         while b"\n" not in self.buffer:
