@@ -123,3 +123,31 @@ def test_the_token_never_goes_in_clear_off_loopback(tmp_path):
     assert seen["code"] == 1
     assert "is 10.9.9.1, not this machine: the token would cross the network in clear; " \
         "use --tls" in seen["stderr"], seen
+
+
+@pytest.mark.parametrize("args, option", [
+    (["--timeout", "nan", "status"], "--timeout"),
+    (["--timeout", "inf", "status"], "--timeout"),
+    (["--timeout", "-1", "status"], "--timeout"),
+    (["--timeout", "0", "status"], "--timeout"),
+    (["logs", "--since", "NaN"], "--since"),
+    (["logs", "--since", "9" * 400], "--since"),
+    (["logs", "--since", "99:99"], "--since"),
+    (["logs", "-n", "-1"], "-n/--lines"),
+    (["events", "--lines", "1e3"], "-n/--lines"),
+    (["run", "--health-interval", "nan", "--", "true"], "--health-interval"),
+    (["run", "--health-interval", "-5", "--", "true"], "--health-interval"),
+    (["run", "--health-retries", "0", "--", "true"], "--health-retries"),
+    (["run", "--port", "70000", "--", "true"], "--port"),
+    (["run", "--port", "x", "--", "true"], "--port"),
+    (["run", "--scope", "-3", "--", "true"], "--scope"),
+    (["start", "--scope", "0", "web"], "--scope"),
+])
+def test_numbers_that_mean_nothing_are_refused_naming_the_option(tmp_path, args, option):
+    """NaN, inf, negative or out-of-range values: a usage error before anything
+    is sent (the socket here does not exist, so nothing could answer)."""
+    done = subprocess.run([PY, "-m", "vigilctl", "--socket", str(tmp_path / "none.sock"),
+                           *args], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 2, (args, done.stderr)
+    assert f"argument {option}: " in done.stderr, done.stderr
+    assert "not running" not in done.stderr

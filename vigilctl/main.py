@@ -51,7 +51,7 @@ def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
 
 def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
     """logs and events: the recent lines, then (-f) everything new."""
-    since = show.parse_since(opts.since) if opts.since else 0
+    since = opts.since or 0  # checked and read by options.since
     lines = client.call(opts.cmd, units=opts.units, lines=opts.lines, follow=opts.follow,
                         since=since)
 
@@ -103,7 +103,7 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
     if opts.scope is not None:
         args["scope"] = opts.scope
     if opts.port:
-        args["port"] = opts.port if opts.port == "auto" else int(opts.port)
+        args["port"] = opts.port
     ready = _probe(opts.wait_port, opts.wait_http, opts.wait_cmd)
     if ready:
         args["ready"] = ready

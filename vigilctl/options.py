@@ -8,8 +8,59 @@ Only the parser of the command given is built: a status query must stay fast.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 from collections.abc import Callable, Sequence
+
+def seconds(text: str) -> float:
+    """A length of time: finite and above zero (float() takes nan and inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds above 0")
+    return value
+
+
+def _whole(text: str, least: int, what: str) -> int:
+    if not text.isascii() or not text.isdigit() or int(text) < least:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+    return int(text)
+
+
+def count(text: str) -> int:
+    return _whole(text, 0, "a count (0 or more)")
+
+
+def positive(text: str) -> int:
+    return _whole(text, 1, "a whole number above 0")
+
+
+def pid(text: str) -> int:
+    return _whole(text, 1, "a process id")
+
+
+def port(text: str) -> int | str:
+    if text == "auto":
+        return text
+    value = _whole(text, 1, "a port (1-65535) or auto")
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (1-65535) or auto")
+    return value
+
+
+def since(text: str) -> float:
+    """A moment (epoch seconds) from 10m, 2h, 14:05, an ISO time or epoch seconds."""
+    from vigilctl.show import parse_since
+    try:
+        value = parse_since(text)
+    except (ValueError, OverflowError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time since 1970")
+    return value
+
 
 def _units(p: argparse.ArgumentParser, required: bool = False) -> None:
     p.add_argument("units", nargs="+" if required else "*")
@@ -22,7 +73,7 @@ def _change(p: argparse.ArgumentParser) -> None:
 
 def _start(p: argparse.ArgumentParser) -> None:
     _change(p)
-    p.add_argument("--scope", type=int, metavar="PID",
+    p.add_argument("--scope", type=pid, metavar="PID",
                    help="stop these units when that process (a shell: $$) exits")
 
 
@@ -33,9 +84,9 @@ def _status(p: argparse.ArgumentParser) -> None:
 
 def _stream(p: argparse.ArgumentParser) -> None:
     _units(p)
-    p.add_argument("-n", "--lines", type=int, default=50)
+    p.add_argument("-n", "--lines", type=count, default=50)
     p.add_argument("-f", "--follow", action="store_true")
-    p.add_argument("--since", help="10m, 2h, 14:05, an ISO time or epoch seconds")
+    p.add_argument("--since", type=since, help="10m, 2h, 14:05, an ISO time or epoch seconds")
     p.add_argument("--json", action="store_true")
 
 
@@ -63,7 +114,7 @@ def _kill(p: argparse.ArgumentParser) -> None:
 def _run(p: argparse.ArgumentParser) -> None:
     p.add_argument("--name", help="the unit's name (default run-N)")
     p.add_argument("--restart", choices=["always", "on-failure", "never"], default="never")
-    p.add_argument("--port", help="a port for $PORT, or auto for a free one")
+    p.add_argument("--port", type=port, help="a port for $PORT, or auto for a free one")
     p.add_argument("--wait-port", metavar="PORT",
                    help="ready when this port (or `port`: its $PORT) accepts a connection")
     p.add_argument("--wait-http", metavar="URL", help="ready when a GET of URL answers 2xx")
@@ -73,13 +124,13 @@ def _run(p: argparse.ArgumentParser) -> None:
                    "(or `port`)")
     p.add_argument("--health-http", metavar="URL", help="then keep checking URL")
     p.add_argument("--health-cmd", metavar="CMD", help="then keep running CMD")
-    p.add_argument("--health-interval", type=float, default=10.0, metavar="SECONDS")
-    p.add_argument("--health-retries", type=int, default=3, metavar="N",
+    p.add_argument("--health-interval", type=seconds, default=10.0, metavar="SECONDS")
+    p.add_argument("--health-retries", type=positive, default=3, metavar="N",
                    help="failures in a row before a restart (default 3)")
     p.add_argument("--env", action="append", default=[], metavar="NAME",
                    help="pass this variable from here (PATH always is)")
     p.add_argument("--no-block", action="store_true", help="do not wait until it is ready")
-    p.add_argument("--scope", type=int, metavar="PID",
+    p.add_argument("--scope", type=pid, metavar="PID",
                    help="stop the unit when that process (a shell: $$) exits")
     p.add_argument("command", nargs=argparse.REMAINDER, help="-- CMD [ARGS...]")
 
@@ -149,7 +200,7 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
                                 "Without a command: an interactive shell.")
     p.add_argument("--socket", help="control socket (default: VIGIL_SOCKET or the usual place)")
     p.add_argument("--system", action="store_true", help="talk to the system instance")
-    p.add_argument("--timeout", type=float, default=130.0, help="seconds to wait for answers")
+    p.add_argument("--timeout", type=seconds, default=130.0, help="seconds to wait for answers")
     p.add_argument("--units", metavar="DIR", dest="project",
                    help="a project's units: its own daemon, started on first use")
     p.add_argument("--remote", metavar="HOST:PORT", help="a daemon's TCP endpoint (vigil --listen)")
