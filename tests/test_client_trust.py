@@ -5,18 +5,22 @@ unprivileged uids (65534 and 1) on a copy of vigil, with the system python3."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.daemon import ROOT, can_unshare
+from tests.daemon import ROOT, can_unshare, wait_for
+from tests.test_user import copy_vigil
 
 PY = sys.executable
 SLEEPER = '[service]\nexec = "sleep 1000"\n'
@@ -151,3 +155,171 @@ def test_numbers_that_mean_nothing_are_refused_naming_the_option(tmp_path, args,
     assert done.returncode == 2, (args, done.stderr)
     assert f"argument {option}: " in done.stderr, done.stderr
     assert "not running" not in done.stderr
+
+
+# Two uids of their own, found in no passwd file: no other test or process
+# uses them, nor their /tmp/vigil-UID.
+ATTACKER, VICTIM = 64990, 64991
+SYSTEM_PY = "/usr/bin/python3"
+
+
+class Uid:
+    """Runs commands as one uid, with a home of its own under `top`."""
+
+    def __init__(self, uid: int, top: Path) -> None:
+        self.uid = uid
+        self.home = top / f"home-{uid}"
+        self.home.mkdir(mode=0o700)
+        os.chown(self.home, uid, uid)
+        self.children: list[subprocess.Popen[str]] = []
+        self.env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": str(self.home),
+                    "PYTHONPATH": str(top / "lib"), "PYTHONDONTWRITEBYTECODE": "1",
+                    "LANG": "C.UTF-8"}
+
+    def _kw(self, cwd: Path | None, env: dict[str, str] | None) -> dict[str, Any]:
+        return {"cwd": cwd or self.home, "env": {**self.env, **(env or {})}, "text": True,
+                "user": self.uid, "group": self.uid, "extra_groups": [], "umask": 0o022}
+
+    def sh(self, script: str) -> None:
+        done = subprocess.run(["sh", "-ec", script], capture_output=True, timeout=60,
+                              **self._kw(None, None))
+        assert done.returncode == 0, done.stderr
+
+    def popen(self, argv: list[str], cwd: Path | None = None,
+              env: dict[str, str] | None = None, **kw: Any) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(argv, start_new_session=True, **self._kw(cwd, env), **kw)
+        self.children.append(proc)
+        return proc
+
+    def ctl(self, *args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([SYSTEM_PY, "-m", "vigilctl", *args], capture_output=True,
+                              timeout=90, **self._kw(cwd, env))
+
+
+def _pids_of(uid: int) -> list[int]:
+    """The live (not zombie) processes of uid."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
+                with open(f"/proc/{entry}/stat") as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
+                        pids.append(int(entry))
+        except (OSError, IndexError):
+            continue
+    return pids
+
+
+@pytest.fixture
+def people() -> Iterator[tuple[Uid, Uid, Path]]:
+    """(attacker, victim, shared): `shared` is sticky and open to all, as /tmp."""
+    if os.geteuid() != 0 or not os.path.exists(SYSTEM_PY):
+        pytest.skip(f"needs root to act as other uids, and {SYSTEM_PY}")
+    top = Path(tempfile.mkdtemp(prefix="vigil-trust-", dir="/tmp"))
+    os.chmod(top, 0o755)
+    copy_vigil(top / "lib")
+    subprocess.run(["chmod", "-R", "a+rX", str(top / "lib")], check=True, timeout=60)
+    shared = top / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    both = (Uid(ATTACKER, top), Uid(VICTIM, top))
+    yield both[0], both[1], shared
+    for pid in _pids_of(ATTACKER) + _pids_of(VICTIM):  # only this test runs as these uids
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    for proc in both[0].children + both[1].children:
+        proc.wait(timeout=30)
+    wait_for(lambda: not _pids_of(ATTACKER) + _pids_of(VICTIM), 30, "their processes to go")
+    for uid in (ATTACKER, VICTIM):
+        for place in (f"/tmp/vigil-{uid}", f"/dev/shm/vigil-{uid}"):
+            shutil.rmtree(place, ignore_errors=True)
+    shutil.rmtree(top, ignore_errors=True)
+
+
+# The attacker's daemon: answers status, run and ping, and keeps every
+# request it is sent.
+FAKE = """
+import json, os, socket, sys
+path, record = sys.argv[1], sys.argv[2]
+os.makedirs(os.path.dirname(path), exist_ok=True)
+server = socket.socket(socket.AF_UNIX)
+server.bind(path)
+os.chmod(path, 0o777)
+server.listen()
+print("ready", flush=True)
+answers = {"status": [{"unit": "web", "state": "running", "instances": [], "why": "",
+                       "description": "FAKE"}], "run": {"run-1": "running"}, "ping": "pong"}
+while True:
+    conn, _ = server.accept()
+    f = conn.makefile("rwb")
+    for line in f:
+        with open(record, "ab") as out:
+            out.write(line)
+        req = json.loads(line)
+        reply = {"id": req["id"], "ok": True, "result": answers.get(req["cmd"])}
+        f.write(json.dumps(reply).encode() + b"\\n")
+        f.flush()
+    conn.close()
+"""
+
+
+def test_a_socket_another_user_made_is_never_used(people):
+    """The attacker makes the victim's runtime place first and serves a socket
+    there: the victim's vigilctl passes it over (and says so), named or not,
+    sends it nothing, and the victim's own daemon falls back to the next
+    place, where vigilctl finds it."""
+    attacker, victim, shared = people
+    place = shared / "vigil"
+    record = attacker.home / "heard"
+    fake = attacker.popen([SYSTEM_PY, "-c", FAKE, str(place / "control.sock"), str(record)],
+                          stdout=subprocess.PIPE)
+    assert fake.stdout is not None and fake.stdout.readline().strip() == "ready"
+    env = {"XDG_RUNTIME_DIR": str(shared), "DB_PASSWORD": "hunter2"}
+    look = victim.ctl("status", "--json", env=env)
+    sent = victim.ctl("run", "--env", "DB_PASSWORD", "--", "true", env=env)
+    named = victim.ctl("--socket", str(place / "control.sock"), "run", "--env", "DB_PASSWORD",
+                       "--", "true", env=env)
+    heard = record.read_text() if record.exists() else ""
+    assert "hunter2" not in heard, "the victim's secret went to the attacker's daemon"
+    assert heard == "" and "FAKE" not in look.stdout, "the victim read the attacker's answers"
+    said = f"vigil: not using {place}: it belongs to uid {ATTACKER}; trying the next place"
+    assert said in look.stderr and said in sent.stderr
+    assert look.returncode == 1 and f"no socket at /tmp/vigil-{VICTIM}/control.sock" \
+        in look.stderr, look.stderr
+    assert named.returncode == 1 and f"not using {place}/control.sock: its directory " \
+        f"belongs to uid {ATTACKER}, not to you or root" in named.stderr, named.stderr
+
+    victim.sh("mkdir -p svc/units && printf '[service]\\nexec = \"sleep 1000\"\\n' "
+              "> svc/units/idle.toml")
+    log = victim.home / "vigil.out"
+    with open(log, "w") as out:
+        victim.popen([SYSTEM_PY, "-m", "vigil.cli", "--units", "svc/units"], env=env,
+                     stdout=out, stderr=subprocess.STDOUT)
+    up = wait_for(lambda: (d := victim.ctl("status", "--json", "idle", env=env)).returncode == 0
+                  and d, 60, "the victim's daemon in the next place")
+    assert json.loads(up.stdout)[0]["state"] == "running"
+    assert said in log.read_text()
+    assert os.stat(f"/tmp/vigil-{VICTIM}").st_uid == VICTIM
+    assert not record.exists(), "nothing ever reached the attacker's socket"
+
+
+def test_a_daemon_log_symlink_another_user_planted_is_not_followed(people):
+    """The attacker makes the directory the victim's project daemon would use
+    and plants daemon.log there as a symlink to the victim's .bashrc."""
+    attacker, victim, shared = people
+    victim.sh("mkdir -p app/units app/src && printf '[service]\\nexec = \"sleep 1000\"\\n' "
+              "> app/units/web.toml && echo '# mine' > .bashrc")
+    units = victim.home / "app" / "units"
+    name = f"app-{hashlib.sha256(str(units).encode()).hexdigest()[:10]}"
+    attacker.sh(f"mkdir -p {shared}/vigil/p/{name} && "
+                f"ln -s {victim.home}/.bashrc {shared}/vigil/p/{name}/daemon.log")
+    env = {"XDG_RUNTIME_DIR": str(shared)}
+    started = victim.ctl("start", "web", cwd=victim.home / "app" / "src", env=env)
+    assert (victim.home / ".bashrc").read_text() == "# mine\n", \
+        "the victim's vigilctl wrote through the attacker's symlink"
+    assert started.returncode == 0 and started.stdout.strip() == "web: running", started.stderr
+    assert f"vigilctl: not using {shared}/vigil: it belongs to uid {ATTACKER}" in started.stderr
+    assert (Path(f"/tmp/vigil-{VICTIM}") / "p" / name / "daemon.log").is_file()

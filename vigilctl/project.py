@@ -17,33 +17,52 @@ import sys
 import time
 from pathlib import Path
 
+from vigil.protocol import private_base, user_dirs
+from vigilctl import trust
 from vigilctl.client import Client, ClientError, NotRunning, RequestFailed
 
 
 def find(units: str | None, start: Path | None = None) -> Path | None:
-    """The project's unit directory, or None when this is not a project."""
+    """The project's unit directory, or None when this is not a project.
+    A project found (or named) is used only when it is the caller's: see
+    trust.check_project; else a one-line refusal naming the path and why."""
     if units:
-        return Path(units).resolve()
+        return _trusted(Path(units).resolve().parent, Path(units).resolve())
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         marker = folder / "vigil.toml"
         if marker.is_file():
+            _trusted(folder, folder)
+            trust.check(marker)
             import tomllib
             try:
                 conf = tomllib.loads(marker.read_text())
             except (OSError, tomllib.TOMLDecodeError) as err:
                 raise ClientError(f"{marker}: {err}") from None
-            return (folder / str(conf.get("units", "units"))).resolve()
+            return _trusted(folder, (folder / str(conf.get("units", "units"))).resolve())
         if (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
-            return (folder / "units").resolve()
+            return _trusted(folder, (folder / "units").resolve())
     return None
 
 
+def _trusted(folder: Path, units: Path) -> Path:
+    try:
+        trust.check_project(str(folder), str(units))
+    except trust.Untrusted as err:
+        raise trust.refuse(f"the project in {folder}", err) from None
+    return units
+
+
 def socket_for(units: Path) -> str:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "vigil" if runtime else Path(f"/tmp/vigil-{os.getuid()}")
+    """The socket of the daemon for these units, in the user's first private
+    place (a /tmp/vigil-UID someone else made is passed over, and said so)."""
+    base = private_base(lambda text: print(f"vigilctl: {text}", file=sys.stderr))
+    if base is None:
+        raise ClientError("no private place for a daemon's socket: " + ", ".join(user_dirs()) +
+                          " all belong to someone else")
     digest = hashlib.sha256(str(units).encode()).hexdigest()[:10]
-    return str(base / "p" / f"{units.parent.name[:16] or 'root'}-{digest}" / "control.sock")
+    return os.path.join(base, "p", f"{units.parent.name[:16] or 'root'}-{digest}",
+                        "control.sock")
 
 
 def holder() -> int | None:
@@ -86,13 +105,22 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
     answers. Bound to `scope`, it stops everything and exits once that
     process and every other holder have exited."""
     directory = os.path.dirname(socket)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     bind = ["--scope", str(scope)] if scope is not None else []
-    log = open(os.path.join(directory, "daemon.log"), "ab")  # noqa: SIM115 - the child's
-    daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
-                               "--socket", socket, *bind], stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=log, start_new_session=True, cwd=str(units.parent))
-    log.close()
+    folder = trust.private_dir(directory)
+    try:  # O_NOFOLLOW under the checked directory: a planted symlink is not followed
+        log = os.open("daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
+                      os.O_CLOEXEC, 0o600, dir_fd=folder)
+    except OSError as err:
+        raise ClientError(f"{directory}/daemon.log: {err.strerror}") from None
+    finally:
+        os.close(folder)
+    try:
+        daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
+                                   "--socket", socket, *bind], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=log, start_new_session=True,
+                                  cwd=str(units.parent))
+    finally:
+        os.close(log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -116,8 +144,13 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     bound to this vigilctl (or, detached, to its shell); their output here
     until Ctrl-C, which stops them."""
     path = Path(procfile).resolve()
+    dotenv = path.parent / ".env"
+    try:  # its lines run as the caller: the caller's, as a project's unit files
+        for mine in [path.parent, path] + ([dotenv] if dotenv.exists() else []):
+            trust.check(mine)
+    except trust.Untrusted as err:
+        raise trust.refuse(str(path), err) from None
     socket = socket_for(path)
-    os.makedirs(os.path.dirname(socket), mode=0o700, exist_ok=True)  # the daemon's, private
     unit_dir = Path(os.path.dirname(socket)) / "units"
     names = _write_units(path, unit_dir)
     scope = holder() if detach else os.getpid()
@@ -169,17 +202,21 @@ def _write_units(procfile: Path, unit_dir: Path) -> list[str]:
     if problems or not units:
         raise ClientError("; ".join(problems) or f"{procfile}: no processes")
     import tomli_w
-    unit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     dotenv = procfile.parent / ".env"
-    for unit in units:
-        service = unit.doc["service"]
-        service["cwd"] = str(procfile.parent)
-        service["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        if dotenv.is_file():
-            service["env-file"] = [str(dotenv)]
-        text = f"# From {procfile} by vigilctl up; rewritten on each up.\n"
-        (unit_dir / f"{unit.name}.toml").write_text(text + tomli_w.dumps(unit.doc))
-    for old in unit_dir.glob("*.toml"):
-        if old.stem not in {u.name for u in units}:
-            old.unlink()
-    return [u.name for u in units]
+    names = [u.name for u in units]
+    folder = trust.private_dir(str(unit_dir))
+    try:
+        for unit in units:
+            service = unit.doc["service"]
+            service["cwd"] = str(procfile.parent)
+            service["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            if dotenv.is_file():
+                service["env-file"] = [str(dotenv)]
+            text = f"# From {procfile} by vigilctl up; rewritten on each up.\n"
+            trust.write(folder, f"{unit.name}.toml", text + tomli_w.dumps(unit.doc))
+        for old in trust.entries(folder):
+            if old.endswith(".toml") and old[:-5] not in names:
+                os.unlink(old, dir_fd=folder)
+    finally:
+        os.close(folder)
+    return names
