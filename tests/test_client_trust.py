@@ -216,7 +216,7 @@ def people() -> Iterator[tuple[Uid, Uid, Path]]:
     """(attacker, victim, shared): `shared` is sticky and open to all, as /tmp."""
     if os.geteuid() != 0 or not os.path.exists(SYSTEM_PY):
         pytest.skip(f"needs root to act as other uids, and {SYSTEM_PY}")
-    top = Path(tempfile.mkdtemp(prefix="vigil-trust-", dir="/tmp"))
+    top = Path(tempfile.mkdtemp(prefix="vigil-ctl-trust-", dir="/tmp"))
     os.chmod(top, 0o755)
     copy_vigil(top / "lib")
     subprocess.run(["chmod", "-R", "a+rX", str(top / "lib")], check=True, timeout=60)
@@ -323,3 +323,85 @@ def test_a_daemon_log_symlink_another_user_planted_is_not_followed(people):
     assert started.returncode == 0 and started.stdout.strip() == "web: running", started.stderr
     assert f"vigilctl: not using {shared}/vigil: it belongs to uid {ATTACKER}" in started.stderr
     assert (Path(f"/tmp/vigil-{VICTIM}") / "p" / name / "daemon.log").is_file()
+
+
+def _layout(case: str, attacker: Uid, shared: Path, marker: Path) -> tuple[Path, Path, str, str]:
+    """Builds one way another user could get their unit file run by root:
+    (project directory, where to run vigilctl, the unit, the path refused)."""
+    pwn = f'[service]\ntype = "oneshot"\nexec = ["touch", "{marker}"]\n'
+    x = shared / "x"
+    if case == "above":  # root's project, in a directory the attacker owns
+        attacker.sh(f"mkdir {shared}/a")
+        x = shared / "a" / "x"
+    if case not in ("project", "vigil.toml"):
+        (x / "units").mkdir(parents=True)
+        (x / "anything").mkdir()
+    if case == "project":
+        attacker.sh(f"mkdir -p {x}/units {x}/anything && printf '{pwn}' > {x}/units/pwn.toml")
+        return x, x / "anything", "pwn", str(x)
+    if case == "unit file":
+        (x / "units" / "pwn.toml").write_text(pwn)
+        os.chown(x / "units" / "pwn.toml", ATTACKER, ATTACKER)
+        return x, x / "anything", "pwn", f"{x}/units/pwn.toml"
+    if case == "drop-in":
+        (x / "units" / "web.toml").write_text(SLEEPER)
+        (x / "units" / "web.d").mkdir(mode=0o777)
+        os.chmod(x / "units" / "web.d", 0o777)
+        attacker.sh(f"printf '[service]\\nexec = [\"touch\", \"{marker}\"]\\n' "
+                    f"> {x}/units/web.d/pwn.toml")
+        return x, x / "anything", "web", f"{x}/units/web.d"
+    if case == "above":
+        (x / "units" / "pwn.toml").write_text(pwn)
+        return x, x / "anything", "pwn", f"{shared}/a"
+    assert case == "vigil.toml"  # root's vigil.toml names the attacker's units
+    (x / "anything").mkdir(parents=True)
+    (x / "vigil.toml").write_text(f'units = "{shared}/evil"\n')
+    attacker.sh(f"mkdir {shared}/evil && printf '{pwn}' > {shared}/evil/pwn.toml")
+    return x, x / "anything", "pwn", f"{shared}/evil"
+
+
+WHY = {"project": "it belongs to uid 64990, not to you (uid 0) or root",
+       "unit file": "it belongs to uid 64990, not to you (uid 0) or root",
+       "drop-in": "others may write to it",
+       "above": "it belongs to uid 64990, not to you (uid 0) or root",
+       "vigil.toml": "it belongs to uid 64990, not to you (uid 0) or root"}
+
+
+@pytest.mark.parametrize("case", list(WHY))
+def test_root_never_runs_another_users_unit_files(people, runtime, case):
+    """Root works in a directory below a project someone else could write:
+    vigilctl refuses it in one line naming the path, and runs nothing."""
+    attacker, _, shared = people
+    marker = shared / "pwned"
+    folder, cwd, unit, refused = _layout(case, attacker, shared, marker)
+    for args in (["status"], ["start", unit]):
+        done = subprocess.run([PY, "-m", "vigilctl", *args], cwd=cwd, env=clean_env(runtime),
+                              capture_output=True, text=True, timeout=60)
+        assert not marker.exists(), f"`vigilctl {args[0]}` ran another user's unit as root"
+        assert done.returncode == 1, done
+        assert done.stderr == f"vigilctl: not using the project in {folder}: {refused}: " \
+            f"{WHY[case]}\n", done.stderr
+    assert not list(runtime.glob("vigil/p/*")), "no daemon was started"
+
+
+def test_a_project_of_roots_in_a_sticky_directory_is_used(people, runtime):
+    """/tmp-like (sticky, open to all) above the project is fine: no one else
+    may rename what root put there."""
+    _, _, shared = people
+    (shared / "mine" / "units").mkdir(parents=True)
+    (shared / "mine" / "units" / "web.toml").write_text(SLEEPER)
+    done = subprocess.run([PY, "-m", "vigilctl", "start", "web"], cwd=shared / "mine",
+                          env=clean_env(runtime), capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "web: running", done.stderr
+
+
+def test_root_never_runs_another_users_procfile(people, runtime):
+    attacker, _, shared = people
+    marker = shared / "pwned"
+    attacker.sh(f"mkdir {shared}/x && echo 'pwn: touch {marker}; sleep 1000' > {shared}/x/Procfile")
+    done = subprocess.run([PY, "-m", "vigilctl", "up", "-d"], cwd=shared / "x",
+                          env=clean_env(runtime), capture_output=True, text=True, timeout=60)
+    assert not marker.exists(), "root ran another user's Procfile"
+    assert done.returncode == 1 and done.stderr == (
+        f"vigilctl: not using {shared}/x/Procfile: {shared}/x: it belongs to uid 64990, "
+        "not to you (uid 0) or root\n"), done.stderr
