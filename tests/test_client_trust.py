@@ -405,3 +405,27 @@ def test_root_never_runs_another_users_procfile(people, runtime):
     assert done.returncode == 1 and done.stderr == (
         f"vigilctl: not using {shared}/x/Procfile: {shared}/x: it belongs to uid 64990, "
         "not to you (uid 0) or root\n"), done.stderr
+
+
+def test_the_servers_uid_is_checked_on_the_connection(people):
+    """Even where the directory and the socket file look right (root's), a
+    server another uid listens on is not talked to: SO_PEERCRED says who
+    listens, whatever the file says. (The socket is moved there by root
+    here; the point is the last check, which nothing on disk can fool.)"""
+    attacker, _, shared = people
+    record = shared / "heard"
+    bound = attacker.home / "fake.sock"
+    fake = attacker.popen([SYSTEM_PY, "-c", FAKE, str(bound), str(record)],
+                          stdout=subprocess.PIPE)
+    assert fake.stdout is not None and fake.stdout.readline().strip() == "ready"
+    place = shared / "d"
+    place.mkdir(mode=0o755)
+    os.rename(bound, place / "control.sock")
+    os.chown(place / "control.sock", 0, 0)
+    done = subprocess.run([PY, "-m", "vigilctl", "--socket", str(place / "control.sock"), "run",
+                           "--env", "DB_PASSWORD", "--", "true"], capture_output=True,
+                          text=True, cwd=ROOT, env={**os.environ, "DB_PASSWORD": "hunter2"},
+                          timeout=60)
+    assert not record.exists(), "root's secret went to another uid's daemon"
+    assert done.returncode == 1 and f"not using {place}/control.sock: the daemon there (pid " \
+        f"{fake.pid}) runs as uid {ATTACKER}, not as you or root" in done.stderr, done.stderr
