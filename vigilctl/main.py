@@ -184,11 +184,12 @@ STARTS = frozenset({"start", "restart", "run"})
 
 
 def connect(opts: argparse.Namespace) -> Client:
-    """The daemon to talk to: --remote; else --socket, VIGIL_SOCKET (a
-    container's services get it), the working directory's project, and
-    last the system's or the user's default."""
+    """The daemon to talk to: --remote; else --socket, a project named with
+    --units, VIGIL_SOCKET (a container's services get it), the working
+    directory's project, and last the system's or the user's default."""
     if not opts.remote:
-        if opts.socket or opts.system or os.environ.get("VIGIL_SOCKET"):
+        from_env = os.environ.get("VIGIL_SOCKET") and not opts.project
+        if opts.socket or opts.system or from_env:
             return Client(socket_path(opts), timeout=opts.timeout)
         from vigilctl import project
         units = project.find(opts.project)
