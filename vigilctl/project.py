@@ -4,8 +4,11 @@ first use, one per project and user.
 A project is a directory holding `vigil.toml` (which may say
 `units = "path"`; default `units`) or a `units/` directory of unit files,
 found in the working directory or a parent; `vigilctl --units DIR` names one
-directly. Its daemon's socket is in the user's runtime directory, named
-after the project, so several projects run side by side.
+directly. It is used only when it is the caller's (vigilctl/trust.py): its
+daemon runs the unit files as the caller, root included. Its daemon's
+socket is in the user's first private runtime place, named after the
+project, so several projects run side by side; only start, restart and run
+start one.
 """
 
 from __future__ import annotations
@@ -25,32 +28,42 @@ from vigilctl.client import Client, ClientError, NotRunning, RequestFailed
 def find(units: str | None, start: Path | None = None) -> Path | None:
     """The project's unit directory, or None when this is not a project.
     A project found (or named) is used only when it is the caller's: see
-    trust.check_project; else a one-line refusal naming the path and why."""
+    _trusted; else a one-line refusal naming the path and why."""
     if units:
-        return _trusted(Path(units).resolve().parent, Path(units).resolve())
+        named = Path(units).resolve()
+        _trusted(named.parent, named)
+        return named
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         marker = folder / "vigil.toml"
         if marker.is_file():
-            _trusted(folder, folder)
-            trust.check(marker)
+            _trusted(folder, marker=marker)  # before it is read
             import tomllib
             try:
                 conf = tomllib.loads(marker.read_text())
             except (OSError, tomllib.TOMLDecodeError) as err:
                 raise ClientError(f"{marker}: {err}") from None
-            return _trusted(folder, (folder / str(conf.get("units", "units"))).resolve())
-        if (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
-            return _trusted(folder, (folder / "units").resolve())
+            found = (folder / str(conf.get("units", "units"))).resolve()
+        elif (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
+            found = (folder / "units").resolve()
+        else:
+            continue
+        _trusted(folder, found)
+        return found
     return None
 
 
-def _trusted(folder: Path, units: Path) -> Path:
+def _trusted(folder: Path, units: Path | None = None, marker: Path | None = None) -> None:
+    """Refuses, in one line, a project whose directory, vigil.toml or unit
+    files (trust.check_units) are not the caller's to run."""
     try:
-        trust.check_project(str(folder), str(units))
+        trust.check(folder)
+        if marker:
+            trust.check(marker)
+        if units:
+            trust.check_units(str(units))
     except trust.Untrusted as err:
         raise trust.refuse(f"the project in {folder}", err) from None
-    return units
 
 
 def socket_for(units: Path) -> str:

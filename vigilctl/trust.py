@@ -114,11 +114,10 @@ def check(path: str | os.PathLike[str], last: str = "owned") -> None:
     os.close(walk(os.fspath(path), last))
 
 
-def check_project(folder: str, units: str) -> None:
-    """The project's directory, its units directory, every unit file and
-    drop-in (what the daemon's loader reads: *.toml and NAME.d/*.toml):
-    the caller's or root's, and written by no one else."""
-    check(folder)
+def check_units(units: str) -> None:
+    """A project's units directory and every unit file and drop-in in it
+    (what the daemon's loader reads: *.toml and NAME.d/*.toml): the
+    caller's or root's, and written by no one else."""
     check(units)
     for entry in _entries(units):
         path = os.path.join(units, entry)
