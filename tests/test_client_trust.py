@@ -146,6 +146,8 @@ def test_the_token_never_goes_in_clear_off_loopback(tmp_path):
     (["run", "--port", "x", "--", "true"], "--port"),
     (["run", "--scope", "-3", "--", "true"], "--scope"),
     (["start", "--scope", "0", "web"], "--scope"),
+    (["--remote", "127.0.0.1:99999", "status"], "--remote"),
+    (["--remote", "127.0.0.1:-1", "status"], "--remote"),
 ])
 def test_numbers_that_mean_nothing_are_refused_naming_the_option(tmp_path, args, option):
     """NaN, inf, negative or out-of-range values: a usage error before anything

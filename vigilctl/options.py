@@ -50,6 +50,15 @@ def port(text: str) -> int | str:
     return value
 
 
+def address(text: str) -> str:
+    """HOST:PORT ([V6]:PORT); getaddrinfo would take port 99999 as 34463."""
+    host, sep, number = text.rpartition(":")
+    if not sep or not host or not number.isascii() or not number.isdigit() \
+            or not 0 < int(number) < 65536:
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT (port 1-65535)")
+    return text
+
+
 def since(text: str) -> float:
     """A moment (epoch seconds) from 10m, 2h, 14:05, an ISO time or epoch seconds."""
     from vigilctl.show import parse_since
@@ -203,7 +212,8 @@ def build_parser(argv: Sequence[str] = ()) -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=seconds, default=130.0, help="seconds to wait for answers")
     p.add_argument("--units", metavar="DIR", dest="project",
                    help="a project's units: its own daemon, started on first use")
-    p.add_argument("--remote", metavar="HOST:PORT", help="a daemon's TCP endpoint (vigil --listen)")
+    p.add_argument("--remote", type=address, metavar="HOST:PORT",
+                   help="a daemon's TCP endpoint (vigil --listen)")
     p.add_argument("--token-file", help="the remote token (or VIGIL_TOKEN)")
     p.add_argument("--tls", action="store_true", help="use TLS with --remote")
     p.add_argument("--ca", help="CA file to verify the remote certificate")
