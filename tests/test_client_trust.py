@@ -431,3 +431,11 @@ def test_the_servers_uid_is_checked_on_the_connection(people):
     assert not record.exists(), "root's secret went to another uid's daemon"
     assert done.returncode == 1 and f"not using {place}/control.sock: the daemon there (pid " \
         f"{fake.pid}) runs as uid {ATTACKER}, not as you or root" in done.stderr, done.stderr
+
+
+def test_a_missing_project_is_one_line(tmp_path):
+    done = subprocess.run([PY, "-m", "vigilctl", "--units", str(tmp_path / "no" / "units"),
+                           "status"], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == f"vigilctl: not using the project in {tmp_path}/no: " \
+        f"{tmp_path}/no: No such file or directory\n"

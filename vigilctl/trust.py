@@ -73,7 +73,8 @@ def walk(path: str, last: str = "owned", make: bool = False) -> int:
         for n, part in enumerate(parts):
             done += "/" + part
             final = n == len(parts) - 1
-            fd = _step(fd, part, done, make, directory=make or not final)
+            parent, fd = fd, -1  # _step closes it, whatever happens
+            fd = _step(parent, part, done, make, directory=make or not final)
             info = os.fstat(fd)
             why = "a symlink here is refused" if stat.S_ISLNK(info.st_mode) else (
                 rule if final else on_the_way)(info)
@@ -81,7 +82,8 @@ def walk(path: str, last: str = "owned", make: bool = False) -> int:
                 raise Untrusted(f"{done}: {why}")
         return fd
     except BaseException:
-        os.close(fd)
+        if fd >= 0:
+            os.close(fd)
         raise
 
 
