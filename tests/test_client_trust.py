@@ -287,8 +287,8 @@ def test_a_socket_another_user_made_is_never_used(people):
     heard = record.read_text() if record.exists() else ""
     assert "hunter2" not in heard, "the victim's secret went to the attacker's daemon"
     assert heard == "" and "FAKE" not in look.stdout, "the victim read the attacker's answers"
-    said = f"vigil: not using {place}: it belongs to uid {ATTACKER}; trying the next place"
-    assert said in look.stderr and said in sent.stderr
+    said = f"not using {place}: it belongs to uid {ATTACKER}; trying the next place"
+    assert f"vigilctl: {said}" in look.stderr and f"vigilctl: {said}" in sent.stderr
     assert look.returncode == 1 and f"no socket at /tmp/vigil-{VICTIM}/control.sock" \
         in look.stderr, look.stderr
     assert named.returncode == 1 and f"not using {place}/control.sock: its directory " \
@@ -303,7 +303,7 @@ def test_a_socket_another_user_made_is_never_used(people):
     up = wait_for(lambda: (d := victim.ctl("status", "--json", "idle", env=env)).returncode == 0
                   and d, 60, "the victim's daemon in the next place")
     assert json.loads(up.stdout)[0]["state"] == "running"
-    assert said in log.read_text()
+    assert f"vigil: {said}" in log.read_text(), "the daemon says so too"
     assert os.stat(f"/tmp/vigil-{VICTIM}").st_uid == VICTIM
     assert not record.exists(), "nothing ever reached the attacker's socket"
 

@@ -174,7 +174,11 @@ def color(stream: Any) -> bool:
 
 
 def socket_path(opts: argparse.Namespace) -> str:
-    return str(opts.socket or default_socket(opts.system))
+    return str(opts.socket or default_socket(opts.system, say))
+
+
+def say(text: str) -> None:
+    print(f"vigilctl: {text}", file=sys.stderr)
 
 
 # The commands that may start a project's daemon on first use. Any other

@@ -69,7 +69,8 @@ def _trusted(folder: Path, units: Path | None = None, marker: Path | None = None
 def socket_for(units: Path) -> str:
     """The socket of the daemon for these units, in the user's first private
     place (a /tmp/vigil-UID someone else made is passed over, and said so)."""
-    base = private_base(lambda text: print(f"vigilctl: {text}", file=sys.stderr))
+    from vigilctl.main import say
+    base = private_base(say)
     if base is None:
         raise ClientError("no private place for a daemon's socket: " + ", ".join(user_dirs()) +
                           " all belong to someone else")
