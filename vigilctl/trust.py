@@ -4,9 +4,12 @@ reached through directories no one else may change.
 A daemon started for a project runs its unit files as the caller, root
 included, so a project is used only when every file of it is the caller's
 (or root's) and no one else may write to it, and the way to it cannot be
-changed by anyone else either. Directories are walked from / by fd, each
-component opened with O_NOFOLLOW and checked by fstat, so what is checked
-is what is used. See docs/security.md (14.1, 22.5).
+changed by anyone else either. Paths are walked from / by fd, each
+component opened with O_NOFOLLOW and checked by fstat: a symlink or a
+component swapped on the way is seen, and what vigilctl writes (daemon.log,
+up's unit files) is opened under the fd it checked. The daemon's loader
+checks the unit files again when it reads them. See docs/security.md (14.1,
+22.5).
 """
 
 from __future__ import annotations
@@ -16,6 +19,10 @@ import os
 import stat
 
 from vigilctl.client import ClientError
+
+TYPE_CHECKING = False  # typing costs the client ~10 ms to import
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # Write permission for the group or others.
 SHARED = stat.S_IWGRP | stat.S_IWOTH
@@ -61,11 +68,11 @@ def private(info: os.stat_result) -> str | None:
     return None
 
 
-def walk(path: str, last: str = "owned", make: bool = False) -> int:
-    """An O_PATH fd of `path` after checking every directory from / down (the
-    last component by `last`: owned, private or on_the_way); with `make`,
-    missing directories are made 0700. Raises Untrusted, naming the path."""
-    rule = {"owned": owned, "private": private, "on_the_way": on_the_way}[last]
+def walk(path: str, rule: Callable[[os.stat_result], str | None] = owned,
+         make: bool = False) -> int:
+    """An O_PATH fd of `path` after checking every directory from / down (by
+    on_the_way; the last component by `rule`); with `make`, missing
+    directories are made 0700. Raises Untrusted, naming the path."""
     parts = [p for p in os.path.realpath(path).split("/") if p]
     fd = os.open("/", os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     done = ""
@@ -111,9 +118,9 @@ def _step(parent: int, name: str, shown: str, make: bool, directory: bool) -> in
         os.close(parent)
 
 
-def check(path: str | os.PathLike[str], last: str = "owned") -> None:
-    """Raises Untrusted unless `path` and the way to it are safe to use."""
-    os.close(walk(os.fspath(path), last))
+def check(path: str | os.PathLike[str]) -> None:
+    """Raises Untrusted unless `path` and the way to it are the caller's to use."""
+    os.close(walk(os.fspath(path)))
 
 
 def check_units(units: str) -> None:
@@ -145,7 +152,7 @@ def private_dir(directory: str) -> int:
     change: what is written there (daemon.log, up's unit files) is opened
     under this fd with O_NOFOLLOW."""
     try:
-        return walk(directory, "private", make=True)
+        return walk(directory, private, make=True)
     except Untrusted as err:
         raise refuse(directory, err) from None
 
