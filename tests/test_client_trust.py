@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from tests.daemon import ROOT, can_unshare, wait_for
-from tests.test_user import copy_vigil
+from tests.test_user import _alive, copy_vigil
+from tests.test_user import _pids_of as user_pids
 
 PY = sys.executable
 SLEEPER = '[service]\nexec = "sleep 1000"\n'
@@ -201,16 +202,7 @@ class Uid:
 
 def _pids_of(uid: int) -> list[int]:
     """The live (not zombie) processes of uid."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        try:
-            if entry.isdigit() and os.stat(f"/proc/{entry}").st_uid == uid:
-                with open(f"/proc/{entry}/stat") as f:
-                    if f.read().rsplit(")", 1)[1].split()[0] != "Z":
-                        pids.append(int(entry))
-        except (OSError, IndexError):
-            continue
-    return pids
+    return [pid for pid in user_pids(uid) if _alive(pid)]
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 VERSION = 1
+SYSTEM_DIR = "/run/vigil"  # the system daemon's, root's
 MAX_REQUEST = 64 * 1024
 # Commands that change nothing; they can be opened to a group.
 READ_ONLY = frozenset({"ping", "status", "logs", "events", "cat", "why", "deps", "list",
@@ -72,7 +73,7 @@ def socket_candidates(system: bool) -> list[str]:
     if env:
         return [env]
     if system:
-        return ["/run/vigil/control.sock"]
+        return [os.path.join(SYSTEM_DIR, "control.sock")]
     return [os.path.join(d, "control.sock") for d in user_dirs()]
 
 
@@ -105,7 +106,7 @@ def usable(directories: list[str], warn: Callable[[str], None] = _say) -> list[s
     over (the system's belongs to root, the others to us)."""
     chosen = []
     for directory in directories:
-        why = foreign(directory, 0 if directory == "/run/vigil" else os.getuid())
+        why = foreign(directory, 0 if directory == SYSTEM_DIR else os.getuid())
         if why:
             warn(f"not using {directory}: {why}; trying the next place")
         else:
@@ -128,7 +129,7 @@ def default_socket(system: bool, warn: Callable[[str], None] = _say) -> str:
     if os.environ.get("VIGIL_SOCKET"):
         return candidates[0]
     if not system and os.getuid() == 0:
-        candidates.append("/run/vigil/control.sock")
+        candidates.append(os.path.join(SYSTEM_DIR, "control.sock"))
     places = usable([os.path.dirname(path) for path in candidates], warn)
     chosen = [path for path in candidates if os.path.dirname(path) in places] or candidates
     for path in chosen:

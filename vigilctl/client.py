@@ -156,7 +156,8 @@ def _unix(path: str, timeout: float) -> socket.socket:
     return sock
 
 
-def _owners() -> tuple[int, int]:
+def owners() -> tuple[int, int]:
+    """Whose daemons and files vigilctl trusts: the caller's and root's."""
     return (os.geteuid(), 0)
 
 
@@ -168,13 +169,13 @@ def _check_place(dfd: int, name: str, path: str) -> None:
     place = os.fstat(dfd)
     info = os.stat(name, dir_fd=dfd, follow_symlinks=False)
     why = None
-    if place.st_uid not in _owners():
+    if place.st_uid not in owners():
         why = f"its directory belongs to uid {place.st_uid}, not to you or root"
     elif place.st_mode & 0o022:
         why = f"others may write in its directory (mode {place.st_mode & 0o777:o})"
     elif not stat.S_ISSOCK(info.st_mode):
         why = "it is not a socket"
-    elif info.st_uid not in _owners():
+    elif info.st_uid not in owners():
         why = f"it belongs to uid {info.st_uid}, not to you or root"
     if why:
         raise ClientError(f"not using {path}: {why}")
@@ -185,7 +186,7 @@ def _check_server(sock: socket.socket, path: str) -> None:
     import struct
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     pid, uid, _ = struct.unpack("3i", creds)
-    if uid not in _owners():
+    if uid not in owners():
         sock.close()
         raise ClientError(f"not using {path}: the daemon there (pid {pid}) runs as uid {uid}, "
                           "not as you or root")

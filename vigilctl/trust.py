@@ -18,7 +18,7 @@ import errno
 import os
 import stat
 
-from vigilctl.client import ClientError
+from vigilctl.client import ClientError, owners
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import
 if TYPE_CHECKING:
@@ -32,12 +32,8 @@ class Untrusted(ClientError):
     """A path vigilctl will not act on; the message says which and why."""
 
 
-def _owners() -> tuple[int, int]:
-    return (os.geteuid(), 0)
-
-
 def _whose(info: os.stat_result) -> str | None:
-    if info.st_uid not in _owners():
+    if info.st_uid not in owners():
         return f"it belongs to uid {info.st_uid}, not to you (uid {os.geteuid()}) or root"
     return None
 
