@@ -130,7 +130,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         return now - float(m.group(1)) * UNITS[m.group(2)]
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", text)
     if m:
         t = time.localtime(now)
         return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, int(m.group(1)), int(m.group(2)),
