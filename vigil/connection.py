@@ -40,6 +40,15 @@ if TYPE_CHECKING:
         def on_error(self, where: str, err: BaseException) -> None: ...
 
 
+def peer_credentials(sock: socket.socket) -> tuple[int, int, int]:
+    """pid, uid and gid of a Unix socket's peer; -1s over TCP (the token decides)."""
+    if sock.family != socket.AF_UNIX:
+        return -1, -1, -1
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    pid, uid, gid = struct.unpack("3i", creds)
+    return pid, uid, gid
+
+
 class Connection:
     """One client. Everything it can make the daemon hold is bounded by the
     server's limits: its request buffer (MAX_REQUEST), its unread replies
@@ -54,11 +63,8 @@ class Connection:
         self.streams = 0  # follows on this connection: no idle timeout while there is one
         self.waiting = 0  # requests waiting for their answer (start...): no idle timeout
         self.on_close: list[Callable[[], None]] = []
-        self.pid = self.uid = self.gid = -1  # unknown over TCP: the token decides
+        self.pid, self.uid, self.gid = peer_credentials(sock)
         self.authenticated = False
-        if sock.family == socket.AF_UNIX:
-            creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-            self.pid, self.uid, self.gid = struct.unpack("3i", creds)
         self.idle: Timer | None = None
         self.active = server.loop.clock()  # the last sign of life, for the idle timeout
         self._touch()

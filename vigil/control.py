@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable
 
 from vigil.connection import Connection as Connection  # commands.py imports it here
+from vigil.connection import peer_credentials
 from vigil.events import Events, Notice
 from vigil.limits import Limits
 from vigil.loop import Loop
@@ -137,16 +138,16 @@ class ControlServer:
             self._take(sock)
 
     def _take(self, sock: socket.socket) -> None:
+        """Checks the peer before a Connection (and its idle timer) exists."""
         sock.setblocking(False)
-        conn = Connection(self, sock)
-        why = self._refusal(conn.uid)
+        uid = peer_credentials(sock)[1]
+        why = self._refusal(uid)
         if why:
             if self.notices is not None:
-                self.notices.add(f"refused a control connection from uid {conn.uid}: {why}")
-            if conn.idle:
-                conn.idle.cancel()
+                self.notices.add(f"refused a control connection from uid {uid}: {why}")
             refuse(sock, "too-many-connections", why)
             return
+        conn = Connection(self, sock)
         self.connections.add(conn)
         self.loop.add_reader(conn.fd, conn.readable)
 
