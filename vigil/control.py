@@ -125,7 +125,7 @@ class ControlServer:
                 if err.errno not in (errno.EMFILE, errno.ENFILE) or self.reserve < 0:
                     pause(self.loop, self.sock, self._accept, self.notices, err)
                     return
-                # Out of fds: spend the reserve to tell the client why, not to leave it hanging.
+                # Out of fds (services took them): spend the reserve, so status still answers.
                 os.close(self.reserve)
                 self.reserve = -1
                 try:
@@ -133,8 +133,6 @@ class ControlServer:
                 except OSError as again:
                     pause(self.loop, self.sock, self._accept, self.notices, again)
                     return
-                refuse(sock, "too-many-connections", "the daemon is out of file descriptors")
-                continue
             self._take(sock)
 
     def _take(self, sock: socket.socket) -> None:

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import Any
 
 from vigil.connection import Connection
-from vigil.control import pause
+from vigil.control import pause, refuse
 from vigil.events import Events, Notice
 from vigil.limits import Limits
 from vigil.loop import Loop
@@ -190,7 +190,10 @@ class RemoteServer:
             if why:
                 if self.refusals is not None:
                     self.refusals.add(f"refused a remote connection: {why}")
-                sock.close()  # over TLS a reason could not be read anyway
+                if self.context is None:
+                    refuse(sock, "too-many-connections", why)
+                else:
+                    sock.close()  # before TLS, a reason could not be read
                 continue
             sock.setblocking(False)
             self._admit(sock, peer)
