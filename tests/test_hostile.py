@@ -149,6 +149,30 @@ def test_waits_on_one_connection_are_bounded(daemon):
     s.close()
 
 
+LOUD = ('[unit]\nenabled = false\n[service]\nexec = ["sh", "-c", '
+        '"yes 0123456789012345678901234567890123456789 | head -n 30000; exec sleep 1000"]\n')
+
+
+@pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+def test_a_follower_that_does_not_read_is_hung_up_on(daemon):
+    """`logs -f` and never read: the replies queued for it are bounded
+    (`output`), while one long reply to a client that reads is never cut."""
+    d = daemon({"loud.toml": LOUD}, ["--limit", "output=65536"])
+    s = socket.socket(socket.AF_UNIX)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.settimeout(30)
+    s.connect(d.socket)
+    _request(s, "logs", 1, units=["loud"], follow=True, lines=0)
+    d.call("start", units=["loud"])
+    wait_for(lambda: len(d.call("logs", units=["loud"], lines=3000)) == 2000,
+             what="the tail full of the unit's output")
+    received = 0
+    while chunk := s.recv(65536):  # what was queued, then the hang-up
+        received += len(chunk)
+    assert received < 1 << 20, "30,000 lines (4 MB) were not all queued for a client that reads none"
+    assert len(d.call("logs", units=["loud"], lines=2000)) == 2000, "a 250 KB reply arrives whole"
+
+
 def test_a_bad_limit_is_refused_by_name(unit_dir, tmp_path):
     out = subprocess.run([sys.executable, "-m", "vigil.cli", "--units", str(unit_dir({})),
                           "--socket", str(tmp_path / "run" / "c.sock"), "--limit", "clients=0"],

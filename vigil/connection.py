@@ -227,12 +227,16 @@ class Connection:
         self.close()
 
     def send(self, obj: dict[str, Any]) -> None:
+        """Queues a reply. Past `output` bytes queued behind earlier ones the
+        client is not reading: it is hung up on, or its replies would pile up
+        without end. One reply alone (a long `logs`) is never cut."""
         if self.closed:
             return
+        behind = bool(self.outbuf)
         self.outbuf += encode(obj)
         self._flush()
-        if len(self.outbuf) > self.server.limits.output:
-            self.close()  # it does not read: its replies would pile up without end
+        if behind and len(self.outbuf) > self.server.limits.output:
+            self.close()
 
     def _flush(self) -> None:
         try:
