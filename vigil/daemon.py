@@ -21,11 +21,11 @@ from vigil.commands import Commands
 from vigil.control import ControlServer
 from vigil.events import Events
 from vigil.graph import Graph
+from vigil.limits import Limits
 from vigil.loader import SYSTEM_PATH, Loader
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
-from vigil.limits import Limits
 from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
 from vigil.rundir import private_dir
