@@ -224,3 +224,27 @@ def test_the_socket_directory_cannot_be_swapped_after_its_check(unit_dir, tmp_pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# Fills every fd, then reports an error the way the loop does.
+NO_FDS = r"""
+import os, sys
+from vigil.events import Events
+events = Events(None)
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError as err:
+    events.error("accepting a control connection", err)
+print(events.recent[-1]["message"])
+"""
+
+
+def test_the_error_path_needs_no_fd():
+    """Issue 14.2: with every fd taken, logging the error must not need
+    one (an import, or reading source lines for a traceback, does)."""
+    out = subprocess.run([sys.executable, "-c", NO_FDS], capture_output=True, text=True,
+                         cwd=ROOT, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("error in accepting a control connection: OSError: [Errno 24]")
