@@ -293,3 +293,11 @@ def test_connections_before_auth_are_capped(unit_dir, tmp_path, cert_pair):
         assert "error in" not in e.d.output()
     finally:
         e.d.stop()
+
+
+def test_an_ipv6_host_counts_as_one_address():
+    """A host holds a whole /64: taking a fresh address per guess must not
+    start its count afresh."""
+    from vigil.remote import source
+    assert source("2001:db8::1") == source("2001:db8::ffff:1234") != source("2001:db8:0:1::1")
+    assert source("::ffff:192.0.2.7") == source("192.0.2.7") != source("192.0.2.8")

@@ -60,6 +60,21 @@ def read_token(path: str) -> bytes:
     return token
 
 
+def source(address: str) -> str:
+    """What guesses and connections are counted against: the address, or
+    for IPv6 its /64 (one host commonly holds a whole /64; counted per
+    address, it could take a fresh one for every guess)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return address
+
+
 def wrong_delay(count: int, cap: float) -> float:
     """How long the count-th wrong token in a row waits: doubling, capped,
     and never an OverflowError however long the run (2 ** 1024 is no float)."""
@@ -135,7 +150,7 @@ class RemoteServer:
         # deadline is met (the wait from here is ours, bounded by the delay cap).
         self.loop.remove_reader(conn.fd)
         self.unproven[conn].deadline.cancel()
-        self._judge(conn, conn.sock.getpeername()[0], req)
+        self._judge(conn, self.unproven[conn].peer, req)
 
     def _judge(self, conn: Connection, peer: str, req: dict[str, Any]) -> None:
         """One guess from peer, no sooner than the last wrong one's delay
@@ -185,7 +200,7 @@ class RemoteServer:
             except OSError as err:
                 pause(self.loop, self.sock, self._accept, self.refusals, err)
                 return
-            peer = address[0]
+            peer = source(address[0])
             why = self._refusal(peer)
             if why:
                 if self.refusals is not None:
