@@ -115,14 +115,7 @@ class RemoteServer:
         self.want_errors: tuple[type[BaseException], ...] = ()
         self.context: Any = None
         if cert is not None:
-            import ssl
-            self.context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            self.context.minimum_version = ssl.TLSVersion.TLSv1_2
-            try:
-                self.context.load_cert_chain(cert, key)
-            except (OSError, ssl.SSLError) as err:
-                raise RemoteError(f"--tls-cert {cert}: {err}") from None
-            self.want_errors = (ssl.SSLWantReadError, ssl.SSLWantWriteError)
+            self.context, self.want_errors = _tls(cert, key)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -276,6 +269,19 @@ class RemoteServer:
             conn.close()
         self.loop.remove_reader(self.sock.fileno())
         self.sock.close()
+
+
+def _tls(cert: str, key: str | None) -> tuple[Any, tuple[type[BaseException], ...]]:
+    """The server's TLS context (1.2 at least), and the errors that mean
+    "try again when the socket is ready"."""
+    import ssl
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(cert, key)
+    except (OSError, ssl.SSLError) as err:
+        raise RemoteError(f"--tls-cert {cert}: {err}") from None
+    return context, (ssl.SSLWantReadError, ssl.SSLWantWriteError)
 
 
 class _Admission:
