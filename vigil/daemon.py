@@ -18,15 +18,17 @@ from collections.abc import Sequence
 from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
-from vigil.control import ControlServer, private_dir
+from vigil.control import ControlServer
 from vigil.events import Events
 from vigil.graph import Graph
+from vigil.limits import Limits
 from vigil.loader import SYSTEM_PATH, Loader
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
 from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
+from vigil.rundir import private_dir
 from vigil.scopes import Scopes
 from vigil.states import Instance, State
 from vigil.supervisor import Settings, Supervisor
@@ -72,6 +74,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "or in a cgroup delegated to this user)")
     p.add_argument("--slow-report", type=float, default=5.0, metavar="SECONDS",
                    help="report a unit still starting every SECONDS (0: never)")
+    p.add_argument("--limit", action="append", default=[], metavar="NAME=VALUE",
+                   help="a bound on what clients may hold (clients, clients-per-uid, output, "
+                        "streams, waits, remote-clients, preauth, ...; docs/protocol.md)")
     p.add_argument("--read-group", metavar="GROUP",
                    help="members may use read-only commands (status, logs, events, cat, ...)")
     p.add_argument("--listen", metavar="HOST:PORT",
@@ -143,7 +148,8 @@ class Daemon:
         self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
-                                     read_gid=_group_id(opts.read_group))
+                                     read_gid=_group_id(opts.read_group),
+                                     limits=Limits.parse(opts.limit), events=self.events)
         self.remote = self._remote()
         self.shutting_down = False
 
@@ -189,7 +195,8 @@ class Daemon:
             raise RemoteError("--listen needs --token-file")
         server = RemoteServer(self.loop, self.opts.listen, read_token(self.opts.token_file),
                               self.commands.handle, self.events.error, self.opts.idle_timeout,
-                              self.opts.tls_cert, self.opts.tls_key)
+                              self.opts.tls_cert, self.opts.tls_key,
+                              Limits.parse(self.opts.limit), self.events)
         self.events.emit("daemon.remote", f"remote control on {server.address[0]}:"
                          f"{server.address[1]}" + (" with TLS" if self.opts.tls_cert else ""))
         return server

@@ -47,7 +47,10 @@ class Events:
         if self.file:
             self.file.write((json.dumps(record) + "\n").encode())
         for follower in list(self.followers):
-            follower(record)
+            try:
+                follower(record)
+            except Exception:  # emit runs on error paths: it must not raise
+                self.followers.remove(follower)
         if (self.console and code not in self.quiet_codes
                 and SEVERITIES.index(severity) >= SEVERITIES.index(self.console_level)):
             tag = TAGS.get(code) or {"error": "ERROR ", "warning": " WARN "}.get(severity, " INFO ")
@@ -64,9 +67,50 @@ class Events:
             self.file = None
 
     def error(self, where: str, err: BaseException) -> None:
-        """An exception the loop survived: logged with enough to find it."""
-        import traceback
-        detail = "".join(traceback.format_exception_only(type(err), err)).strip()
-        frames = traceback.extract_tb(err.__traceback__)
-        at = f" at {os.path.basename(frames[-1].filename)}:{frames[-1].lineno}" if frames else ""
+        """An exception the loop survived: logged with enough to find it.
+
+        Nothing is imported or opened here (traceback would read source
+        files): this runs when fds have run out, and must not fail then."""
+        name = type(err).__name__
+        detail = f"{name}: {err}" if str(err) else name
+        frame = err.__traceback__
+        while frame is not None and frame.tb_next is not None:
+            frame = frame.tb_next
+        at = (f" at {os.path.basename(frame.tb_frame.f_code.co_filename)}:{frame.tb_lineno}"
+              if frame is not None else "")
         self.emit("daemon.error", f"error in {where}: {detail}{at}", "error")
+
+
+class Notice:
+    """An event any client can cause at will (a refused connection, a wrong
+    token): the first is emitted; the rest within `interval` seconds are only
+    counted and summed up in one event, so no client can push other events
+    out of the history or rotate the event log away."""
+
+    def __init__(self, events: Events, call_later: Callable[[float, Callable[[], None]], Any],
+                 code: str, severity: str, interval: float) -> None:
+        self.events, self.call_later = events, call_later
+        self.code, self.severity, self.interval = code, severity, interval
+        self.open = False  # a window is running: further notices are counted
+        self.count = 0
+        self.last = ""
+
+    def add(self, message: str) -> None:
+        if self.open:
+            self.count += 1
+            self.last = message
+            return
+        self.events.emit(self.code, message, self.severity)
+        self._window()
+
+    def _window(self) -> None:
+        self.open, self.count = True, 0
+        self.call_later(self.interval, self._close)
+
+    def _close(self) -> None:
+        if not self.count:
+            self.open = False
+            return
+        self.events.emit(self.code, f"{self.count} more in {self.interval:g} s, the last: "
+                         f"{self.last}", self.severity, repeated=self.count)
+        self._window()

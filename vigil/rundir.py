@@ -1,0 +1,43 @@
+"""The daemon's runtime directory: ours, not a symlink, and written by no
+one else, checked and changed through one fd so that nothing can be
+swapped between the check and the change."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+
+def open_private_dir(directory: str, mode: int | None = None, gid: int | None = None) -> int:
+    """Makes (or checks) a directory of ours and returns an fd on it.
+
+    Opened with O_NOFOLLOW|O_DIRECTORY, then checked and changed through
+    the fd (fstat, fchown, fchmod): what is checked is what is changed,
+    never what a symlink swapped in since points to. Group and others may
+    never write in it, so nothing inside can be replaced by them."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as err:
+        if err.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise OSError(f"{directory} is not a directory (a symlink is refused)") from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid():
+            raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
+        if gid is not None:
+            os.fchown(fd, -1, gid)
+        wanted = stat.S_IMODE(info.st_mode) & ~0o022 if mode is None else mode
+        if wanted != stat.S_IMODE(info.st_mode):
+            os.fchmod(fd, wanted)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def private_dir(directory: str) -> None:
+    """open_private_dir, for a caller that keeps no fd."""
+    os.close(open_private_dir(directory))
