@@ -78,6 +78,7 @@ class Supervisor:
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
+        self.hook_queue: dict[str, list[dict[str, str]]] = {}  # unit -> events still to run
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self.orphan_severity = "debug"  # `vigil run -w` makes reaped orphans a warning
