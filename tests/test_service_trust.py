@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import wait_for
+from tests.daemon import Daemon, can_unshare, wait_for
+from vigilctl.client import RequestFailed
 
 NOBODY = 65534
 
@@ -83,3 +84,76 @@ def test_a_stdout_file_is_created_as_the_units_user(daemon, shared):
     wait_for(lambda: out.exists() and out.read_text() == "hello\n")
     assert (out.stat().st_uid, out.stat().st_gid) == (NOBODY, NOBODY)
     assert d.status("app")["state"] == "running"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def evil_forking(shared: Path) -> str:
+    """A nobody forking unit whose pid-file names the root victim's process."""
+    return (f'[unit]\nenabled = false\n[service]\ntype = "forking"\nuser = "nobody"\n'
+            f'pid-file = "{shared}/nobody/evil.pid"\nrestart = "never"\n'
+            f'exec = ["sh", "-c", "cat {shared}/victim.pid > {shared}/nobody/evil.pid"]\n')
+
+
+def test_a_pid_file_naming_a_root_process_is_refused(daemon, shared):
+    d = daemon({"victim.toml": '[service]\nexec = "sleep 1000"\n',
+                "evil.toml": evil_forking(shared)})
+    victim = wait_for(lambda: (i := d.inst("victim"))["state"] == "running" and i["pid"])
+    (shared / "victim.pid").write_text(f"{victim}\n")
+    with pytest.raises(RequestFailed, match="refused"):
+        d.call("start", units=["evil"])
+    reason = d.inst("evil")["reason"]
+    assert reason.startswith(f"pid-file {shared}/nobody/evil.pid: process {victim} ")
+    assert reason.endswith("; refused")
+    d.call("stop", units=["evil"])
+    assert d.status("evil")["state"] in ("failed", "inactive")
+    assert d.inst("victim")["pid"] == victim and alive(d.host_pid(victim))
+    assert d.status("victim")["state"] == "running"
+
+
+@pytest.mark.skipif(not can_unshare(), reason="needs root for a mount namespace")
+def test_with_cgroups_a_pid_file_naming_a_root_process_is_refused(unit_dir, tmp_path, shared):
+    d = Daemon(unit_dir({"victim.toml": '[service]\nexec = "sleep 1000"\n',
+                         "evil.toml": evil_forking(shared)}), tmp_path, cgroup=True)
+    try:
+        victim = wait_for(lambda: (i := d.inst("victim"))["state"] == "running" and i["pid"])
+        (shared / "victim.pid").write_text(f"{victim}\n")
+        with pytest.raises(RequestFailed, match="is not in the unit's cgroup; refused"):
+            d.call("start", units=["evil"])
+        d.call("stop", units=["evil"])
+        assert d.inst("victim")["pid"] == victim and alive(d.host_pid(victim))
+    finally:
+        d.stop()
+
+
+def test_a_nobody_forking_daemon_of_its_own_is_adopted(daemon, shared):
+    pid_file = shared / "nobody" / "own.pid"
+    d = daemon({"own.toml": f'[service]\ntype = "forking"\nuser = "nobody"\n'
+                            f'pid-file = "{pid_file}"\n'
+                            'exec = ["sh", "-c", "setsid sleep 1000 </dev/null >/dev/null 2>&1 & '
+                            f'echo $! > {pid_file}"]\n'})
+    inst = wait_for(lambda: (i := d.inst("own"))["state"] == "running" and i)
+    assert inst["pid"] == int(pid_file.read_text())
+    host = d.host_pid(inst["pid"])
+    d.call("stop", units=["own"])
+    wait_for(lambda: not alive(host), what="the daemon to be stopped")
+
+
+@pytest.mark.parametrize("make", ["ln -s /proc/sys/kernel/pid_max {f}", "mkfifo {f}",
+                                  "printf '12x' > {f}"])
+def test_a_pid_file_that_is_no_plain_file_of_digits_is_refused(daemon, shared, make):
+    """A symlink is not followed, a FIFO does not block the daemon, junk is no pid."""
+    pid_file = shared / "nobody" / "odd.pid"
+    d = daemon({"odd.toml": f'[service]\ntype = "forking"\nuser = "nobody"\nrestart = "never"\n'
+                            f'pid-file = "{pid_file}"\nexec = ["sh", "-c", "{make.format(f=pid_file)}"]\n'})
+    reason = wait_for(lambda: d.inst("odd")["reason"], what="the pid-file to be refused")
+    assert reason.startswith(f"pid-file {pid_file}: ")
+    assert reason.endswith(("(Too many levels of symbolic links)", "(not a regular file)",
+                            "not a pid"))
+    assert d.call("ping") == "pong"

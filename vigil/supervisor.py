@@ -16,10 +16,10 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from vigil import syscalls
+from vigil import pidfile, syscalls
 from vigil.cgroups import Cgroups
 from vigil.events import Events
-from vigil.launch import LaunchError, make_spec
+from vigil.launch import LaunchError, make_spec, unit_creds
 from vigil.loop import Loop, Timer
 from vigil.output import Console, Tail
 from vigil.probes import Prober
@@ -494,21 +494,33 @@ class Supervisor:
             self.settings.cgroups.kill(inst.name)
 
     def _adopt(self, inst: Instance, launcher: Proc) -> None:
-        """A forking unit's launcher exited 0: track the daemon its pid-file names."""
+        """A forking unit's launcher exited 0: track the daemon its pid-file
+        names, if that process is the unit's own (vigil/pidfile.py)."""
         path = inst.service.pid_file
         assert path is not None
+        cgroups = self.settings.cgroups
         try:
-            with open(path) as f:
-                pid = int(f.read(32).split()[0])
+            creds = unit_creds(inst.service)
+            pid = pidfile.read(path, creds)
             pidfd = os.pidfd_open(pid)
-        except (OSError, ValueError, IndexError) as err:
-            detail = (f"pid-file {path}: no live process ({err.strerror})"
-                      if isinstance(err, OSError) else f"pid-file {path}: not a pid")
+        except (pidfile.Refused, LaunchError, OSError) as err:
+            detail = f"no live process ({err.strerror})" if isinstance(err, OSError) else str(err)
             inst.pid = None
-            self.send(inst, Event.EXEC_FAILED, detail=detail)
+            self.send(inst, Event.EXEC_FAILED, detail=f"pid-file {path}: {detail}")
+            return
+        why = pidfile.why_not_ours(pid, pidfd, creds,
+                                   cgroups.pids(inst.name) if cgroups else None, self._tracked_by)
+        if why is not None:
+            os.close(pidfd)
+            inst.pid = None
+            self.events.emit("unit.pid-file-refused", f"{inst.name}: pid-file {path} names "
+                             f"process {pid}, which {why}; not adopting it", "warning",
+                             unit=inst.unit, pid=pid)
+            self.send(inst, Event.EXEC_FAILED,
+                      detail=f"pid-file {path}: process {pid} {why}; refused")
             return
         if inst.state is not State.STARTING:  # stopped meanwhile: do not keep it
-            os.kill(pid, signal.SIGKILL)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
             self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
             return
@@ -517,6 +529,13 @@ class Supervisor:
         self.events.emit("unit.forked", f"{inst.name}: daemon {pid} from {path}", "debug",
                          unit=inst.unit, pid=pid)
         self.send(inst, Event.FORKED)
+
+    def _tracked_by(self, pid: int) -> str | None:
+        """The instance (or "a check") a process we started belongs to."""
+        proc = self.procs.get(pid)
+        if proc is None:
+            return None
+        return proc.instance.name if proc.instance is not None else "a check"
 
 
 _NULL = Output(OutputKind.NULL)
