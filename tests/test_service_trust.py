@@ -157,3 +157,43 @@ def test_a_pid_file_that_is_no_plain_file_of_digits_is_refused(daemon, shared, m
     assert reason.endswith(("(Too many levels of symbolic links)", "(not a regular file)",
                             "not a pid"))
     assert d.call("ping") == "pong"
+
+
+SEND = ("import os, socket, sys; s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); "
+        "s.sendto(sys.argv[1].encode(), sys.argv[2] if len(sys.argv) > 2 "
+        "else os.environ['NOTIFY_SOCKET'])")
+
+
+def notify_unit(user: str, then: str = "exec sleep 1000", enabled: bool = True) -> str:
+    """A notify unit whose shell says READY=1 (or not), then runs on."""
+    return (f'[unit]\nenabled = {str(enabled).lower()}\n[service]\ntype = "notify"\n{user}'
+            f'exec = ["sh", "-c", "{then}"]\n'
+            '[service.ready]\nnotify = true\ntimeout = 60\n')
+
+
+def test_a_notify_service_as_nobody_reaches_its_socket(daemon, shared):
+    ready = f"/usr/bin/python3 -c \\\"{SEND}\\\" READY=1 && exec sleep 1000"
+    d = daemon({"n.toml": notify_unit('user = "nobody"\n', ready)},
+               ["--runtime-dir", str(shared / "run")])
+    inst = wait_for(lambda: (i := d.inst("n"))["state"] == "running" and i)
+    assert inst["restarts"] == 0
+    sock = shared / "run-notify" / "n.sock"
+    assert (sock.stat().st_uid, oct(sock.stat().st_mode & 0o777)) == (NOBODY, "0o600")
+
+
+def test_only_the_units_user_reaches_its_socket_and_only_its_processes_count(daemon, shared):
+    trigger = shared / "trigger"
+    real = (f"until [ -e {trigger} ]; do sleep 0.05; done; "
+            f"/usr/bin/python3 -c \\\"{SEND}\\\" STATUS=real && exec sleep 1000")
+    d = daemon({"mine.toml": notify_unit('user = "nobody"\n', real), "roots.toml": notify_unit("")},
+               ["--runtime-dir", str(shared / "run")])
+    wait_for(lambda: d.status("mine")["state"] == "starting" and d.inst("mine")["pid"])
+    wait_for(lambda: d.status("roots")["state"] == "starting" and d.inst("roots")["pid"])
+    with pytest.raises(subprocess.CalledProcessError):  # EACCES: root's unit, root's socket
+        as_nobody(f"/usr/bin/python3 -c \"{SEND}\" READY=1 {shared}/run-notify/roots.sock")
+    # nobody may send to nobody's socket, but it is no process of the unit: ignored
+    as_nobody(f"/usr/bin/python3 -c \"{SEND}\" 'STATUS=forged\nREADY=1' "
+              f"{shared}/run-notify/mine.sock")
+    trigger.touch()  # the unit's own message comes after the forged one, on the same socket
+    wait_for(lambda: d.inst("mine")["status"] == "real", what="the unit's own STATUS")
+    assert d.status("mine")["state"] == "starting" and d.status("roots")["state"] == "starting"
