@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import Daemon, can_unshare, wait_for
+from vigil import pidfile
+from vigil.asuser import Creds, read_regular
 from vigilctl.client import RequestFailed
 
 NOBODY = 65534
@@ -197,3 +199,35 @@ def test_only_the_units_user_reaches_its_socket_and_only_its_processes_count(dae
     trigger.touch()  # the unit's own message comes after the forged one, on the same socket
     wait_for(lambda: d.inst("mine")["status"] == "real", what="the unit's own STATUS")
     assert d.status("mine")["state"] == "starting" and d.status("roots")["state"] == "starting"
+
+
+def test_as_user_checks_paths_as_the_user_and_gives_root_back(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    secret = tmp_path / "secret"
+    secret.write_text("x")
+    os.chmod(secret, 0o600)
+    nobody = Creds(NOBODY, NOBODY, ())
+    groups = os.getgroups()
+    with pytest.raises(PermissionError):
+        read_regular(nobody, str(secret), 10)
+    assert read_regular(None, str(secret), 10) == b"x"
+    status = Path("/proc/self/status").read_text().splitlines()
+    assert [line.split()[1:] for line in status if line.startswith(("Uid:", "Gid:"))] == \
+        [["0", "0", "0", "0"], ["0", "0", "0", "0"]]
+    assert os.getgroups() == groups
+
+
+@pytest.mark.parametrize("text", [" 12\n", "+12", "12 13", "\u0661\u0662", "1" * 11, "0",
+                                  "1", "", "12\r\n"])
+def test_a_pid_file_holds_ascii_digits_and_nothing_else(tmp_path, text):
+    path = tmp_path / "x.pid"
+    path.write_text(text)
+    with pytest.raises(pidfile.Refused):
+        pidfile.read(str(path), Creds(os.geteuid(), os.getegid(), None))
+
+
+def test_a_plain_pid_file_is_read(tmp_path):
+    path = tmp_path / "x.pid"
+    path.write_text("4242\n")
+    assert pidfile.read(str(path), Creds(os.geteuid(), os.getegid(), None)) == 4242

@@ -41,7 +41,8 @@ class Creds:
                    None if spec.groups is None else tuple(spec.groups))
 
     def is_daemons(self) -> bool:
-        return self.uid == os.geteuid() and self.gid == os.getegid() and self.groups is None
+        return self.uid == os.geteuid() and self.gid == os.getegid() and (
+            self.groups is None or set(self.groups) == set(os.getgroups()))
 
 
 @contextmanager
