@@ -231,3 +231,17 @@ def test_a_plain_pid_file_is_read(tmp_path):
     path = tmp_path / "x.pid"
     path.write_text("4242\n")
     assert pidfile.read(str(path), Creds(os.geteuid(), os.getegid(), None)) == 4242
+
+
+def test_a_notify_socket_is_bound_again_after_a_reexec(daemon, shared):
+    trigger = shared / "trigger"
+    later = (f"until [ -e {trigger} ]; do sleep 0.05; done; "
+             f"/usr/bin/python3 -c \\\"{SEND}\\\" READY=1 && exec sleep 1000")
+    d = daemon({"n.toml": notify_unit('user = "nobody"\n', later)},
+               ["--runtime-dir", str(shared / "run")])
+    pid = wait_for(lambda: d.status("n")["state"] == "starting" and d.inst("n")["pid"])
+    d.call("daemon-reexec")
+    wait_for(lambda: d.call("ping") == "pong", what="the new daemon to answer")
+    trigger.touch()
+    wait_for(lambda: d.status("n")["state"] == "running", what="READY=1 after the re-exec")
+    assert d.inst("n")["pid"] == pid
