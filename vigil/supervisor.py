@@ -17,9 +17,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from vigil import pidfile, syscalls
+from vigil.asuser import Creds
 from vigil.cgroups import Cgroups
 from vigil.events import Events
-from vigil.asuser import Creds
 from vigil.launch import LaunchError, make_spec, unit_creds
 from vigil.loop import Loop, Timer
 from vigil.notify import NotifySockets
