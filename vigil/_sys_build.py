@@ -37,6 +37,7 @@ struct vigil_spawn {
     int fg_tty;                  /* terminal whose foreground group it becomes; -1 none */
 };
 int vigil_spawn(const struct vigil_spawn *s);
+int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups);
 
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
@@ -202,6 +203,21 @@ int vigil_spawn(const struct vigil_spawn *s) {
     int saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     return pid < 0 ? -saved : pid;
+}
+
+/* Sets this thread's filesystem identity: the uid and gid (and groups, unless
+   ngroups < 0) that the kernel checks paths against, nothing else. Raw system
+   calls: glibc's setgroups would change every thread. With a fsuid other
+   than 0 the kernel also drops the capabilities that bypass file
+   permissions, and gives them back with fsuid 0. Returns 0 or -errno. */
+int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups) {
+    if (ngroups >= 0 && syscall(SYS_setgroups, ngroups, groups) < 0) return -errno;
+    syscall(SYS_setfsgid, gid);
+    syscall(SYS_setfsuid, uid);
+    /* setfsuid reports no error; -1 (invalid) asks for the current value */
+    if ((int)syscall(SYS_setfsgid, -1) != gid || (int)syscall(SYS_setfsuid, -1) != uid)
+        return -EPERM;
+    return 0;
 }
 
 int vigil_finit_module(int fd, const char *params, int flags) {

@@ -26,7 +26,6 @@ from vigil.loader import SYSTEM_PATH, Loader
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
-from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
 from vigil.rundir import private_dir
 from vigil.scopes import Scopes
@@ -127,9 +126,9 @@ class Daemon:
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.loader = Loader(opts.units or SYSTEM_PATH)
-        notify_path = os.path.join(self.runtime_dir, "notify.sock")
         self.settings = Settings(log_dir=self.log_dir, runtime_dir=self.runtime_dir,
-                                 notify_socket=notify_path, cgroups=self._cgroups(),
+                                 notify_dir=self.runtime_dir.rstrip("/") + "-notify",
+                                 cgroups=self._cgroups(),
                                  slow_report=opts.slow_report,
                                  unit_env=sysinit.unit_environment(opts.config_root)
                                  if self.system else {})
@@ -140,8 +139,7 @@ class Daemon:
         self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown,
                              bound=bool(opts.scope))  # the same argv after a re-exec
         self.manager.admit = self.scopes.check
-        self.notify = NotifySocket(notify_path, self.sup.notify)
-        self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
+        self.notify = self.sup.notify  # the units' NOTIFY_SOCKETs, beside the runtime dir
         self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
                                  self.end_system, self.request_reexec, self.scopes)
         self.reexec = False

@@ -24,6 +24,10 @@ from vigil.unit import Unit, changed_keys
 PRIORITY = [State.STOPPING, State.STARTING, State.BACKOFF, State.FATAL, State.FAILED,
             State.RUNNING, State.EXITED, State.INACTIVE]
 
+# Events waiting for a busy hook, per hook: a bound on PID 1's memory, far
+# above what a burst of failures queues (each event is one run of the hook).
+HOOK_QUEUE_MAX = 1000
+
 
 @dataclass
 class Change:
@@ -185,7 +189,7 @@ class Manager:
         try:
             changed = True
             while changed:
-                changed = self._drain_starts() | self._drain_stops()
+                changed = self._drain_starts() | self._drain_stops() | self._advance_hooks()
             self._forget_removed()
             for watcher in list(self.watchers):
                 if watcher():
@@ -280,7 +284,9 @@ class Manager:
         self.drain()
 
     def _run_hooks(self, hooks: tuple[str, ...], inst: Instance) -> None:
-        """Starts (or runs again) each hook unit with the event in its environment."""
+        """Queues the event for each hook unit; `_advance_hooks` gives each
+        event a run of its own, so events that come together, or while the
+        hook runs, are neither merged nor cut short."""
         last = inst.last_exit
         env = {"VIGIL_HOOK_UNIT": inst.unit, "VIGIL_HOOK_INSTANCE": inst.name,
                "VIGIL_HOOK_RESULT": "success" if inst.state is State.EXITED else inst.state.value,
@@ -291,8 +297,36 @@ class Manager:
         for hook in hooks:
             if hook not in self.units or hook == inst.unit:
                 continue
-            self.sup.hook_env[hook] = env
-            self.restart([hook])
+            queue = self.sup.hook_queue.setdefault(hook, [])
+            if len(queue) >= HOOK_QUEUE_MAX:
+                self.events.emit("hook.dropped", f"{hook}: {len(queue)} events already wait "
+                                 f"for it; dropping the one from {inst.name}", "error",
+                                 unit=hook)
+                continue
+            queue.append(env)
+
+    def _advance_hooks(self) -> bool:
+        """Runs the next queued event of every hook whose previous run is over."""
+        changed = False
+        for hook in list(self.sup.hook_queue):
+            queue = self.sup.hook_queue[hook]
+            if hook in self.units and queue and self._hook_busy(hook):
+                continue
+            if hook in self.units and queue:
+                self.sup.hook_env[hook] = queue.pop(0)
+                self.restart([hook])
+                changed = True
+            if not queue or hook not in self.units:
+                del self.sup.hook_queue[hook]
+        return changed
+
+    def _hook_busy(self, hook: str) -> bool:
+        """A run of the hook is on its way or under way (a long-running hook
+        that is up has had its run; the next event restarts it)."""
+        if hook in self.waiting or any(inst.unit == hook for inst, _ in self.sup.queue):
+            return True
+        return any(inst.state in (State.STARTING, State.STOPPING, State.BACKOFF)
+                   for inst in self.sup.of_unit(hook))
 
     # -- reload -------------------------------------------------------------
     def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:

@@ -44,7 +44,8 @@ def save(daemon: Daemon) -> str:
     state = {"format": FORMAT, "instances": instances, "goal": sorted(m.goal),
              "waiting": sorted(m.waiting), "targets_up": sorted(m.targets_up),
              "skipped": m.skipped, "failed_why": m.failed_why, "times": m.times,
-             "status_text": sup.status_text, "hook_env": sup.hook_env, "swaps": daemon.swaps,
+             "status_text": sup.status_text, "hook_env": sup.hook_env,
+             "hook_queue": sup.hook_queue, "swaps": daemon.swaps,
              "scopes": daemon.scopes.snapshot(),
              "transient": {name: m.units[name].raw for name in m.transient if name in m.units},
              "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
@@ -79,6 +80,7 @@ def restore(daemon: Daemon, path: str) -> int:
     m.skipped, m.failed_why = state["skipped"], state["failed_why"]
     m.times = state["times"]
     sup.status_text, sup.hook_env = state["status_text"], state["hook_env"]
+    sup.hook_queue = state.get("hook_queue", {})
     daemon.swaps = state["swaps"]
     for name, runs in state["runs"].items():
         sup.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),

@@ -16,17 +16,19 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from vigil import syscalls
+from vigil import pidfile, syscalls
+from vigil.asuser import Creds
 from vigil.cgroups import Cgroups
 from vigil.events import Events
-from vigil.launch import LaunchError, make_spec
+from vigil.launch import LaunchError, make_spec, unit_creds
 from vigil.loop import Loop, Timer
+from vigil.notify import NotifySockets
 from vigil.output import Console, Tail
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           backoff_delay, step)
 from vigil.streams import Streams
-from vigil.unit import Output, OutputKind, Probe, ProbeKind, ServiceType, Unit
+from vigil.unit import Output, OutputKind, Probe, ProbeKind, Service, ServiceType, Unit
 
 
 @dataclass
@@ -60,7 +62,7 @@ class Settings:
     log_dir: str
     runtime_dir: str
     daemon_env: dict[str, str] = field(default_factory=lambda: dict(os.environ))
-    notify_socket: str | None = None
+    notify_dir: str = ""  # where the instances' NOTIFY_SOCKETs go (vigil/notify.py)
     cgroups: Cgroups | None = None
     slow_report: float = 5.0  # seconds between "still waiting for X" lines; 0: never
     unit_env: dict[str, str] = field(default_factory=dict)  # system mode: TZ, LANG, LC_*
@@ -75,9 +77,11 @@ class Supervisor:
         self.procs: dict[int, Proc] = {}
         self.timers: dict[str, list[Timer]] = {}
         self.probers: dict[str, Prober] = {}
+        self.notify = NotifySockets(loop, settings.notify_dir, self._notified)
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
+        self.hook_queue: dict[str, list[dict[str, str]]] = {}  # unit -> events still to run
         self.queue: deque[tuple[Instance, Input]] = deque()
         self.on_settled: Callable[[Instance], None] = lambda inst: None
         self.orphan_severity = "debug"  # `vigil run -w` makes reaped orphans a warning
@@ -234,12 +238,12 @@ class Supervisor:
             inst.port = _free_port() if svc.port == "auto" else int(svc.port)
         extra = {**self.hook_env.get(inst.unit, {}), **_instance_env(inst)}
         ready_fd_pair: tuple[int, int] | None = None
-        if svc.ready and svc.ready.probe.kind is ProbeKind.NOTIFY and self.settings.notify_socket:
-            extra["NOTIFY_SOCKET"] = self.settings.notify_socket
         child_fds: list[int] = []  # ends the child gets; closed here after the fork
         reads: list[tuple[str, int]] = []  # our read ends of its output
         try:
             spec = make_spec(svc, self.settings.daemon_env, extra, self.settings.unit_env)
+            if _notifies(svc) and self.settings.notify_dir:
+                spec.env["NOTIFY_SOCKET"] = self.notify.open(inst.name, Creds.of(spec))
             self.streams.stdio(inst, spec, child_fds, reads)
             if self.settings.cgroups is not None:
                 spec.cgroup_fd = self.settings.cgroups.join_fd(inst.name)
@@ -320,6 +324,11 @@ class Supervisor:
         elif state is State.BACKOFF or (state is State.FATAL and svc.retry_after_fatal > 0):
             delay = backoff_delay(inst) if state is State.BACKOFF else svc.retry_after_fatal
             actions = [Action(Act.ARM_RETRY, delay)]
+        if state in (State.STARTING, State.RUNNING) and _notifies(svc) and self.settings.notify_dir:
+            try:  # the old daemon's socket closed with it; the path stays the same
+                self.notify.open(inst.name, unit_creds(svc))
+            except (LaunchError, OSError) as err:
+                self.events.error(f"NOTIFY_SOCKET of {inst.name}", err)
         for action in actions:
             self._do(inst, action)
         self.pump()
@@ -426,23 +435,23 @@ class Supervisor:
         proc.on_exit = exited
         self.procs[pid] = proc
 
-    def notify(self, pid: int, fields: dict[str, str]) -> None:
-        """An sd_notify datagram from `pid`: believed if it is a unit's process."""
-        for inst in self.instances.values():
-            if inst.pid is None:
-                continue
-            if pid != inst.pid:
-                try:
-                    if os.getpgid(pid) != inst.pid:
-                        continue
-                except ProcessLookupError:
-                    continue
-            if "STATUS" in fields:
-                self.status_text[inst.name] = fields["STATUS"][:200]
-            if fields.get("READY") == "1":
-                self.send(inst, Event.READY)
-                self.pump()
+    def _notified(self, name: str, pid: int, fields: dict[str, str]) -> None:
+        """An sd_notify datagram on an instance's socket: believed only from
+        its main process or that process's group (the kernel says who sent it)."""
+        inst = self.instances.get(name)
+        if inst is None or inst.pid is None:
             return
+        if pid != inst.pid:
+            try:
+                if os.getpgid(pid) != inst.pid:
+                    return
+            except ProcessLookupError:
+                return
+        if "STATUS" in fields:
+            self.status_text[inst.name] = fields["STATUS"][:200]
+        if fields.get("READY") == "1":
+            self.send(inst, Event.READY)
+            self.pump()
 
     # -- reaping --------------------------------------------------------------
     def reap(self) -> None:
@@ -480,6 +489,7 @@ class Supervisor:
                              runtime=round(info.runtime, 6))
             self._kill_leftovers(inst, pid)
             if inst.pid == pid:
+                self.notify.close_one(inst.name)
                 self.send(inst, Event.EXIT, exit=info)
         self.pump()
 
@@ -493,21 +503,33 @@ class Supervisor:
             self.settings.cgroups.kill(inst.name)
 
     def _adopt(self, inst: Instance, launcher: Proc) -> None:
-        """A forking unit's launcher exited 0: track the daemon its pid-file names."""
+        """A forking unit's launcher exited 0: track the daemon its pid-file
+        names, if that process is the unit's own (vigil/pidfile.py)."""
         path = inst.service.pid_file
         assert path is not None
+        cgroups = self.settings.cgroups
         try:
-            with open(path) as f:
-                pid = int(f.read(32).split()[0])
+            creds = unit_creds(inst.service)
+            pid = pidfile.read(path, creds)
             pidfd = os.pidfd_open(pid)
-        except (OSError, ValueError, IndexError) as err:
-            detail = (f"pid-file {path}: no live process ({err.strerror})"
-                      if isinstance(err, OSError) else f"pid-file {path}: not a pid")
+        except (pidfile.Refused, LaunchError, OSError) as err:
+            detail = f"no live process ({err.strerror})" if isinstance(err, OSError) else str(err)
             inst.pid = None
-            self.send(inst, Event.EXEC_FAILED, detail=detail)
+            self.send(inst, Event.EXEC_FAILED, detail=f"pid-file {path}: {detail}")
+            return
+        why = pidfile.why_not_ours(pid, pidfd, creds,
+                                   cgroups.pids(inst.name) if cgroups else None, self._tracked_by)
+        if why is not None:
+            os.close(pidfd)
+            inst.pid = None
+            self.events.emit("unit.pid-file-refused", f"{inst.name}: pid-file {path} names "
+                             f"process {pid}, which {why}; not adopting it", "warning",
+                             unit=inst.unit, pid=pid)
+            self.send(inst, Event.EXEC_FAILED,
+                      detail=f"pid-file {path}: process {pid} {why}; refused")
             return
         if inst.state is not State.STARTING:  # stopped meanwhile: do not keep it
-            os.kill(pid, signal.SIGKILL)
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
             os.close(pidfd)
             self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
             return
@@ -517,8 +539,19 @@ class Supervisor:
                          unit=inst.unit, pid=pid)
         self.send(inst, Event.FORKED)
 
+    def _tracked_by(self, pid: int) -> str | None:
+        """The instance (or "a check") a process we started belongs to."""
+        proc = self.procs.get(pid)
+        if proc is None:
+            return None
+        return proc.instance.name if proc.instance is not None else "a check"
+
 
 _NULL = Output(OutputKind.NULL)
+
+
+def _notifies(svc: Service) -> bool:
+    return svc.ready is not None and svc.ready.probe.kind is ProbeKind.NOTIFY
 
 
 def _for_instance(probe: Probe, inst: Instance) -> Probe:

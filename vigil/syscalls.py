@@ -128,6 +128,15 @@ def read_report(fd: int) -> ExecFailure | None:
     return ExecFailure(STEPS.get(step, f"step {step}"), err)
 
 
+def set_fs_ids(uid: int, gid: int, groups: list[int] | None) -> None:
+    """This thread's filesystem identity: the ids (and groups, unless None)
+    that paths are checked against; nothing else of the process changes."""
+    keep = ffi.new("unsigned int[]", groups or [0])
+    result = lib.vigil_fs_ids(uid, gid, -1 if groups is None else len(groups), keep)
+    if result < 0:
+        raise OSError(-result, os.strerror(-result), f"taking the ids {uid}:{gid}")
+
+
 def _check(result: int, what: str) -> None:
     if result < 0:
         err = ffi.errno
