@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
+from vigil import adopt, cgroups, namespaces, reexec, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer, private_dir
@@ -350,6 +350,9 @@ class Daemon:
             self.manager.drain()
         else:
             self._bind()
+            adopted = adopt.take_back(self)  # before anything starts: never a second copy
+            if adopted:
+                self.manager.start(adopted)
             if not self.opts.no_autostart:
                 self.manager.start(self._first_units())
         self.loop.run()
