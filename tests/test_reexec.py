@@ -59,3 +59,28 @@ def test_reexec_keeps_scopes(unit_dir, tmp_path):
     finally:
         shell.kill()
         d.stop()
+
+
+NO_SPACE = """
+import json
+def dump(obj, f, **kw):
+    f.write('{"format": 1, "instan')
+    raise OSError(28, "injected: No space left on device")
+json.dump = dump
+"""
+
+
+def test_reexec_whose_state_cannot_be_saved_goes_on_as_it_was(unit_dir, tmp_path):
+    d = Daemon(unit_dir({"s.toml": SLEEPER}), tmp_path, python_code=NO_SPACE)
+    try:
+        pid = wait_for(lambda: d.inst("s")["state"] == "running" and d.inst("s")["pid"])
+        assert d.call("daemon-reexec") == "re-executing; the services keep running"
+        wait_for(lambda: "state not saved" in d.output(), what="the failure to be logged")
+        assert "injected: No space left on device" in d.output()
+        assert d.call("ping") == "pong" and d.proc.poll() is None
+        assert d.inst("s")["pid"] == pid
+        assert not list((tmp_path / "run").glob("reexec.json*")), "no partial state is left"
+        os.kill(pid, 9)  # and it still supervises
+        wait_for(lambda: d.inst("s")["pid"] not in (None, pid) and d.inst("s")["restarts"] == 1)
+    finally:
+        d.stop()

@@ -155,8 +155,14 @@ class Daemon:
         self.loop.stopped = True
         return "re-executing; the services keep running"
 
-    def _reexec(self) -> None:
-        path = reexec.save(self)
+    def _reexec(self) -> bool:
+        """Saves the state and executes vigil afresh; False (and the daemon
+        goes on as it was) if the state cannot be saved."""
+        try:
+            path = reexec.save(self)
+        except Exception as err:
+            self.events.error("daemon-reexec (state not saved; going on without it)", err)
+            return False
         self.control.close()
         if self.remote is not None:
             self.remote.close()
@@ -356,8 +362,9 @@ class Daemon:
             if not self.opts.no_autostart:
                 self.manager.start(self._first_units())
         self.loop.run()
-        if self.reexec:
-            self._reexec()
+        while self.reexec and not self._reexec():
+            self.reexec = self.loop.stopped = False
+            self.loop.run()
         self.sup.reap()
         self.scopes.close()
         self.control.close()

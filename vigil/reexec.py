@@ -38,8 +38,6 @@ def save(daemon: Daemon) -> str:
         record["started_wall"] = proc.started_wall if proc else 0.0
         record["fds"] = [(stream, fd) for fd, (name, stream) in sup.streams.captures.items()
                          if name == inst.name]
-        for _, fd in record["fds"]:
-            os.set_inheritable(fd, True)
         instances.append(record)
     state = {"format": FORMAT, "instances": instances, "goal": sorted(m.goal),
              "waiting": sorted(m.waiting), "targets_up": sorted(m.targets_up),
@@ -51,11 +49,31 @@ def save(daemon: Daemon) -> str:
                       for name, runs in sup.runs.items()},
              "tail": {unit: [line.__dict__ for line in lines]
                       for unit, lines in daemon.tail.lines.items()}}
-    path = os.path.join(daemon.runtime_dir, "reexec.json")
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(state, f)
+    path = _write(os.path.join(daemon.runtime_dir, "reexec.json"), state)
+    for record in instances:  # only once the state is safe: else the daemon goes on
+        for _, fd in record["fds"]:
+            os.set_inheritable(fd, True)
+    return path
+
+
+def _write(path: str, state: dict[str, Any]) -> str:
+    """Writes a temporary and renames it into place: a failure half-way
+    leaves no partial state for a new daemon to read."""
+    temporary = path + ".new"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW
+                 | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        raise
     return path
 
 
