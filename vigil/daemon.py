@@ -59,6 +59,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help=argparse.SUPPRESS)
     p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
+    p.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)  # and its socket
     p.add_argument("--scope", action="append", type=int, default=[], metavar="PID",
                    help="bind the daemon to this process (repeatable): when every such "
                         "process has exited, stop everything and exit")
@@ -142,7 +143,8 @@ class Daemon:
         self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
-                                     read_gid=_group_id(opts.read_group))
+                                     read_gid=_group_id(opts.read_group),
+                                     listen_fd=opts.control_fd)
         self.remote = self._remote()
         self.shutting_down = False
 
@@ -163,16 +165,16 @@ class Daemon:
         except Exception as err:
             self.events.error("daemon-reexec (state not saved; going on without it)", err)
             return False
-        self.control.close()
+        for conn in list(self.control.connections):
+            if conn.streaming:  # a follower's stream ends; waiting ones are handed over
+                conn.close()
         if self.remote is not None:
             self.remote.close()
         self.notify.close()
         self.events.emit("daemon.reexec", f"re-executing vigil {os.getpid()}")
         self.events.close_file()
-        args = list(self.argv)
-        if "--restore" in args:
-            del args[args.index("--restore"):args.index("--restore") + 2]
-        os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, "--restore", path])
+        once = ["--reexecuted"] if "--reexecuted" in self.argv else []
+        reexec.execute(self.argv, ["--restore", path, *reexec.hand_over_socket(self), *once])
 
     def _boot_log(self, severity: str, message: str) -> None:
         self.events.emit("boot.step", message, severity)
@@ -469,12 +471,14 @@ def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
                 if daemon is not None:
                     extra += ["--restore", reexec.save(daemon)]
             except Exception as save_err:
-                print(f"vigil: state not saved ({save_err!r}); services are orphaned",
-                      file=sys.stderr)
-            args = [a for a in argv if a != "--reexecuted"]
-            if "--restore" in args:
-                del args[args.index("--restore"):args.index("--restore") + 2]
-            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
+                print(f"vigil: state not saved ({save_err!r}); the new daemon takes back "
+                      "what runs", file=sys.stderr)
+            try:
+                if daemon is not None:
+                    extra += reexec.hand_over_socket(daemon)
+            except Exception:
+                pass  # the new daemon makes a new socket
+            reexec.execute(argv, extra)
         return _last_resort()
     if namespaces.on_machine():
         return _last_resort()  # reboot(2) did not happen

@@ -1,8 +1,9 @@
 """Re-executing the daemon without losing its services.
 
 `vigilctl daemon-reexec` (and PID 1's last resort) writes the state to a
-file, keeps the output pipes open across exec, and executes vigil again
-with `--restore FILE`. The new daemon loads the units, then takes every
+file, keeps the output pipes, the control socket and the connections
+waiting for an answer open across exec, and executes vigil again with
+`--restore FILE --control-fd FD`. The new daemon loads the units, then takes every
 running process back with its pid, restart counters and output; exits that
 happened during the exec are reaped then, because the children stay ours.
 Timers and probes are started afresh from each instance's state.
@@ -12,12 +13,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
+import sys
 
 from vigil.states import ExitInfo, Instance, State
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, NoReturn
 
     from vigil.daemon import Daemon
 
@@ -49,11 +52,37 @@ def save(daemon: Daemon) -> str:
                       for name, runs in sup.runs.items()},
              "tail": {unit: [line.__dict__ for line in lines]
                       for unit, lines in daemon.tail.lines.items()}}
+    # Connections waiting for an answer are handed over; streams (logs -f) end.
+    connections = [{"fd": c.fd, "in": c.inbuf.decode("latin-1"),
+                    "out": c.outbuf.decode("latin-1"),
+                    "waits": daemon.commands.waits.get(c, [])}
+                   for c in daemon.control.connections if not c.streaming]
+    state["connections"] = connections
     path = _write(os.path.join(daemon.runtime_dir, "reexec.json"), state)
-    for record in instances:  # only once the state is safe: else the daemon goes on
-        for _, fd in record["fds"]:
-            os.set_inheritable(fd, True)
+    # only once the state is safe: else the daemon goes on as it was
+    for fd in [fd for r in instances for _, fd in r["fds"]] + [
+            c["fd"] for c in connections]:
+        os.set_inheritable(fd, True)
     return path
+
+
+def execute(argv: list[str], extra: list[str]) -> NoReturn:
+    """Executes vigil afresh: the same arguments, less the last exec's own."""
+    args = [a for a in argv if a != "--reexecuted"]
+    for flag in ("--restore", "--control-fd"):
+        while flag in args:
+            del args[args.index(flag):args.index(flag) + 2]
+    os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
+
+
+def hand_over_socket(daemon: Daemon) -> list[str]:
+    """The listening socket stays open across exec (connects wait in its
+    queue, none is refused): the arguments that pass it on."""
+    fd = daemon.control.sock.fileno()
+    if fd < 0:
+        return []
+    os.set_inheritable(fd, True)
+    return ["--control-fd", str(fd)]
 
 
 def _write(path: str, state: dict[str, Any]) -> str:
@@ -125,5 +154,10 @@ def restore(daemon: Daemon, path: str) -> int:
             adopted += 1
         sup.resume(inst)
     daemon.scopes.restore(state.get("scopes", []))
+    for record in state.get("connections", []):
+        os.set_inheritable(record["fd"], False)
+        conn = daemon.control.take(socket.socket(fileno=record["fd"]),
+                                   record["in"].encode("latin-1"), record["out"].encode("latin-1"))
+        daemon.commands.resume(conn, record["waits"])
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted
