@@ -105,6 +105,7 @@ def test_reexec_keeps_the_socket_and_answers_a_waiting_restart(daemon, tmp_path)
     (tmp_path / "ready-1").touch()
     d = daemon({"slow.toml": SLOW.format(tmp=tmp_path)})
     wait_for(lambda: d.status("slow")["state"] == "running")
+    (tmp_path / "ready-1").unlink()  # the restart's check may still read n = 1
     waiter = Client(d.socket, timeout=60)
     rid = waiter.send("restart", units=["slow"])
     wait_for(lambda: d.status("slow")["state"] == "starting", what="the restart to begin")

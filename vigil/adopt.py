@@ -42,11 +42,16 @@ def take_back(daemon: Daemon) -> list[str]:
     known = _instances(daemon.manager.units)
     cgroups = daemon.settings.cgroups
     found = _in_cgroups(daemon, known) if cgroups is not None else _children(daemon, known)
+    pipes = _inherited_pipes()
     units: list[str] = []
     for name, pids in sorted(found.items()):
         unit = known[name]
-        _adopt(daemon, unit, name, _main_pid(unit, pids))
-        if unit.name not in units:
+        try:
+            adopted = _adopt(daemon, unit, name, _main_pid(unit, pids), pipes)
+        except Exception as err:  # one odd process must not keep the daemon from starting
+            daemon.events.error(f"adopting {name}", err)
+            continue
+        if adopted and unit.name not in units:
             units.append(unit.name)
     return units
 
@@ -111,8 +116,12 @@ def _children(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
 
 
 def _our_children() -> list[int]:
-    pids = []
-    for task in os.listdir("/proc/self/task"):
+    pids: list[int] = []
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:  # no /proc: nothing can be found
+        return pids
+    for task in tasks:
         try:
             with open(f"/proc/self/task/{task}/children") as f:
                 pids += [int(p) for p in f.read().split()]
@@ -172,10 +181,26 @@ def _main_pid(unit: Unit, pids: list[int]) -> int:
     return max(pids, key=_age)
 
 
-def _output(unit: Unit, pid: int) -> list[tuple[str, int]]:
-    """The read ends of the output pipes the process still holds, opened
-    through /proc, so its output is read again (and its next write does not
-    meet a pipe without a reader)."""
+def _inherited_pipes() -> dict[int, int]:
+    """Pipe inode -> fd, for the pipes we inherited: the read ends PID 1
+    kept open across its exec, so no write met a pipe without a reader."""
+    pipes: dict[int, int] = {}
+    try:
+        fds = [int(fd) for fd in os.listdir("/proc/self/fd")]
+    except OSError:
+        return pipes
+    for fd in fds:
+        try:
+            if fd > 2 and os.get_inheritable(fd) and stat.S_ISFIFO(os.fstat(fd).st_mode):
+                pipes[os.fstat(fd).st_ino] = fd
+        except OSError:
+            continue
+    return pipes
+
+
+def _output(unit: Unit, pid: int, pipes: dict[int, int]) -> list[tuple[str, int]]:
+    """The read ends of the output pipes the process still holds: inherited,
+    else opened through /proc, so its output is read again."""
     svc = unit.service
     assert svc is not None
     fds: list[tuple[str, int]] = []
@@ -186,22 +211,31 @@ def _output(unit: Unit, pid: int) -> list[tuple[str, int]]:
             continue
         path = f"/proc/{pid}/fd/{number}"
         try:
-            if stat.S_ISFIFO(os.stat(path).st_mode):
-                fds.append((stream, os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)))
+            info = os.stat(path)
+            if not stat.S_ISFIFO(info.st_mode):
+                continue
+            kept = pipes.pop(info.st_ino, None)
+            fds.append((stream, kept if kept is not None else
+                        os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)))
         except OSError:
             continue
     return fds
 
 
-def _adopt(daemon: Daemon, unit: Unit, name: str, pid: int) -> None:
+def _adopt(daemon: Daemon, unit: Unit, name: str, pid: int, pipes: dict[int, int]) -> bool:
     """The instance takes `pid` as its main process, as after daemon-reexec:
-    starting until its readiness is checked again, then running."""
+    starting until its readiness is checked again, then running. False if
+    the process is gone already."""
     sup = daemon.sup
     inst = next(i for i in sup.ensure_instances(unit) if i.name == name)
     age = _age(pid)
     inst.state, inst.want_up, inst.pid = State.STARTING, True, pid
     inst.started_at = sup.loop.clock() - age
-    sup.adopt(inst, pid, time.time() - age, _output(unit, pid))
+    sup.adopt(inst, pid, time.time() - age, _output(unit, pid, pipes))
+    if pid not in sup.procs:  # it ended meanwhile: the unit starts afresh
+        inst.state, inst.want_up, inst.pid, inst.started_at = State.INACTIVE, False, None, None
+        return False
     daemon.events.emit("daemon.adopt", f"adopted {name} ({pid}), left running by an earlier "
                        "daemon", unit=unit.name, pid=pid)
     sup.resume(inst)
+    return True

@@ -475,9 +475,11 @@ def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
                       "what runs", file=sys.stderr)
             try:
                 if daemon is not None:
+                    if "--restore" not in extra:
+                        reexec.keep_pipes(daemon)
                     extra += reexec.hand_over_socket(daemon)
             except Exception:
-                pass  # the new daemon makes a new socket
+                pass  # the new daemon makes a new socket, and opens the pipes again
             reexec.execute(argv, extra)
         return _last_resort()
     if namespaces.on_machine():

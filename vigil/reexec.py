@@ -75,6 +75,14 @@ def execute(argv: list[str], extra: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
 
 
+def keep_pipes(daemon: Daemon) -> None:
+    """PID 1 without a saved state: the output pipes' read ends stay open
+    across exec, so a service's write never meets a pipe without a reader
+    (SIGPIPE); the new daemon finds them by inode (adopt.py)."""
+    for fd in daemon.sup.streams.captures:
+        os.set_inheritable(fd, True)
+
+
 def hand_over_socket(daemon: Daemon) -> list[str]:
     """The listening socket stays open across exec (connects wait in its
     queue, none is refused): the arguments that pass it on."""
@@ -155,9 +163,13 @@ def restore(daemon: Daemon, path: str) -> int:
         sup.resume(inst)
     daemon.scopes.restore(state.get("scopes", []))
     for record in state.get("connections", []):
+        try:
+            sock = socket.socket(fileno=record["fd"])
+        except OSError:  # not a socket (any more): nothing to answer
+            continue
         os.set_inheritable(record["fd"], False)
-        conn = daemon.control.take(socket.socket(fileno=record["fd"]),
-                                   record["in"].encode("latin-1"), record["out"].encode("latin-1"))
+        conn = daemon.control.take(sock, record["in"].encode("latin-1"),
+                                   record["out"].encode("latin-1"))
         daemon.commands.resume(conn, record["waits"])
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted
