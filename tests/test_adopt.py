@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -145,5 +146,30 @@ def test_pid1_last_resort_without_state_runs_no_unit_twice(unit_dir, tmp_path, c
         wait_for(lambda: d.inst("a")["last_exit"] == "killed by SIGKILL", what="a's exit")
         d.call("stop", units=["gone", "multi"])
         assert count(d, MARKERS["gone"]) == count(d, MARKERS["multi"]) == 0
+    finally:
+        d.stop()
+
+
+def test_pid1_last_resort_does_not_take_another_users_process_for_a_unit(unit_dir, tmp_path):
+    """As PID 1 every orphan is our child: one of uid 65534 whose environment
+    names a root unit must not be taken for it (the unit would never start)."""
+    units = {"a.toml": UNITS["a.toml"],
+             "off.toml": '[unit]\nenabled = false\n[service]\nexec = ["sleep", "1005"]\n'}
+    d = Daemon(unit_dir(units), tmp_path, pid1=True, python_code=FATAL)
+    try:
+        wait_for(lambda: d.status("a")["state"] == "running")
+        # an orphan of uid 65534 that names `off`, reparented to PID 1 when its shell exits
+        subprocess.run(["nsenter", "-t", str(d.daemon_pid()), "-p", "--", "setpriv",
+                        "--reuid", "65534", "--regid", "65534", "--clear-groups", "env",
+                        "VIGIL_UNIT=off", "VIGIL_INSTANCE=0", "sh", "-c",
+                        "sleep 1006 </dev/null >/dev/null 2>&1 &"], check=True, timeout=30)
+        wait_for(lambda: count(d, "1006") == 1, what="the impostor")
+        os.kill(d.daemon_pid(), signal.SIGUSR1)
+        wait_for(lambda: d.output().count(" ready on ") == 2, 60, "PID 1 to execute afresh")
+        wait_for(lambda: "adopted a (" in d.output(), what="a to be taken back")
+        assert "names off:0 but it runs as uid 65534; not adopted, left alone" in d.output()
+        assert d.status("off")["state"] == "inactive" and count(d, "1006") == 1
+        d.call("start", units=["off"])
+        assert count(d, "1005") == 1
     finally:
         d.stop()

@@ -9,10 +9,11 @@ running. Starting them again would run each twice, so first:
   is the main one), and killed otherwise;
 - without cgroups, our own children are looked at (after PID 1 executes
   itself afresh they are still ours): one whose environment names an
-  instance (VIGIL_UNIT and VIGIL_INSTANCE, given to every unit process) is
-  adopted, the oldest per instance; one naming a unit that is gone is
-  killed with its process group. Other children (orphans, a unit's escaped
-  helpers) are left as they were.
+  instance (VIGIL_UNIT and VIGIL_INSTANCE, given to every unit process) and
+  runs as its user (or root) is adopted, the oldest per instance. Other
+  children (orphans of the machine, a unit's escaped helpers, a process of
+  another user naming a unit, one naming a unit that is gone) are left as
+  they were.
 
 A daemon without cgroups that is not the parent of the old processes (a
 per-user daemon that was killed: they went to another reaper) cannot tell
@@ -25,7 +26,6 @@ seen through its pidfd and its exit status is lost (Supervisor.adopt).
 from __future__ import annotations
 
 import os
-import signal
 import stat
 import time
 
@@ -95,8 +95,13 @@ def _in_cgroups(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
 
 
 def _children(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
-    """Instance -> our children that name it; a child naming a unit that is
-    gone is killed with its process group."""
+    """Instance -> our children that name it and run as its user (or root).
+
+    Anyone can put VIGIL_UNIT in an environment, and as PID 1 every orphan
+    of the machine is our child: a process of another uid is never taken for
+    a unit's (it would keep the unit from starting), and one naming a unit
+    that is gone is left alone (it may be a user's job started from a
+    unit's shell), both said in the log."""
     found: dict[str, list[int]] = {}
     for pid in _our_children():
         env = _environ(pid)
@@ -105,14 +110,38 @@ def _children(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
             continue
         name = next((n for n in (unit, f"{unit}:{index}") if known.get(n) is not None
                      and known[n].name == unit), None)
-        if name is not None:
+        uid = _uid(pid)
+        if name is not None and uid in (0, _unit_uid(known[name])):
             found.setdefault(name, []).append(pid)
             continue
-        _kill_group(pid)
-        daemon.events.emit("daemon.adopt", f"process {pid} of {unit}:{index}, left by an "
-                           "earlier daemon: that instance no longer exists; killed",
-                           "warning", pid=pid)
+        why = "that instance no longer exists" if name is None else f"it runs as uid {uid}"
+        daemon.events.emit("daemon.adopt", f"process {pid} names {unit}:{index} but {why}; "
+                           "not adopted, left alone", "warning", pid=pid)
     return found
+
+
+def _uid(pid: int) -> int | None:
+    """The real uid of a process, which it cannot choose."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return next(int(line.split()[1]) for line in f if line.startswith("Uid:"))
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _unit_uid(unit: Unit) -> int | None:
+    """The uid a unit's processes run as; None if its user is unknown."""
+    assert unit.service is not None
+    user = unit.service.user
+    if user is None:
+        return os.getuid()
+    if user.isdigit():
+        return int(user)
+    import pwd
+    try:
+        return pwd.getpwnam(user).pw_uid
+    except KeyError:
+        return None
 
 
 def _our_children() -> list[int]:
@@ -138,21 +167,6 @@ def _environ(pid: int) -> dict[str, str]:
         return {}
     pairs = (item.partition(b"=") for item in data.split(b"\0") if item.startswith(b"VIGIL_"))
     return {k.decode(errors="replace"): v.decode(errors="replace") for k, _, v in pairs}
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        pidfd = os.pidfd_open(pid)
-    except OSError:
-        return
-    try:
-        if os.getpgid(pid) == pid:
-            os.killpg(pid, signal.SIGKILL)
-        signal.pidfd_send_signal(pidfd, signal.SIGKILL)
-    except OSError:
-        pass
-    finally:
-        os.close(pidfd)
 
 
 def _age(pid: int) -> float:
