@@ -125,7 +125,10 @@ reexec.save = save
 @pytest.mark.parametrize("cgroup", [False, True], ids=["children", "cgroups"])
 def test_pid1_last_resort_without_state_runs_no_unit_twice(unit_dir, tmp_path, cgroup):
     units = {**UNITS, "b.toml": '[service]\nexec = ["sh", "-c", "while :; do echo tick; '
-                                'sleep 0.2; done & exec sleep 1002"]\n'}
+                                'sleep 0.2; done & exec sleep 1002"]\n',
+             # started as root, it changes its uid itself: PID 1 still knows its pid
+             "drops.toml": '[service]\nexec = ["setpriv", "--reuid", "65534", "--regid", '
+                           '"65534", "--clear-groups", "sleep", "1007"]\n'}
     d = Daemon(unit_dir(units), tmp_path, pid1=True, cgroup=cgroup, python_code=FATAL)
     try:
         wait_for(lambda: all_running(d), what="every unit to run")
@@ -135,7 +138,7 @@ def test_pid1_last_resort_without_state_runs_no_unit_twice(unit_dir, tmp_path, c
         assert "state not saved" in d.output()
         wait_for(lambda: all_running(d), what="the units to run again")
         assert pids(d) == before, "the same processes, taken back"
-        for unit, marker in MARKERS.items():
+        for unit, marker in {**MARKERS, "drops": "1007"}.items():
             assert count(d, marker) == (2 if unit == "multi" else 1), unit
         assert "adopted a (" in d.output()
         # b's output is read again through the pipe its processes still hold

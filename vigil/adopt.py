@@ -8,12 +8,13 @@ running. Starting them again would run each twice, so first:
   when its instance still exists (the pid-file's process, else the oldest,
   is the main one), and killed otherwise;
 - without cgroups, our own children are looked at (after PID 1 executes
-  itself afresh they are still ours): one whose environment names an
-  instance (VIGIL_UNIT and VIGIL_INSTANCE, given to every unit process) and
-  runs as its user (or root) is adopted, the oldest per instance. Other
-  children (orphans of the machine, a unit's escaped helpers, a process of
-  another user naming a unit, one naming a unit that is gone) are left as
-  they were.
+  itself afresh they are still ours): the one PID 1 named for an instance
+  on the command line (--adopt: pids need no file) is adopted; else the
+  oldest whose environment names the instance (VIGIL_UNIT and
+  VIGIL_INSTANCE, given to every unit process) and that runs as its user
+  (or root). Other children (orphans of the machine, a unit's escaped
+  helpers, a process of another user naming a unit, one naming a unit that
+  is gone) are left as they were.
 
 A daemon without cgroups that is not the parent of the old processes (a
 per-user daemon that was killed: they went to another reaper) cannot tell
@@ -25,6 +26,7 @@ seen through its pidfd and its exit status is lost (Supervisor.adopt).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
@@ -103,7 +105,12 @@ def _children(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
     that is gone is left alone (it may be a user's job started from a
     unit's shell), both said in the log."""
     found: dict[str, list[int]] = {}
+    listed = _listed(daemon.opts.adopt)
+    named = {}  # PID 1's last resort named them: ours for sure
     for pid in _our_children():
+        if listed.get(pid) in known:
+            named[listed[pid]] = [pid]
+            continue
         env = _environ(pid)
         unit, index = env.get("VIGIL_UNIT"), env.get("VIGIL_INSTANCE", "0")
         if unit is None:
@@ -117,7 +124,17 @@ def _children(daemon: Daemon, known: dict[str, Unit]) -> dict[str, list[int]]:
         why = "that instance no longer exists" if name is None else f"it runs as uid {uid}"
         daemon.events.emit("daemon.adopt", f"process {pid} names {unit}:{index} but {why}; "
                            "not adopted, left alone", "warning", pid=pid)
-    return found
+    return found | named
+
+
+def _listed(argument: str | None) -> dict[int, str]:
+    """pid -> instance, from --adopt: what PID 1 knew when it could not save
+    its state (a unit that changed its uid is found this way too)."""
+    try:
+        pids = json.loads(argument or "{}")
+        return {int(pid): str(name) for name, pid in pids.items()}
+    except (ValueError, TypeError, AttributeError):
+        return {}
 
 
 def _uid(pid: int) -> int | None:

@@ -60,6 +60,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
     p.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)  # and its socket
+    p.add_argument("--adopt", metavar="JSON", help=argparse.SUPPRESS)  # PID 1: instance -> pid
     p.add_argument("--scope", action="append", type=int, default=[], metavar="PID",
                    help="bind the daemon to this process (repeatable): when every such "
                         "process has exited, stop everything and exit")
@@ -476,7 +477,7 @@ def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
             try:
                 if daemon is not None:
                     if "--restore" not in extra:
-                        reexec.keep_pipes(daemon)
+                        extra += reexec.keep_pipes(daemon)
                     extra += reexec.hand_over_socket(daemon)
             except Exception:
                 pass  # the new daemon makes a new socket, and opens the pipes again

@@ -69,18 +69,21 @@ def save(daemon: Daemon) -> str:
 def execute(argv: list[str], extra: list[str]) -> NoReturn:
     """Executes vigil afresh: the same arguments, less the last exec's own."""
     args = [a for a in argv if a != "--reexecuted"]
-    for flag in ("--restore", "--control-fd"):
+    for flag in ("--restore", "--control-fd", "--adopt"):
         while flag in args:
             del args[args.index(flag):args.index(flag) + 2]
     os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
 
 
-def keep_pipes(daemon: Daemon) -> None:
-    """PID 1 without a saved state: the output pipes' read ends stay open
-    across exec, so a service's write never meets a pipe without a reader
-    (SIGPIPE); the new daemon finds them by inode (adopt.py)."""
+def keep_pipes(daemon: Daemon) -> list[str]:
+    """PID 1 without a saved state: what needs no file goes on. The output
+    pipes' read ends stay open across exec, so a service's write never meets
+    a pipe without a reader (SIGPIPE; the new daemon finds them by inode),
+    and the argument that names each instance's pid (adopt.py)."""
     for fd in daemon.sup.streams.captures:
         os.set_inheritable(fd, True)
+    pids = {i.name: i.pid for i in daemon.sup.instances.values() if i.pid is not None}
+    return ["--adopt", json.dumps(pids)] if pids else []
 
 
 def hand_over_socket(daemon: Daemon) -> list[str]:
