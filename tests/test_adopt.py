@@ -176,3 +176,29 @@ def test_pid1_last_resort_does_not_take_another_users_process_for_a_unit(unit_di
         assert count(d, "1005") == 1
     finally:
         d.stop()
+
+
+NOT_SUBREAPER = """
+from vigil import daemon
+daemon.become_subreaper = lambda: True  # as where prctl is missing: orphans go elsewhere
+"""
+
+
+def test_a_forking_daemon_that_is_not_our_child_is_seen_ending(unit_dir, tmp_path):
+    """Without a subreaper the daemon of a forking unit is not our child:
+    wait4 never reports it, its pidfd does."""
+    d = Daemon(unit_dir({"fork.toml": f"""
+[service]
+type = "forking"
+pid-file = "{tmp_path}/d.pid"
+exec = ["sh", "-c", "setsid sleep 1008 </dev/null >/dev/null 2>&1 & echo $! > {tmp_path}/d.pid"]
+"""}), tmp_path, python_code=NOT_SUBREAPER)
+    try:
+        pid = wait_for(lambda: (i := d.inst("fork"))["state"] == "running" and i["pid"])
+        parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        assert parent != d.proc.pid, "not our child"
+        os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: d.inst("fork")["last_exit"] == "exit status unknown",
+                 what="the daemon's end to be seen")
+    finally:
+        d.stop()

@@ -535,7 +535,9 @@ class Supervisor:
             os.close(pidfd)
             self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
             return
-        self.procs[pid] = Proc(pid, pidfd, launcher.started, launcher.started_wall, inst)
+        proc = self.procs[pid] = Proc(pid, pidfd, launcher.started, launcher.started_wall, inst)
+        # ours to reap as a subreaper; else only its pidfd tells when it ends
+        self.loop.add_reader(pidfd, functools.partial(self._adopted_exit, proc))
         inst.pid = pid
         self.events.emit("unit.forked", f"{inst.name}: daemon {pid} from {path}", "debug",
                          unit=inst.unit, pid=pid)
