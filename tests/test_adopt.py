@@ -202,3 +202,36 @@ exec = ["sh", "-c", "setsid sleep 1008 </dev/null >/dev/null 2>&1 & echo $! > {t
                  what="the daemon's end to be seen")
     finally:
         d.stop()
+
+
+BAD_STATE = """
+from vigil import reexec
+_save = reexec.save
+def save(daemon):
+    path = _save(daemon)
+    with open(path, "w") as f:
+        f.write('{"format": 99}')
+    return path
+reexec.save = save
+"""
+
+
+@pytest.mark.parametrize("pid1", [False, True], ids=["subreaper", "pid1"])
+def test_reexec_with_an_unusable_state_takes_back_what_runs(unit_dir, tmp_path, pid1):
+    units = {"x.toml": '[service]\nexec = ["sleep", "7711.25"]\n',
+             "y.toml": '[service]\nexec = ["sh", "-c", "while :; do echo tick; sleep 0.2; '
+                       'done & exec sleep 7712.25"]\n'}
+    d = Daemon(unit_dir(units), tmp_path, pid1=pid1, python_code=BAD_STATE)
+    try:
+        wait_for(lambda: all_running(d), what="every unit to run")
+        before = pids(d)
+        d.call("daemon-reexec")
+        wait_for(lambda: d.output().count(" ready on ") == 2, 60, "the new daemon")
+        wait_for(lambda: all_running(d), what="the units to run again")
+        assert pids(d) == before, "the same processes, taken back"
+        assert count(d, "7711.25") == count(d, "7712.25") == 1
+        assert "taking back what runs instead" in d.output()
+        wait_for(lambda: len(d.call("logs", units=["y"], lines=100)) >= 3,
+                 what="y's output to flow through the kept pipe")
+    finally:
+        d.stop()

@@ -340,6 +340,17 @@ class Daemon:
             if has_rescue:
                 self.manager.start(["rescue"])
 
+    def _saved_state(self) -> dict[str, Any] | None:
+        """What daemon-reexec saved; None (said so) if there is none or it is
+        unusable, and then what runs is taken back as after a kill."""
+        if not self.opts.restore:
+            return None
+        try:
+            return reexec.load(self.opts.restore)
+        except (OSError, ValueError) as err:
+            self.events.error("restoring the state (taking back what runs instead)", err)
+            return None
+
     def run(self) -> int:
         loaded = self.load()
         self.manager.set_units(loaded["units"])
@@ -353,8 +364,9 @@ class Daemon:
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
-        if self.opts.restore:
-            reexec.restore(self, self.opts.restore)
+        state = self._saved_state()
+        if state is not None:
+            reexec.restore(self, state)
             self.sup.reap()  # what exited while we were executing
             self.manager.drain()
         else:

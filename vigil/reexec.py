@@ -117,16 +117,28 @@ def _write(path: str, state: dict[str, Any]) -> str:
     return path
 
 
-def restore(daemon: Daemon, path: str) -> int:
+def load(path: str) -> dict[str, Any]:
+    """The saved state, read once; OSError or ValueError if it cannot be
+    used, before anything was changed (the daemon then takes back what runs
+    as after a kill: adopt.py)."""
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    finally:
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a vigil state of format {FORMAT}")
+    return state
+
+
+def restore(daemon: Daemon, state: dict[str, Any]) -> int:
     """Takes the saved processes back; returns how many are running."""
     from collections import deque
 
     from vigil.supervisor import Run
-    with open(path) as f:
-        state = json.load(f)
-    os.unlink(path)
-    if state.get("format") != FORMAT:
-        raise ValueError(f"{path}: state format {state.get('format')} is not {FORMAT}")
     sup, m = daemon.sup, daemon.manager
     from vigil.schema import build_unit
     # .get: a state written by a vigil from before scopes and transient units
