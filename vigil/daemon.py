@@ -479,21 +479,10 @@ def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
     except BaseException as err:  # the last line of defence
         print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
         if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
-            extra = ["--reexecuted"]
-            try:  # keep the services if the state can still be written
-                if daemon is not None:
-                    extra += ["--restore", reexec.save(daemon)]
-            except Exception as save_err:
-                print(f"vigil: state not saved ({save_err!r}); the new daemon takes back "
-                      "what runs", file=sys.stderr)
             try:
-                if daemon is not None:
-                    if "--restore" not in extra:
-                        extra += reexec.keep_pipes(daemon)
-                    extra += reexec.hand_over_socket(daemon)
-            except Exception:
-                pass  # the new daemon makes a new socket, and opens the pipes again
-            reexec.execute(argv, extra)
+                reexec.execute(argv, ["--reexecuted", *reexec.rescue(daemon)])
+            except OSError as exec_err:
+                print(f"vigil: cannot execute vigil afresh: {exec_err}", file=sys.stderr)
         return _last_resort()
     if namespaces.on_machine():
         return _last_resort()  # reboot(2) did not happen

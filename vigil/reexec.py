@@ -75,6 +75,26 @@ def execute(argv: list[str], extra: list[str]) -> NoReturn:
     os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
 
 
+def rescue(daemon: Daemon | None) -> list[str]:
+    """PID 1's arguments for its exec after a failure: the saved state if
+    it can be written, else what needs no file; each part on its own, as
+    the failure may have left any of them broken."""
+    if daemon is None:
+        return []
+    args: list[str] = []
+    try:
+        args += ["--restore", save(daemon)]
+    except Exception as err:
+        print(f"vigil: state not saved ({err!r}); the new daemon takes back what runs",
+              file=sys.stderr)
+    for keep in ((keep_pipes,) if not args else ()) + (hand_over_socket,):
+        try:
+            args += keep(daemon)
+        except Exception:  # the new daemon opens the pipes again, or a new socket
+            pass
+    return args
+
+
 def keep_pipes(daemon: Daemon) -> list[str]:
     """PID 1 without a saved state: what needs no file goes on. The output
     pipes' read ends stay open across exec, so a service's write never meets
