@@ -3,10 +3,12 @@
 `vigilctl daemon-reexec` (and PID 1's last resort) writes the state to a
 file, keeps the output pipes, the control socket and the connections
 waiting for an answer open across exec, and executes vigil again with
-`--restore FILE --control-fd FD`. The new daemon loads the units, then takes every
-running process back with its pid, restart counters and output; exits that
-happened during the exec are reaped then, because the children stay ours.
-Timers and probes are started afresh from each instance's state.
+`--restore FILE --control-fd FD`. The new daemon loads the units, then
+takes every running process back with its pid, restart counters and
+output; exits that happened during the exec are reaped then, because the
+children stay ours. Timers and probes are started afresh from each
+instance's state. Without a usable state the new daemon takes back what
+runs as after a kill (adopt.py).
 """
 
 from __future__ import annotations
