@@ -61,6 +61,8 @@ class Commands:
         self.end_system, self.reexec = end_system, reexec
         self.events = events
         self.wait_timeout = wait_timeout
+        # what each connection waits for, so daemon-reexec can hand it over
+        self.waits: dict[Connection, list[dict[str, Any]]] = {}
         self.table: dict[str, Handler] = {
             "ping": lambda c, rid, a: c.reply(rid, "pong"),
             "status": self.status, "start": self.start, "stop": self.stop,
@@ -287,6 +289,7 @@ class Commands:
         m = self.manager
 
         done_states = ("up", "failed") if want_up else ("down", "failed")
+        pending = {"id": rid, "units": names, "want_up": want_up, "deadline": deadline}
 
         def answer() -> bool:
             if conn.closed:
@@ -307,6 +310,9 @@ class Commands:
             if not answer():
                 return False
             conn.wait_ends()
+            waits = self.waits.get(conn, [])
+            if pending in waits:
+                waits.remove(pending)
             return True
 
         def expire() -> None:
@@ -314,8 +320,23 @@ class Commands:
                 m.watchers.remove(check)
         if not answer():
             conn.wait_begins()
+            if conn not in self.waits:
+                def forget() -> None:
+                    self.waits.pop(conn, None)
+                conn.on_close.append(forget)
+            self.waits.setdefault(conn, []).append(pending)
             m.watchers.append(check)
             conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
+
+    def resume(self, conn: Connection, waits: list[dict[str, Any]]) -> None:
+        """After daemon-reexec: a handed-over connection's requests go on
+        waiting, to the same deadline (the monotonic clock survives exec); a
+        restart already done is not done again."""
+        now = self.manager.sup.loop.clock()
+        for w in waits:
+            names = [n for n in w["units"] if n in self.manager.units]
+            self._wait(conn, w["id"], names, w["want_up"],
+                       {"timeout": max(w["deadline"] - now, 0.001)})
 
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager, load=True)

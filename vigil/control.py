@@ -26,6 +26,23 @@ if TYPE_CHECKING:
     from typing import Any
 
 
+def _inherited(fd: int | None, path: str) -> socket.socket | None:
+    """The handed-over listening socket, if `fd` is one on `path`."""
+    if fd is None:
+        return None
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    if (sock.family != socket.AF_UNIX or sock.getsockname() != path
+            or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
+        sock.close()
+        return None
+    os.set_inheritable(fd, False)
+    sock.setblocking(False)
+    return sock
+
+
 def _reserve_fd() -> int:
     try:
         return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
@@ -51,7 +68,9 @@ class ControlServer:
     def __init__(self, loop: Loop, path: str, handler: Callable[[Connection, dict[str, Any]], None],
                  on_error: Callable[[str, BaseException], None], idle_timeout: float = 60.0,
                  read_gid: int | None = None, limits: Limits | None = None,
-                 events: Events | None = None) -> None:
+                 events: Events | None = None, listen_fd: int | None = None) -> None:
+        """listen_fd: the listening socket a daemon-reexec handed over, so the
+        socket never goes away (a connect during the exec waits in its queue)."""
         self.loop, self.path, self.handler, self.on_error = loop, path, handler, on_error
         self.idle_timeout = idle_timeout
         self.limits = (limits or Limits()).within_fds()
@@ -63,7 +82,7 @@ class ControlServer:
         self.read_gid = read_gid
         self.want_errors: tuple[type[BaseException], ...] = ()
         self.connections: set[Connection] = set()
-        self.sock = self._listen(path, read_gid)
+        self.sock = _inherited(listen_fd, path) or self._listen(path, read_gid)
         self.reserve = _reserve_fd()  # spent when fds run out, so a client still gets an answer
         loop.add_reader(self.sock.fileno(), self._accept)
 
@@ -145,9 +164,20 @@ class ControlServer:
                 self.notices.add(f"refused a control connection from uid {uid}: {why}")
             refuse(sock, "too-many-connections", why)
             return
+        self.take(sock)
+
+    def take(self, sock: socket.socket, inbuf: bytes = b"", outbuf: bytes = b"") -> Connection:
+        """Serves a connection: a new one past its checks, or one handed over
+        by daemon-reexec with the bytes that were pending on it."""
+        sock.setblocking(False)
         conn = Connection(self, sock)
+        conn.inbuf = inbuf
         self.connections.add(conn)
         self.loop.add_reader(conn.fd, conn.readable)
+        if outbuf:
+            conn.outbuf = outbuf
+            conn._flush()
+        return conn
 
     def close(self) -> None:
         for conn in list(self.connections):

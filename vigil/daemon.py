@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Sequence
 
-from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
+from vigil import adopt, cgroups, namespaces, reexec, shutdown, switchroot, sysinit
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
@@ -60,6 +60,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help=argparse.SUPPRESS)
     p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
+    p.add_argument("--control-fd", type=int, help=argparse.SUPPRESS)  # and its socket
+    p.add_argument("--adopt", metavar="JSON", help=argparse.SUPPRESS)  # PID 1: instance -> pid
     p.add_argument("--scope", action="append", type=int, default=[], metavar="PID",
                    help="bind the daemon to this process (repeatable): when every such "
                         "process has exited, stop everything and exit")
@@ -147,7 +149,8 @@ class Daemon:
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
                                      read_gid=_group_id(opts.read_group),
-                                     limits=Limits.parse(opts.limit), events=self.events)
+                                     limits=Limits.parse(opts.limit), events=self.events,
+                                     listen_fd=opts.control_fd)
         self.remote = self._remote()
         self.shutting_down = False
 
@@ -160,18 +163,24 @@ class Daemon:
         self.loop.stopped = True
         return "re-executing; the services keep running"
 
-    def _reexec(self) -> None:
-        path = reexec.save(self)
-        self.control.close()
+    def _reexec(self) -> bool:
+        """Saves the state and executes vigil afresh; False (and the daemon
+        goes on as it was) if the state cannot be saved."""
+        try:
+            path = reexec.save(self)
+        except Exception as err:
+            self.events.error("daemon-reexec (state not saved; going on without it)", err)
+            return False
+        for conn in list(self.control.connections):
+            if conn.streaming:  # a follower's stream ends; waiting ones are handed over
+                conn.close()
         if self.remote is not None:
             self.remote.close()
         self.notify.close()
         self.events.emit("daemon.reexec", f"re-executing vigil {os.getpid()}")
         self.events.close_file()
-        args = list(self.argv)
-        if "--restore" in args:
-            del args[args.index("--restore"):args.index("--restore") + 2]
-        os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, "--restore", path])
+        once = ["--reexecuted"] if "--reexecuted" in self.argv else []
+        reexec.execute(self.argv, ["--restore", path, *reexec.hand_over_socket(self), *once])
 
     def _boot_log(self, severity: str, message: str) -> None:
         self.events.emit("boot.step", message, severity)
@@ -337,6 +346,17 @@ class Daemon:
             if has_rescue:
                 self.manager.start(["rescue"])
 
+    def _saved_state(self) -> dict[str, Any] | None:
+        """What daemon-reexec saved; None (said so) if there is none or it is
+        unusable, and then what runs is taken back as after a kill."""
+        if not self.opts.restore:
+            return None
+        try:
+            return reexec.load(self.opts.restore)
+        except (OSError, ValueError) as err:
+            self.events.error("restoring the state (taking back what runs instead)", err)
+            return None
+
     def run(self) -> int:
         loaded = self.load()
         self.manager.set_units(loaded["units"])
@@ -350,17 +370,22 @@ class Daemon:
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
-        if self.opts.restore:
-            reexec.restore(self, self.opts.restore)
+        state = self._saved_state()
+        if state is not None:
+            reexec.restore(self, state)
             self.sup.reap()  # what exited while we were executing
             self.manager.drain()
         else:
             self._bind()
+            adopted = adopt.take_back(self)  # before anything starts: never a second copy
+            if adopted:
+                self.manager.start(adopted)
             if not self.opts.no_autostart:
                 self.manager.start(self._first_units())
         self.loop.run()
-        if self.reexec:
-            self._reexec()
+        while self.reexec and not self._reexec():
+            self.reexec = self.loop.stopped = False
+            self.loop.run()
         self.sup.reap()
         self.scopes.close()
         self.control.close()
@@ -460,17 +485,10 @@ def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
     except BaseException as err:  # the last line of defence
         print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
         if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
-            extra = ["--reexecuted"]
-            try:  # keep the services if the state can still be written
-                if daemon is not None:
-                    extra += ["--restore", reexec.save(daemon)]
-            except Exception as save_err:
-                print(f"vigil: state not saved ({save_err!r}); services are orphaned",
-                      file=sys.stderr)
-            args = [a for a in argv if a != "--reexecuted"]
-            if "--restore" in args:
-                del args[args.index("--restore"):args.index("--restore") + 2]
-            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
+            try:
+                reexec.execute(argv, ["--reexecuted", *reexec.rescue(daemon)])
+            except OSError as exec_err:
+                print(f"vigil: cannot execute vigil afresh: {exec_err}", file=sys.stderr)
         return _last_resort()
     if namespaces.on_machine():
         return _last_resort()  # reboot(2) did not happen

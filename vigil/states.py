@@ -93,6 +93,8 @@ class ExitInfo:
             except ValueError:
                 name = f"signal {self.signal}"
             return f"killed by {name}" + (" (core dumped)" if self.core else "")
+        if self.code is None:  # an adopted process that was not our child
+            return "exit status unknown"
         return f"exit {self.code}"
 
 

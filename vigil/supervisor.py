@@ -30,6 +30,10 @@ from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, Invalid
 from vigil.streams import Streams
 from vigil.unit import Output, OutputKind, Probe, ProbeKind, Service, ServiceType, Unit
 
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from resource import struct_rusage
+
 
 @dataclass
 class Run:
@@ -303,11 +307,25 @@ class Supervisor:
         except ProcessLookupError:
             pidfd = -1
         if pidfd >= 0:
-            self.procs[pid] = Proc(pid, pidfd, inst.started_at or self.loop.clock(),
-                                   started_wall, inst)
+            proc = self.procs[pid] = Proc(pid, pidfd, inst.started_at or self.loop.clock(),
+                                          started_wall, inst)
+            self.loop.add_reader(pidfd, functools.partial(self._adopted_exit, proc))
         for stream, fd in fds:
             os.set_inheritable(fd, False)
             self.streams.capture(inst, stream, fd)
+
+    def _adopted_exit(self, proc: Proc) -> None:
+        """An adopted process's pidfd is readable: it has ended. Our child is
+        reaped by wait4 with its status; one that is not our child (taken over
+        from a daemon that was killed) cannot be waited for, and its status
+        is lost."""
+        self.loop.remove_reader(proc.pidfd)
+        self.reap()
+        if self.procs.get(proc.pid) is proc:
+            del self.procs[proc.pid]
+            os.close(proc.pidfd)
+            self._ended(proc, ExitInfo(None, None, False, self.loop.clock() - proc.started))
+            self.pump()
 
     def resume(self, inst: Instance) -> None:
         """After a re-exec: the timers and probes the instance's state needs."""
@@ -468,30 +486,36 @@ class Supervisor:
                 self.events.emit("orphan.reaped", f"reaped orphan {pid}", self.orphan_severity,
                                  pid=pid)
                 continue
+            self.loop.remove_reader(proc.pidfd)  # an adopted process's is watched
             os.close(proc.pidfd)
-            info = ExitInfo.from_status(status, self.loop.clock() - proc.started)
-            if proc.on_exit is not None:
-                proc.on_exit(info)
-                continue
-            inst = proc.instance
-            assert inst is not None
-            self._exec_report(proc)  # exec status first: it may have failed
-            if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
-                self._adopt(inst, proc)
-                continue
-            self.runs.setdefault(inst.name, deque(maxlen=20)).append(
-                Run(proc.started_wall, time.time(), info, usage.ru_utime, usage.ru_stime,
-                    usage.ru_maxrss))
-            level = "info" if info.success(inst.service.success_exit_codes) else "warning"
-            self.events.emit("unit.exit", f"{inst.name} ({pid}) {info} after "
-                             f"{info.runtime:.3f}s", level, unit=inst.unit, pid=pid,
-                             exit_code=info.code, signal=info.signal, core=info.core,
-                             runtime=round(info.runtime, 6))
-            self._kill_leftovers(inst, pid)
-            if inst.pid == pid:
-                self.notify.close_one(inst.name)
-                self.send(inst, Event.EXIT, exit=info)
+            self._ended(proc, ExitInfo.from_status(status, self.loop.clock() - proc.started),
+                        usage)
         self.pump()
+
+    def _ended(self, proc: Proc, info: ExitInfo, usage: struct_rusage | None = None) -> None:
+        """A process of ours has ended; `usage` is None when it was not our child."""
+        pid = proc.pid
+        if proc.on_exit is not None:
+            proc.on_exit(info)
+            return
+        inst = proc.instance
+        assert inst is not None
+        self._exec_report(proc)  # exec status first: it may have failed
+        if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
+            self._adopt(inst, proc)
+            return
+        self.runs.setdefault(inst.name, deque(maxlen=20)).append(
+            Run(proc.started_wall, time.time(), info, usage.ru_utime if usage else 0.0,
+                usage.ru_stime if usage else 0.0, usage.ru_maxrss if usage else 0))
+        level = "info" if info.success(inst.service.success_exit_codes) else "warning"
+        self.events.emit("unit.exit", f"{inst.name} ({pid}) {info} after "
+                         f"{info.runtime:.3f}s", level, unit=inst.unit, pid=pid,
+                         exit_code=info.code, signal=info.signal, core=info.core,
+                         runtime=round(info.runtime, 6))
+        self._kill_leftovers(inst, pid)
+        if inst.pid == pid:
+            self.notify.close_one(inst.name)
+            self.send(inst, Event.EXIT, exit=info)
 
     def _kill_leftovers(self, inst: Instance, pid: int) -> None:
         """The main process is gone: what it left in its group or cgroup goes too."""
@@ -533,7 +557,9 @@ class Supervisor:
             os.close(pidfd)
             self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
             return
-        self.procs[pid] = Proc(pid, pidfd, launcher.started, launcher.started_wall, inst)
+        proc = self.procs[pid] = Proc(pid, pidfd, launcher.started, launcher.started_wall, inst)
+        # ours to reap as a subreaper; else only its pidfd tells when it ends
+        self.loop.add_reader(pidfd, functools.partial(self._adopted_exit, proc))
         inst.pid = pid
         self.events.emit("unit.forked", f"{inst.name}: daemon {pid} from {path}", "debug",
                          unit=inst.unit, pid=pid)
