@@ -9,7 +9,9 @@ unit: with cgroups, one in the instance's cgroup (systemd's rule); without,
 one that descends from the daemon through no process of another unit (an
 orphaned daemon is reparented to us, the subreaper or PID 1) and, for a
 unit not run as the daemon's user, that this user could signal itself
-(its real or saved uid, as kill(2) checks).
+(its real or saved uid, as kill(2) checks). A daemon that is not a
+subreaper cannot see that descent; there a unit run as the daemon's own
+user may name a process of that user, which it could signal anyway.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from vigil.asuser import Creds, read_regular
 
 MAX_BYTES = 64
 MAX_DEPTH = 256  # parent links followed; a real tree is far shallower
+NOT_DESCENDANT = "is not a descendant of the unit's processes"
 
 
 class Refused(Exception):
@@ -54,10 +57,15 @@ def why_not_ours(pid: int, pidfd: int, creds: Creds, cgroup_pids: list[int] | No
     else:
         try:
             why = _ancestry(pid, tracked)
-            if why is None and creds.uid != os.geteuid():
-                real, _effective, saved = _uids(pid)
-                if creds.uid not in (real, saved):
-                    why = f"belongs to uid {real}, not to the unit's user ({creds.uid})"
+            real, _effective, saved = _uids(pid)
+            if why == NOT_DESCENDANT and creds.uid == os.geteuid() == real:
+                # A daemon that is neither PID 1 nor a subreaper loses its
+                # units' orphans to another reaper. A unit run as the daemon's
+                # own user could signal a process of that user itself, so
+                # adopting one gives it nothing it did not have.
+                why = None
+            elif why is None and creds.uid != os.geteuid() and creds.uid not in (real, saved):
+                why = f"belongs to uid {real}, not to the unit's user ({creds.uid})"
         except (OSError, ValueError, IndexError):
             why = "is gone"
     try:
@@ -80,7 +88,7 @@ def _ancestry(pid: int, tracked: Callable[[int], str | None]) -> str | None:
         if parent <= 1:
             break
         current = parent
-    return "is not a descendant of the unit's processes"
+    return NOT_DESCENDANT
 
 
 def _parent(pid: int) -> int:
