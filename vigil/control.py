@@ -27,14 +27,16 @@ if TYPE_CHECKING:
 
 
 def _inherited(fd: int | None, path: str) -> socket.socket | None:
-    """The handed-over listening socket, if `fd` is one on `path`."""
+    """The handed-over listening socket, if `fd` is one on `path`'s name (it
+    was bound through /proc/self/fd/N/NAME, so that is the name it knows)."""
     if fd is None:
         return None
     try:
         sock = socket.socket(fileno=fd)
     except OSError:
         return None
-    if (sock.family != socket.AF_UNIX or sock.getsockname() != path
+    name = sock.getsockname() if sock.family == socket.AF_UNIX else ""
+    if (not isinstance(name, str) or os.path.basename(name) != os.path.basename(path)
             or not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)):
         sock.close()
         return None
