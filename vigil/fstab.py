@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from vigil.numbers import parse_number
+
 # option -> (flags to set, flags to clear)
 MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32,
       "mand": 64, "dirsync": 128, "noatime": 1024, "nodiratime": 2048, "bind": 4096,
@@ -109,10 +111,9 @@ def _entry(raw: str, number: int) -> Entry | None:
     if len(fields) < 3:
         raise FstabError(f"expected at least 3 fields: {raw.strip()!r}")
     options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
-    try:
-        passno = int(fields[5]) if len(fields) > 5 else 0
-    except ValueError:
-        raise FstabError(f"pass number {fields[5]!r} is not a number") from None
+    passno = parse_number(fields[5], 0, 2**31 - 1) if len(fields) > 5 else 0
+    if passno is None:
+        raise FstabError(f"pass number {fields[5]!r} is not a number")
     return Entry(unescape(fields[0]), unescape(fields[1]), fields[2], options, passno, number)
 
 

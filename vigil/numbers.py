@@ -19,3 +19,14 @@ def parse_number(text: str, low: int, high: int, base: int = 10) -> int | None:
         return None
     value = int(text, base)
     return value if low <= value <= high else None
+
+
+def parse_seconds(text: str, high: float) -> float | None:
+    """A duration written as ASCII digits with at most one decimal point
+    ("30", "2.5"), in [0, high]; "nan", "inf", "1e9" and signs are not."""
+    whole, _, fraction = text.partition(".")
+    if (not whole and not fraction) or len(text) > MAX_DIGITS or \
+            not set(whole + fraction) <= _DIGITS[10]:
+        return None
+    value = float(text)
+    return value if value <= high else None

@@ -22,6 +22,7 @@ from vigil.control import pause, refuse
 from vigil.events import Events, Notice
 from vigil.limits import Limits
 from vigil.loop import Loop
+from vigil.numbers import parse_number
 
 FIRST_DELAY = 0.25  # the first wrong token's delay; it doubles up to auth_delay_max
 MAX_COUNT = 64  # failures in a row counted no further: 2.0 ** 63 is still a float
@@ -34,9 +35,10 @@ class RemoteError(ValueError):
 
 def parse_address(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+    number = parse_number(port, 1, 65535)
+    if not sep or number is None:
         raise RemoteError(f"--listen {text!r}: expected HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
+    return host.strip("[]") or "127.0.0.1", number
 
 
 def is_loopback(host: str) -> bool:
