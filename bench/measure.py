@@ -287,6 +287,21 @@ def run_startup(name: str, quick: bool) -> dict[str, float]:
             ns.kill()
 
 
+def entry_exit(name: str, quick: bool) -> dict[str, float]:
+    """`ENTRYPOINT -- true`, launch to exit, not in a namespace (as in a CI
+    wrapper): the median of a burst of launches, so each run's figure is
+    taken beside the other systems' under the same load. `python` is the
+    bare interpreter vigil runs on, the floor for anything written in it."""
+    cmd = peers.entry_cmds(["true"])[name]
+    times = []
+    for _ in range(10 if quick else 40):
+        t0 = time.perf_counter()
+        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL, check=True)
+        times.append(time.perf_counter() - t0)
+    return {"exit_ms": statistics.median(times) * 1000}
+
+
 def boot(name: str, quick: bool) -> dict[str, float]:
     """QEMU (TCG), same kernel, to the work done: vigil, systemd and BusyBox
     init each mount the API filesystems, load the same modules and print a
@@ -413,6 +428,7 @@ SCENARIOS: dict[str, tuple[Callable[[str, bool], dict[str, float]], list[str]]] 
     "chain50": (chain50, ["vigil"]),
     "reap": (reap, ["vigil", "tini", "dumb-init", "catatonit"]),
     "run": (run_startup, ["vigil", "tini", "dumb-init", "catatonit"]),
+    "entry": (entry_exit, ["vigil", "python", "tini", "dumb-init", "catatonit"]),
     "boot": (boot, ["vigil", "systemd", "busybox-init", "vigil-demo"]),
 }
 

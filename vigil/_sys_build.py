@@ -37,8 +37,6 @@ struct vigil_spawn {
     int fg_tty;                  /* terminal whose foreground group it becomes; -1 none */
 };
 int vigil_spawn(const struct vigil_spawn *s);
-int vigil_spawn_inherit(char *const *argv, char *const *envp, int fg_tty,
-                        unsigned long long mask, unsigned long long ignored, int report_fd);
 
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
@@ -201,40 +199,6 @@ int vigil_spawn(const struct vigil_spawn *s) {
     sigprocmask(SIG_SETMASK, &all, &old);
     pid_t pid = fork();
     if (pid == 0) child(s, &empty);
-    int saved = errno;
-    sigprocmask(SIG_SETMASK, &old, NULL);
-    return pid < 0 ? -saved : pid;
-}
-
-/* The container entrypoint's command, as tini starts it: its own process group
-   (the terminal's foreground when fg_tty >= 0), then the signal state vigil
-   itself was started with: bit N-1 of `mask` blocks signal N and of `ignored`
-   keeps it ignored; every other signal is reset to its default. PATH lookup
-   and the /bin/sh fallback for a script without #! are execvpe's, as tini's
-   execvp. Failures are reported as vigil_spawn's are (steps 1, 13, 15). */
-static void inherit_child(char *const *argv, char *const *envp, int fg_tty,
-                          unsigned long long mask, unsigned long long ignored, int rfd) {
-    if (setpgid(0, 0) < 0) fail(rfd, STEP_PGROUP);
-    if (fg_tty >= 0 && tcsetpgrp(fg_tty, getpid()) < 0) fail(rfd, STEP_PGROUP);
-    sigset_t set;
-    sigemptyset(&set);
-    for (int sig = 1; sig < NSIG && sig <= 64; sig++) {
-        unsigned long long bit = 1ULL << (sig - 1);
-        if (sig != SIGKILL && sig != SIGSTOP) signal(sig, (ignored & bit) ? SIG_IGN : SIG_DFL);
-        if (mask & bit) sigaddset(&set, sig);  /* glibc's own two are refused: fine */
-    }
-    if (sigprocmask(SIG_SETMASK, &set, NULL) < 0) fail(rfd, STEP_SIGNALS);
-    execvpe(argv[0], argv, envp);
-    fail(rfd, STEP_EXEC);
-}
-
-int vigil_spawn_inherit(char *const *argv, char *const *envp, int fg_tty,
-                        unsigned long long mask, unsigned long long ignored, int report_fd) {
-    sigset_t all, old;
-    sigfillset(&all);
-    sigprocmask(SIG_SETMASK, &all, &old);
-    pid_t pid = fork();
-    if (pid == 0) inherit_child(argv, envp, fg_tty, mask, ignored, report_fd);
     int saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     return pid < 0 ? -saved : pid;

@@ -246,4 +246,7 @@ def main(argv: Sequence[str], prog: str = "vigil run") -> int:
         from vigil.container import main as with_side_services
         return with_side_services(opts)
     from vigil.tini import run
-    return run(opts)
+    status = run(opts)
+    # Nothing to tear down on this path (no files, no threads, stdout
+    # untouched): skipping the interpreter's own teardown saves ~2 ms a start.
+    os._exit(status)

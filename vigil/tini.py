@@ -58,26 +58,24 @@ def inherited_signals() -> tuple[int, int]:
 def spawn_inherit(argv: list[str], env: dict[str, str] | None, fg_tty: int,
                   signals: tuple[int, int]) -> tuple[int, int]:
     """Starts CMD in its own process group with `signals` (blocked, ignored);
-    returns (pid, report fd). The report fd is the read end of a close-on-exec
-    pipe: EOF once CMD runs, eight bytes if a step failed (`exec_failure`).
-    Every fd vigil inherited without close-on-exec passes on, as with tini."""
-    from vigil._sysc import ffi, lib  # compiled: no C is parsed at run time
+    env None: vigil's own. Returns (pid, report fd): the read end of a
+    close-on-exec pipe, EOF once CMD runs, eight bytes if a step failed
+    (`exec_failure`). Every fd vigil inherited without close-on-exec passes
+    on, as with tini."""
+    from vigil._spawn import spawn  # plain C (vigil/_spawn.c): cffi would cost ~0.9 ms
     if env is None:
         pairs = [k + b"=" + v for k, v in os.environb.items()]
     else:
         pairs = [os.fsencode(f"{k}={v}") for k, v in env.items()]
-    keep = [ffi.new("char[]", os.fsencode(a)) for a in argv]
-    keep_env = [ffi.new("char[]", p) for p in pairs]
-    c_argv = ffi.new("char *[]", [*keep, ffi.NULL])
-    c_env = ffi.new("char *[]", [*keep_env, ffi.NULL])
     read_end, write_end = os.pipe2(os.O_CLOEXEC)
     try:
-        pid = lib.vigil_spawn_inherit(c_argv, c_env, fg_tty, signals[0], signals[1], write_end)
+        pid = spawn([os.fsencode(a) for a in argv], pairs, fg_tty, signals[0], signals[1],
+                    write_end)
+    except BaseException:
+        os.close(read_end)
+        raise
     finally:
         os.close(write_end)
-    if pid < 0:
-        os.close(read_end)
-        raise OSError(-pid, f"fork: {os.strerror(-pid)}")
     return pid, read_end
 
 
@@ -217,12 +215,15 @@ class Entrypoint:
         status = 128 - code if code < 0 else code % 256
         failure = exec_failure(self.report_fd)
         if failure is not None:
-            step, err = failure
-            status = {2: 127, 13: 126}.get(err, 1)  # ENOENT, EACCES: as a shell says
-            say(self.opts, 0, f"cannot run {self.opts.command[0]}: {step} failed: "
-                f"{os.strerror(err)}")
+            self.cannot_run(*failure)
         else:
             say(self.opts, 2, f"{self.opts.command[0]} exited with status {status}")
+            self.status = self.opts.exit_map.get(status, status)
+
+    def cannot_run(self, step: str, err: int) -> None:
+        status = {2: 127, 13: 126}.get(err, 1)  # ENOENT, EACCES: as a shell says
+        say(self.opts, 0, f"cannot run {self.opts.command[0]}: {step} failed: "
+            f"{os.strerror(err)}")
         self.status = self.opts.exit_map.get(status, status)
 
     def drain(self) -> int:
@@ -259,7 +260,7 @@ def run(opts: RunOptions) -> int:
         pid, report = spawn_inherit(opts.command, None, 0 if controlling_terminal(0) else -1,
                                     signals)
     except OSError as err:
-        say(opts, 0, f"cannot start {opts.command[0]}: {err}")
+        say(opts, 0, f"cannot start {opts.command[0]}: fork failed: {err.strerror}")
         return 1
     say(opts, 2, f"spawned {opts.command[0]} with pid {pid}")
     return Entrypoint(opts, pid, report).run()
