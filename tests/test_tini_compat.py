@@ -162,6 +162,15 @@ def test_verbose_output_goes_to_stderr(tmp_path, verbosity):
     assert "exited with status 0" in done.stderr
 
 
+def test_with_side_services_vigils_lines_go_to_stderr(tmp_path, unit_dir):
+    units = unit_dir({"idle.toml": '[service]\nexec = ["sleep", "1000"]\n'})
+    done = run("vigil", ["-s", "-w", "-vv", "--units", str(units), "--", "sh", "-c", ORPHANS],
+               tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "out\n"
+    assert "reaped orphan" in done.stderr
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_tini_verbosity_0_silences_warnings(tmp_path, kind):
     env = clean_env(tmp_path, TINI_VERBOSITY="0")

@@ -28,7 +28,6 @@ from vigil.daemon import parse_args as daemon_args
 from vigil.entry import RunOptions
 from vigil.loader import Loader
 from vigil.loop import Timer
-from vigil.output import Console
 from vigil.states import ExitInfo, Instance, State
 from vigil.supervisor import Proc
 
@@ -93,10 +92,12 @@ class Container:
                               "give --socket")
             self.own_dir = os.path.dirname(socket_path)
         level = ["error", "warning", "info", "debug"][min(opts.verbosity, 3)]
+        # vigil's lines and the side services' console output go to stderr:
+        # CMD's stdout stays CMD's
         self.daemon = Daemon(daemon_args(["--socket", socket_path, "--shutdown-timeout",
-                                          str(opts.kill_timeout), "--console-level", level]))
+                                          str(opts.kill_timeout), "--console-level", level,
+                                          "--console-fd", "2"]))
         d = self.daemon
-        d.events.console = Console(2)  # vigil's own lines never go into CMD's stdout
         d.loader = Loader(opts.units)  # side services only from --units, never the system path
         d.can_reexec = False
         if opts.warn_zombies:
