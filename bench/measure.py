@@ -442,6 +442,16 @@ def machine() -> dict[str, str]:
             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
 
 
+def _merged(old: dict[str, Any], new: dict[str, Any], chosen: list[str]) -> dict[str, Any]:
+    """--only: the scenarios re-run replace theirs in latest.json, the rest
+    stays, and the report says which were re-run when (and under what load)."""
+    old["scenarios"].update(new["scenarios"])
+    old["versions"].update(new["versions"])
+    when = f"{new['machine']['date']}, load average {os.getloadavg()[0]:.1f}"
+    old.setdefault("reruns", {}).update({scenario: when for scenario in chosen})
+    return old
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--runs", type=int, default=5)
@@ -474,6 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     results["seconds"] = round(time.perf_counter() - began, 1)
     RESULTS.mkdir(exist_ok=True)
     target = RESULTS / ("quick.json" if opts.quick else "latest.json")
+    if opts.only and not opts.quick and target.exists():
+        results = _merged(json.loads(target.read_text()), results, chosen)
     target.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {target} after {results['seconds']}s")
     return 0

@@ -106,6 +106,9 @@ def markdown(data: dict[str, Any]) -> str:
            f"Machine: {m['cpu']}, {m['cores']} cores, kernel {m['kernel']}, Python "
            f"{m['python']}; run {m['date']}, {data['seconds']} s in all. Versions: "
            + ", ".join(f"{k} {v}" for k, v in data["versions"].items()) + ".", "",
+           *(["Re-run on their own since (`bench/measure.py --only`): " + "; ".join(
+               f"{k} {v}" for k, v in data["reruns"].items()) + ".", ""]
+             if data.get("reruns") else []),
            "![medians](benchmarks.png)", ""]
     for scenario, metric, label, unit, _, target_text, target in METRICS:
         samples = data["scenarios"].get(scenario)

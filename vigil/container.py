@@ -1,4 +1,4 @@
-"""`vigil run -- CMD`: vigil as a container's entrypoint.
+"""`vigil run --units DIR -- CMD`: the container entrypoint with side services.
 
 What tini and dumb-init do (reap every zombie, forward signals, exit with
 CMD's status) plus side services from a units directory, started with
@@ -7,9 +7,9 @@ exited, every remaining descendant gets SIGTERM and a grace period before
 SIGKILL, and vigil exits only when none is left, so nothing is cut off
 mid-write.
 
-tini's and dumb-init's flags are accepted with their meaning, so switching
-is a change of the entrypoint line; invoked under the name `dumb-init`,
-signals go to CMD's process group by default, as dumb-init does.
+The options are read by vigil/entry.py; without side services vigil/tini.py
+runs CMD and the daemon is never loaded. Here the daemon runs the side
+services on a control socket of this invocation's own.
 """
 
 from __future__ import annotations
