@@ -289,17 +289,24 @@ def run_startup(name: str, quick: bool) -> dict[str, float]:
 
 def entry_exit(name: str, quick: bool) -> dict[str, float]:
     """`ENTRYPOINT -- true`, launch to exit, not in a namespace (as in a CI
-    wrapper): the median of a burst of launches, so each run's figure is
-    taken beside the other systems' under the same load. `python` is the
-    bare interpreter vigil runs on, the floor for anything written in it."""
-    cmd = peers.entry_cmds(["true"])[name]
-    times = []
+    wrapper), each launch followed by one of the bare interpreter vigil runs
+    on (`python -I -c pass`, the floor for anything written in it): the
+    medians, and the first over the second taken launch by launch, so a
+    load that comes and goes on a shared machine weighs on both alike."""
+    cmds = peers.entry_cmds(["true"])
+    mine, floor = [], []
     for _ in range(10 if quick else 40):
-        t0 = time.perf_counter()
-        subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL, check=True)
-        times.append(time.perf_counter() - t0)
-    return {"exit_ms": statistics.median(times) * 1000}
+        mine.append(_launch(cmds[name]))
+        floor.append(_launch(cmds["python"]))
+    return {"exit_ms": statistics.median(mine) * 1000,
+            "x_python": statistics.median(mine) / statistics.median(floor)}
+
+
+def _launch(cmd: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True)
+    return time.perf_counter() - t0
 
 
 def boot(name: str, quick: bool) -> dict[str, float]:

@@ -17,8 +17,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 DOCS = HERE.parent / "docs"
 
-# A bound, within a factor of a peer run by run, or a list of both (all must hold).
-Target = float | tuple[str, float] | list[float | tuple[str, float]] | None
+# A bound, or within a factor of a peer run by run.
+Target = float | tuple[str, float] | None
 # (scenario, metric, label, unit, lower is better, target for vigil or None)
 METRICS: list[tuple[str, str, str, str, bool, str | None, Target]] = [
     ("start50", "start50_s", "start50: launch to 50 services running", "s", True,
@@ -42,8 +42,9 @@ METRICS: list[tuple[str, str, str, str, bool, str | None, Target]] = [
     ("reap", "zombies_at_end", "zombies left when the generator made its last orphan", "",
      True, "none left when the generator finishes", 0.0),
     ("entry", "exit_ms", "container: `ENTRYPOINT -- true`, launch to exit (no namespace)", "ms",
-     True, "<= 15 ms and <= 1.6x the bare interpreter (`python -I -c pass`)",
-     [15.0, ("python", 1.6)]),
+     True, "<= 15 ms", 15.0),
+    ("entry", "x_python", "container: launch to exit over the bare interpreter's "
+     "(`python -I -c pass`), launch by launch", "x", True, "<= 1.6x", 1.6),
     ("run", "startup_ms", "container: launch to CMD running, as PID 1 of a namespace", "ms",
      True, None, None),
     ("run", "rss_init_mb", "container: resident set of the init while CMD runs", "MB", True,
@@ -62,6 +63,8 @@ def fmt(x: float, unit: str) -> str:
         return f"{x:.3f}"
     if unit in ("ms", "MB"):
         return f"{x:.1f}"
+    if unit == "x":
+        return f"{x:.2f}"
     return f"{x:.3g}"
 
 
@@ -76,13 +79,6 @@ def verdict(target: Target, vigil: list[float],
             scenario: dict[str, list[dict[str, float]]], metric: str) -> str:
     if target is None or not vigil:
         return ""
-    if isinstance(target, list):  # every one of them, each shown
-        each = [verdict(t, vigil, scenario, metric) for t in target]
-        if all(v == "met" for v in each):
-            return "met"
-        names = [f"{t[1]:g}x {t[0]}" if isinstance(t, tuple) else f"{t:g}" for t in target]
-        return "not met (" + ", ".join(f"{n}: {v}" for n, v in zip(names, each,
-                                                                   strict=True)) + ")"
     median = statistics.median(vigil)
     if isinstance(target, tuple):  # within a factor of a peer, run by run
         peer, factor = target
@@ -157,6 +153,12 @@ NOTES = [
     "library, 16 MB gzipped, ~0.9 s to unpack under TCG against ~0.45 s for systemd's). "
     "vigil-demo is the shipped image to its default target with every demo unit ready "
     "(network, getty, syslog, web, workers, remote control over TLS).",
+    "- container: `vigil run -- true` without side services is the bare interpreter "
+    "(`python -I -c pass`) plus vigil's entry modules and its C spawn (no daemon, no "
+    "socket). The 15 ms bound presumes the interpreter's ~8-9 ms on a quiet machine; on a "
+    "loaded one the interpreter alone takes longer, so the ratio taken launch by launch is "
+    "the figure that carries from one machine to another. `run` is the same entrypoint as "
+    "PID 1 of a PID namespace, `sh -c` running, its resident set read from /proc then.",
     "- vigil's memory is CPython's: the bare interpreter is ~9-11 MB resident here, and "
     "the daemon's modules add the rest. See the issues for what is left to trim.",
 ]
