@@ -62,7 +62,10 @@ def spawn_inherit(argv: list[str], env: dict[str, str] | None, fg_tty: int,
     close-on-exec pipe, EOF once CMD runs, eight bytes if a step failed
     (`exec_failure`). Every fd vigil inherited without close-on-exec passes
     on, as with tini."""
-    from vigil._spawn import spawn  # plain C (vigil/_spawn.c): cffi would cost ~0.9 ms
+    try:
+        from vigil._spawn import spawn  # plain C (vigil/_spawn.c): cffi would cost ~0.9 ms
+    except ImportError:
+        raise OSError("vigil._spawn is not built: reinstall vigil (pip install .)") from None
     if env is None:
         pairs = [k + b"=" + v for k, v in os.environb.items()]
     else:
@@ -260,7 +263,7 @@ def run(opts: RunOptions) -> int:
         pid, report = spawn_inherit(opts.command, None, 0 if controlling_terminal(0) else -1,
                                     signals)
     except OSError as err:
-        say(opts, 0, f"cannot start {opts.command[0]}: fork failed: {err.strerror}")
+        say(opts, 0, f"cannot start {opts.command[0]}: {err}")
         return 1
     say(opts, 2, f"spawned {opts.command[0]} with pid {pid}")
     return Entrypoint(opts, pid, report).run()
