@@ -210,7 +210,7 @@ class Entrypoint:
                 self.exited(wait_status)
             elif self.opts.warn_zombies:
                 say(self.opts, 1, f"reaped zombie process with pid={pid}")
-            else:
+            elif self.opts.verbosity >= 3:  # not even formatted otherwise: thousands a second
                 say(self.opts, 3, f"reaped pid {pid}")
 
     def exited(self, wait_status: int) -> None:
