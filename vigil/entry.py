@@ -120,7 +120,7 @@ def _apply(o: RunOptions, name: str, value: str, prog: str) -> None:
         o.single_child = True
     elif name == "kill-timeout":
         o.kill_timeout = float(value)
-        if not o.kill_timeout >= 0:
+        if not 0 <= o.kill_timeout < float("inf"):  # NaN too
             raise ValueError(f"{value!r}: expected seconds")
     elif name == "e":
         o.exit_map[_code(value)] = 0
