@@ -265,3 +265,21 @@ def test_the_fast_path_imports_only_what_it_runs():
              "vigil.daemon", "vigil.control", "vigil.container", "vigil.protocol",
              "vigil.syscalls", "typing", "subprocess", "_cffi_backend"}
     assert not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_options_are_read_as_getopt_reads_them():
+    from vigil.entry import parse
+    o = parse(["-sgvw", "-e3", "--units=d", "--rewrite", "15:10", "-p", "SIGKILL", "--",
+               "cmd", "-v"], env={})
+    assert (o.command, o.group, o.verbosity, o.warn_zombies, o.quiet_subreaper) == \
+        (["cmd", "-v"], True, 2, True, True)
+    assert (o.exit_map, o.units, o.rewrite, o.parent_death_signal) == \
+        ({3: 0}, ["d"], {15: 10}, signal.SIGKILL)
+    after = parse(["cmd", "-g"], env={})  # options end at CMD
+    assert (after.command, after.group) == (["cmd", "-g"], False)
+    assert parse(["cmd"], env={"TINI_VERBOSITY": "2x"}).verbosity == 2  # atoi
+    assert parse(["-vv", "cmd"], env={"TINI_VERBOSITY": ""}).verbosity == 0
+    assert parse(["cmd"], "dumb-init", env={}).group
+    assert not parse(["cmd"], "dumb-init", env={"DUMB_INIT_SETSID": "0"}).group
+    assert not parse(["-c", "cmd"], "dumb-init", env={}).group
+    assert parse(["cmd"], "dumb-init", env={"DUMB_INIT_DEBUG": "1"}).verbosity == 3
