@@ -54,6 +54,7 @@ def test_two_at_once_both_run_their_command(tmp_path, unit_dir):
         second = run("vigil", [*extra, "--", "touch", str(mark)], tmp_path)
         assert second.returncode == 0, second.stderr
         assert first.wait(timeout=60) == 0, first.stderr.read() if first.stderr else ""
+    assert not list((tmp_path / "vigil").glob("run-*")), "each removed its own directory"
 
 
 def test_beside_a_per_user_daemon(tmp_path, unit_dir):
