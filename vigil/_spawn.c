@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 enum { STEP_SIGNALS = 1, STEP_EXEC = 13, STEP_PGROUP = 15 };
@@ -95,13 +96,38 @@ static PyObject *spawn(PyObject *self, PyObject *args) {
     return PyLong_FromLong(pid);
 }
 
+/* The entrypoint's two prctl calls (parent-death signal, subreaper), here
+   so that its start loads no other extension for them. */
+static PyObject *set_process(PyObject *self, PyObject *args) {
+    int option;
+    unsigned long value;
+    if (!PyArg_ParseTuple(args, "ik", &option, &value)) return NULL;
+    if (option != PR_SET_PDEATHSIG && option != PR_SET_CHILD_SUBREAPER) {
+        PyErr_SetString(PyExc_ValueError, "set_process: only PDEATHSIG and CHILD_SUBREAPER");
+        return NULL;
+    }
+    if (prctl(option, value, 0, 0, 0) < 0) return PyErr_SetFromErrno(PyExc_OSError);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"spawn", spawn, METH_VARARGS,
      "spawn(argv, envp, fg_tty, blocked, ignored, report_fd) -> pid: CMD as tini starts it."},
+    {"set_process", set_process, METH_VARARGS,
+     "set_process(option, value): prctl PR_SET_PDEATHSIG or PR_SET_CHILD_SUBREAPER."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "vigil._spawn", NULL, -1, methods,
                                     NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__spawn(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__spawn(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    if (PyModule_AddIntConstant(m, "PR_SET_PDEATHSIG", PR_SET_PDEATHSIG) < 0 ||
+        PyModule_AddIntConstant(m, "PR_SET_CHILD_SUBREAPER", PR_SET_CHILD_SUBREAPER) < 0) {
+        Py_DECREF(m);
+        return NULL;
+    }
+    return m;
+}

@@ -2,3 +2,8 @@
 
 def spawn(argv: list[bytes], envp: list[bytes], fg_tty: int, blocked: int, ignored: int,
           report_fd: int) -> int: ...
+
+PR_SET_PDEATHSIG: int
+PR_SET_CHILD_SUBREAPER: int
+
+def set_process(option: int, value: int) -> None: ...

@@ -135,8 +135,8 @@ def kill_all(pids: list[int], sig: int) -> None:
 
 def _prctl(option: str, value: int) -> bool:
     try:
-        import _prctl  # type: ignore[import-not-found]  # python-prctl's C half: 0.3 ms, not 1
-        _prctl.prctl(getattr(_prctl, option), value)
+        from vigil import _spawn
+        _spawn.set_process(getattr(_spawn, option), value)
         return True
     except (ImportError, OSError):
         return False
