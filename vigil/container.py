@@ -94,9 +94,13 @@ class Container:
         level = ["error", "warning", "info", "debug"][min(opts.verbosity, 3)]
         # vigil's lines and the side services' console output go to stderr:
         # CMD's stdout stays CMD's
-        self.daemon = Daemon(daemon_args(["--socket", socket_path, "--shutdown-timeout",
-                                          str(opts.kill_timeout), "--console-level", level,
-                                          "--console-fd", "2"]))
+        try:
+            self.daemon = Daemon(daemon_args(["--socket", socket_path, "--shutdown-timeout",
+                                              str(opts.kill_timeout), "--console-level", level,
+                                              "--console-fd", "2"]))
+        except BaseException:
+            self.remove_own_dir()
+            raise
         d = self.daemon
         d.loader = Loader(opts.units)  # side services only from --units, never the system path
         d.can_reexec = False
@@ -282,9 +286,13 @@ class Container:
         finally:
             d.control.close()
             d.notify.close()
-            if self.own_dir is not None:  # this invocation's socket, lock and logs
-                shutil.rmtree(self.own_dir, ignore_errors=True)
+            self.remove_own_dir()
         return self.status
+
+    def remove_own_dir(self) -> None:
+        """This invocation's socket, lock and logs: nobody else's to keep."""
+        if self.own_dir is not None:
+            shutil.rmtree(self.own_dir, ignore_errors=True)
 
 
 def main(opts: RunOptions) -> int:
