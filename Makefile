@@ -6,8 +6,9 @@
 # busybox-static (the guest's shell and tools), e2fsprogs (mkfs.ext4 -d), cpio
 # (reads the image back in a test). python3: the system's, for the tests run
 # as an unprivileged user (the venv's may live where only root can read).
+# tini: `vigil run` is tested beside it, same input, same result.
 APT_PACKAGES := libcap-dev util-linux procps iproute2 openssl qemu-system-x86 \
-	linux-image-amd64 busybox-static e2fsprogs cpio python3
+	linux-image-amd64 busybox-static e2fsprogs cpio python3 tini
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
@@ -16,7 +17,7 @@ PYTEST_ARGS ?=
 
 setup: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml Makefile vigil/_sys_build.py
+$(VENV)/.installed: pyproject.toml Makefile setup.py vigil/_sys_build.py vigil/_spawn.c
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing apt packages: $$missing"; \

@@ -86,6 +86,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--token-file", help="file holding the remote token (mode 0600)")
     p.add_argument("--tls-cert", help="TLS certificate chain for --listen")
     p.add_argument("--tls-key", help="TLS private key for --listen")
+    p.add_argument("--console-fd", type=int, default=1, metavar="FD",
+                   help="where console lines go (vigil run: 2, so CMD's stdout stays CMD's)")
     p.add_argument("--quiet", action="store_true", help="no event lines on the console")
     p.add_argument("--console-level", default="info",
                    choices=["debug", "info", "warning", "error"],
@@ -109,7 +111,7 @@ class Daemon:
         self.lock_fd = _lock(self.runtime_dir, self.socket_path)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
         os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
-        self.console = Console(1)
+        self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
         self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
