@@ -32,11 +32,50 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
 
 
 def cmd_change(client: Client, opts: argparse.Namespace) -> int:
+    """start, stop, restart: waits (showing the daemon's reports) until the
+    units are ready and stable, or down; a failure is exit 1 with its reason."""
+    names = expand_all(client, opts.cmd, opts.units)
     args = {"scope": opts.scope} if getattr(opts, "scope", None) is not None else {}
-    result = client.call(opts.cmd, units=opts.units, no_block=opts.no_block, **args)
+    if opts.no_block or not names:
+        result = client.call(opts.cmd, units=names, no_block=True, **args) if names else {}
+    else:
+        result = _waiting(client, opts.cmd, names, "stopping" if opts.cmd == "stop" else
+                          "starting", units=names, **args)
+        if result is None:
+            return 130
     for name, state in sorted(result.items()):
         print(f"{name}: {state}")
     return 0
+
+
+def _waiting(client: Client, cmd: str, names: list[str], doing: str, **args: Any) -> Any:
+    """A waiting request with its progress shown; None if Ctrl-C ended the wait."""
+    from vigilctl.progress import Progress, interrupted
+    progress = Progress(names, doing)
+    try:
+        return client.call_reporting(cmd, progress.report, progress.draw, progress=True,
+                                     **args)
+    except KeyboardInterrupt:
+        progress.done()
+        say(interrupted(cmd, names))
+        return None
+    finally:
+        progress.done()
+
+
+def expand_all(client: Client, cmd: str, names: list[str]) -> list[str]:
+    """supervisorctl's `all` (when no unit is named so): `stop all` every
+    unit, `restart all` every active one, `start all` every enabled one."""
+    if names != ["all"]:
+        return names
+    units = client.call("status")
+    if any(u["unit"] == "all" for u in units):
+        return names
+    if cmd == "stop":
+        return [u["unit"] for u in units if u["state"] not in ("inactive", "broken")]
+    if cmd == "restart":
+        return [u["unit"] for u in units if u["state"] not in ("inactive", "broken", "skipped")]
+    return [u["unit"] for u in units if u["state"] != "broken" and u.get("enabled", True)]
 
 
 def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
@@ -106,7 +145,13 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
     if health:
         args["health"] = {**health, "interval": opts.health_interval,
                           "retries": opts.health_retries}
-    for name, state in client.call("run", **args).items():
+    if opts.no_block:
+        result = client.call("run", **args)
+    else:
+        result = _waiting(client, "run", [opts.name or "run"], "starting", **args)
+        if result is None:
+            return 130
+    for name, state in result.items():
         print(f"{name}: {state}")
     return 0
 
@@ -138,6 +183,9 @@ def cmd_simple(client: Client, opts: argparse.Namespace) -> int:
         show.timeline(result)
     else:
         print(printable(str(result)))
+    if opts.cmd == "shutdown" and not client.wait_closed(opts.timeout):
+        say(f"the daemon has not exited after {opts.timeout:g} s")
+        return 1
     return 0
 
 

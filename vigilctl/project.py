@@ -138,8 +138,9 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            Client(socket, timeout=2).close()
+            first = Client(socket, timeout=2)
             print(f"vigilctl: started vigil for {units} (pid {daemon.pid})", file=sys.stderr)
+            _say_problems(first)
             return
         except ClientError:
             if daemon.poll() is not None:  # lost a race to another vigilctl: use that one
@@ -151,6 +152,18 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
                                       f"{directory}/daemon.log") from None
             time.sleep(0.05)
     raise ClientError(f"vigil for {units} did not answer within {timeout:g}s")
+
+
+def _say_problems(client: Client) -> None:
+    """First use: the load errors the new daemon found, one line each."""
+    from vigil.printable import printable_lines
+    try:
+        for problem in client.call("problems"):
+            print(f"vigilctl: problem: {printable_lines(problem)}", file=sys.stderr)
+    except ClientError:
+        pass
+    finally:
+        client.close()
 
 
 def up(procfile: str, detach: bool, timeout: float) -> int:
