@@ -78,6 +78,10 @@ class Commands:
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
             "run": self.run_cmd, "scope": self.scope,
             "problems": lambda c, rid, a: c.reply(rid, self.manager.problems),
+            "enable": lambda c, rid, a: self.enable(c, rid, a, True),
+            "disable": lambda c, rid, a: self.enable(c, rid, a, False),
+            "reset-failed": self.reset_failed,
+            "show": self.show,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -454,6 +458,22 @@ class Commands:
             self.scopes.bind(pid, names)
         except ValueError as err:
             raise ProtocolError("no-such-process", str(err)) from None
+
+    def enable(self, conn: Connection, rid: Any, args: dict[str, Any], on: bool) -> None:
+        """enable/disable: persisted as a drop-in (vigil/admin.py), then reloaded."""
+        from vigil import admin
+        names = _names(args, self.manager, load=True)
+        conn.reply(rid, admin.enable(self.manager, self.reload, names, on))
+
+    def reset_failed(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        from vigil import admin
+        conn.reply(rid, admin.reset_failed(self.manager, _names(args, self.manager,
+                                                                 required=False)))
+
+    def show(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        from vigil import admin
+        name = _names(args, self.manager)[0]
+        admin.show(conn, rid, self.manager, name, self.unit_status(name))
 
     def reexec_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         try:

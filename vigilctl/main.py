@@ -15,7 +15,7 @@ from vigil.printable import printable, printable_lines
 from vigil.protocol import default_socket
 from vigilctl import show
 from vigilctl.client import Client, ClientError
-from vigilctl.options import build_parser
+from vigilctl.options import build_parser, resolve
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
@@ -92,8 +92,8 @@ def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
 def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
     """logs and events: the recent lines, then (-f) everything new."""
     since = opts.since or 0  # checked and read by options.since
-    lines = client.call(opts.cmd, units=opts.units, lines=opts.lines, follow=opts.follow,
-                        since=since)
+    lines = client.call(opts.cmd, units=opts.units + opts.more_units, lines=opts.lines,
+                        follow=opts.follow, since=since)
 
     def line(x: dict[str, Any]) -> str:
         return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd)
@@ -118,7 +118,8 @@ def cmd_cat(client: Client, opts: argparse.Namespace) -> int:
 
 def cmd_kill(client: Client, opts: argparse.Namespace) -> int:
     signal = int(opts.signal) if opts.signal.isdigit() else opts.signal
-    sent = client.call("kill", units=opts.units, signal=signal, all=opts.all)
+    sent = client.call("kill", units=expand_all(client, "stop", opts.units), signal=signal,
+                       all=opts.all)
     for name, pid in sorted(sent.items()):
         print(f"{name}: signalled {pid}")
     return 0 if sent else 1
@@ -208,7 +209,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
     "daemon-reexec": cmd_simple, "run": cmd_run,
-    "attach": cmd_attach, "kill": cmd_kill,
+    "attach": cmd_attach, "kill": cmd_kill, "signal": cmd_kill,
 }
 
 
@@ -266,7 +267,11 @@ def run(opts: argparse.Namespace) -> int:
         return up(opts.procfile, opts.detach, opts.timeout)
     client = connect(opts)
     try:
-        return COMMANDS[opts.cmd](client, opts)
+        command = COMMANDS.get(opts.cmd)
+        if command is None:
+            from vigilctl.verbs import COMMANDS as VERBS
+            command = VERBS[opts.cmd]
+        return command(client, opts)
     finally:
         client.close()
 
@@ -277,6 +282,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         called = os.path.basename(sys.argv[0])
         if called in ("reboot", "halt", "poweroff"):  # linked under those names
             argv = ["--system", *argv, called]
+    argv = resolve(argv)
     parser = build_parser(argv)
     try:
         opts = parser.parse_args(argv)
