@@ -108,3 +108,21 @@ def test_first_use_prints_the_load_errors_it_found(tmp_path):
     finally:
         ctl("shutdown")
         shutil.rmtree(xdg, ignore_errors=True)
+
+
+def test_commands_in_a_directory_after_up_d_reach_its_daemon(tmp_path):
+    app = tmp_path / "app"
+    (app / "src").mkdir(parents=True)
+    (app / "Procfile").write_text("web: sleep 1000\n")
+    xdg = Path(tempfile.mkdtemp(prefix="x", dir="/tmp"))
+    ctl = project_ctl(app, xdg)
+    try:
+        up = ctl("up", "-d")
+        assert up.returncode == 0, up.stderr
+        assert "vigilctl in that directory (or with --socket) reaches it" in up.stderr
+        status = ctl("status", cwd=app / "src")
+        assert status.returncode == 0, status.stderr
+        assert status.stdout.splitlines()[1].split()[:2] == ["web", "running"]
+    finally:
+        ctl("shutdown")
+        shutil.rmtree(xdg, ignore_errors=True)

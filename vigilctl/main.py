@@ -234,7 +234,8 @@ STARTS = frozenset({"start", "restart", "run"})
 def connect(opts: argparse.Namespace) -> Client:
     """The daemon to talk to: --remote; else --socket, a project named with
     --units, VIGIL_SOCKET (a container's services get it), the working
-    directory's project, and last the system's or the user's default."""
+    directory's project, the daemon of its Procfile (`up -d`), and last the
+    system's or the user's default."""
     if not opts.remote:
         from_env = os.environ.get("VIGIL_SOCKET") and not opts.project
         if opts.socket or opts.system or from_env:
@@ -242,6 +243,9 @@ def connect(opts: argparse.Namespace) -> Client:
         from vigilctl import project
         units = project.find(opts.project)
         if units is None:
+            procfile = project.find_procfile()  # a directory where `vigilctl up -d` ran
+            if procfile is not None and os.path.exists(project.socket_for(procfile)):
+                return project.connect_procfile(procfile, opts.timeout)
             return Client(socket_path(opts), timeout=opts.timeout)
         return project.connect(units, opts.timeout, may_start=opts.cmd in STARTS,
                                hold_it=opts.cmd != "shutdown")

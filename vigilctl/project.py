@@ -53,6 +53,29 @@ def find(units: str | None, start: Path | None = None) -> Path | None:
     return None
 
 
+def find_procfile(start: Path | None = None) -> Path | None:
+    """The nearest Procfile of the working directory or a parent: later
+    commands there reach the daemon `vigilctl up` runs for it. Nothing of
+    it is read: its daemon's socket is in the caller's private place, made
+    by the caller's own `up` (which checked the Procfile), and the client
+    checks that socket as any other."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "Procfile").is_file():
+            return folder / "Procfile"
+    return None
+
+
+def connect_procfile(procfile: Path, timeout: float) -> Client:
+    """A client of the daemon `vigilctl up` runs for this Procfile; only
+    `up` starts one."""
+    try:
+        return Client(socket_for(procfile), timeout=timeout)
+    except NotRunning:
+        raise ClientError(f"vigil is not running for {procfile} (`vigilctl up` starts "
+                          "it)") from None
+
+
 def _trusted(folder: Path, units: Path | None = None, marker: Path | None = None) -> None:
     """Refuses, in one line, a project whose directory, vigil.toml or unit
     files (trust.check_units) are not the caller's to run."""
@@ -196,6 +219,8 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
         for name in names:
             print(f"{name}: {states[name]}", file=sys.stderr)
         if detach:
+            print(f"vigilctl: {path.parent} is served by vigil on {socket}; vigilctl in that "
+                  "directory (or with --socket) reaches it", file=sys.stderr)
             return 0 if all(states[n] == "running" for n in names) else 3
         client.call("logs", units=names, lines=0, follow=True)
         width = max(map(len, names)) + 2
