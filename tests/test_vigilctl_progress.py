@@ -105,3 +105,27 @@ def test_shutdown_returns_once_the_daemon_has_exited(daemon, tmp_path):
     assert done.returncode == 0, done
     # stubborn takes 1.2 s to stop: an answer before that would leave the daemon alive
     assert d.proc.wait(timeout=0.5) is not None
+
+
+NOISY = {"noisy.toml": '[service]\nexec = ["sh", "-c", "echo out; echo oops >&2; '
+                       'exec sleep 1000"]\n'}
+
+
+@SUBREAPER
+def test_logs_colour_each_unit_and_mark_stderr_on_a_terminal_only(daemon):
+    from vigilctl.show import unit_color
+    d = daemon(NOISY)
+    wait_for(lambda: "oops" in ctl(d, "logs", "noisy").stdout)
+    plain = ctl(d, "logs", "noisy").stdout
+    assert "noisy: oops" in plain and "\x1b" not in plain
+    status, out = on_pty(["--socket", d.socket, "logs", "noisy"])
+    text = out.decode()
+    assert status == 0
+    assert f"\x1b[{unit_color('noisy')}mnoisy\x1b[0m: \x1b[31m!\x1b[0m oops" in text
+    assert f"\x1b[{unit_color('noisy')}mnoisy\x1b[0m: out" in text
+
+
+def test_timeline_spans_read_at_a_glance():
+    from vigilctl.show import span
+    assert [span(0.25), span(12.34, "+"), span(303.0, "+"), span(7500)] == \
+        ["250ms", "+12.3s", "+5m03s", "2h05m"]

@@ -96,7 +96,8 @@ def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
                         follow=opts.follow, since=since)
 
     def line(x: dict[str, Any]) -> str:
-        return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd)
+        return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd, colored)
+    colored = color(sys.stdout)
     for x in lines:
         print(line(x))
     if opts.follow:

@@ -223,9 +223,11 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
                   "directory (or with --socket) reaches it", file=sys.stderr)
             return 0 if all(states[n] == "running" for n in names) else 3
         client.call("logs", units=names, lines=0, follow=True)
-        width = max(map(len, names)) + 2
+        from vigilctl.main import color
+        from vigilctl.show import log_line
+        width, colored = max(map(len, names)) + 2, color(sys.stdout)
         for line in client.stream():
-            print(f"{line['clock']} {line['instance']:<{width}}| {line['text']}", flush=True)
+            print(log_line(line, colored, width, "|"), flush=True)
         print("vigilctl: the daemon has gone away", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
