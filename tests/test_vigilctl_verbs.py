@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -128,3 +129,28 @@ def test_show_list_units_pid_signal_and_all(daemon):
     stopped = ctl(d, "stop", "all")
     assert stopped.returncode == 0, stopped
     assert d.status("web")["state"] == d.status("cron")["state"] == "inactive"
+
+
+@SUBREAPER
+def test_edit_checks_the_dropin_before_saving_then_reloads(daemon, tmp_path):
+    d = daemon(UNITS)
+    wait_for(lambda: d.status("web")["state"] == "running")
+    override = d.units / "web.d" / "override.toml"
+
+    def edit(text: str) -> subprocess.CompletedProcess[str]:
+        editor = tmp_path / "editor.sh"
+        editor.write_text(f"#!/bin/sh\ncat > \"$1\" <<'END'\n{text}END\n")
+        editor.chmod(0o755)
+        return subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket, "edit",
+                               "web"], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                              env={**os.environ, "EDITOR": str(editor)}, stdin=subprocess.DEVNULL)
+    bad = edit("[service]\nstop-timeut = 3\n")
+    assert bad.returncode == 1
+    assert "not saved: web.d/override.toml:2: service.stop-timeut: unknown key" in bad.stderr
+    assert not override.exists()
+    good = edit("[service]\nstop-timeout = 3\n")
+    assert good.returncode == 0, good
+    assert good.stdout.splitlines() == [f"web: saved {override}",
+                                        "restart   web: changed: service.stop-timeout"]
+    assert json.loads(ctl(d, "show", "--json", "web").stdout)["settings"]["service"][
+        "stop-timeout"] == 3

@@ -230,6 +230,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "is-active": ("print active/inactive/failed...; exit 0 if one is active, 3 if none", _is),
     "is-enabled": ("print enabled/disabled; exit 0 if one is enabled, else 1", _is),
     "is-failed": ("print the state; exit 0 if one is failed, else 1", _is),
+    "edit": ("open $EDITOR on the unit's drop-in; check it, save it, reload", _one),
     "reset-failed": ("forget failures: failed units become inactive", _units),
     "list-unit-files": ("each unit and whether it is enabled", _units),
     "pid": ("the main pid of each running instance", lambda p: _units(p, True)),

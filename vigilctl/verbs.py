@@ -147,6 +147,11 @@ def pid(client: Client, opts: argparse.Namespace) -> int:
     return 0 if pids else 1
 
 
-COMMANDS = {"is-active": is_active, "is-failed": is_failed, "is-enabled": is_enabled,
+def edit(client: Client, opts: argparse.Namespace) -> int:
+    from vigilctl.edit import edit as edit_unit
+    return edit_unit(client, opts)
+
+
+COMMANDS = {"edit": edit, "is-active": is_active, "is-failed": is_failed, "is-enabled": is_enabled,
             "enable": enable, "disable": enable, "reset-failed": reset_failed, "show": show,
             "list-unit-files": list_unit_files, "pid": pid}
