@@ -211,6 +211,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
     "daemon-reexec": cmd_simple, "run": cmd_run,
     "attach": cmd_attach, "kill": cmd_kill, "signal": cmd_kill,
+    "completion": lambda client, opts: print("\n".join(client.call("list"))) or 0,
 }
 
 
@@ -267,6 +268,10 @@ def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "convert":
         from vigilctl.convert import main as convert
         return convert(opts.file, opts.output_dir)
+    if opts.cmd == "completion" and opts.shell != "units":
+        from vigilctl.completion import SCRIPTS
+        print(SCRIPTS[opts.shell][2](), end="")
+        return 0
     if opts.cmd == "up":
         from vigilctl.project import up
         return up(opts.procfile, opts.detach, opts.timeout)
