@@ -154,3 +154,30 @@ def test_edit_checks_the_dropin_before_saving_then_reloads(daemon, tmp_path):
                                         "restart   web: changed: service.stop-timeout"]
     assert json.loads(ctl(d, "show", "--json", "web").stdout)["settings"]["service"][
         "stop-timeout"] == 3
+
+
+LISTENER = ('[service]\nexec = ["python3", "-c", "import os, socket, time; s = socket.socket(); '
+            's.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); '
+            's.bind((\'127.0.0.1\', int(os.environ[\'PORT\']))); s.listen(); time.sleep(1000)"]\n'
+            'port = "auto"\nrestart = "always"\nstart-seconds = 0.2\n'
+            '[service.ready]\ntcp = "port"\n')
+
+
+@SUBREAPER
+def test_an_auto_port_survives_the_units_restarts_while_it_is_free(daemon):
+    import socket
+    d = daemon({"app.toml": LISTENER})
+    first = wait_for(lambda: d.status("app")["state"] == "running" and d.inst("app")["port"])
+    assert ctl(d, "restart", "app").returncode == 0
+    assert d.inst("app")["port"] == first
+    pid = d.inst("app")["pid"]
+    os.kill(pid, 9)  # a crash: restarted by its policy, on the same port
+    wait_for(lambda: d.inst("app")["pid"] not in (None, pid) and
+             d.status("app")["state"] == "running")
+    assert d.inst("app")["port"] == first
+    ctl(d, "stop", "app")
+    with socket.socket() as taken:  # someone else took it meanwhile: another one
+        taken.bind(("127.0.0.1", first))
+        taken.listen()
+        assert ctl(d, "start", "app").returncode == 0
+        assert d.inst("app")["port"] not in (None, first)
