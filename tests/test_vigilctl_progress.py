@@ -129,3 +129,14 @@ def test_timeline_spans_read_at_a_glance():
     from vigilctl.show import span
     assert [span(0.25), span(12.34, "+"), span(303.0, "+"), span(7500)] == \
         ["250ms", "+12.3s", "+5m03s", "2h05m"]
+
+
+@SUBREAPER
+def test_progress_lines_cannot_drive_the_terminal(daemon):
+    d = daemon({"evil.toml": '[unit]\nenabled = false\n[service]\n'
+                             'exec = ["/nonexistent/\\u001b]52;c;ZXZpbA==\\u0007\\u001b[2J"]\n'
+                             'restart = "never"\n'}, extra=FAST_REPORTS)
+    out = ctl(d, "start", "evil")
+    assert out.returncode == 1
+    assert "\x1b" not in out.stderr and "\x07" not in out.stderr
+    assert "\\x1b]52;c;" in out.stderr  # shown, escaped

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.daemon import wait_for
+from tests.daemon import ROOT, wait_for
 from tests.test_vigilctl import ctl
 
 SUBREAPER = pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
@@ -126,3 +126,18 @@ def test_commands_in_a_directory_after_up_d_reach_its_daemon(tmp_path):
     finally:
         ctl("shutdown")
         shutil.rmtree(xdg, ignore_errors=True)
+
+
+def test_vigil_check_with_no_directory_inside_a_project_checks_the_project(tmp_path):
+    project = tmp_path / "shop"
+    (project / "units").mkdir(parents=True)
+    (project / "src").mkdir()
+    (project / "units" / "web.toml").write_text(SLEEPER)
+    (project / "units" / "api.toml").write_text(UNITS["api.toml"])
+    done = subprocess.run([sys.executable, "-m", "vigil.cli", "check"], capture_output=True,
+                          text=True, cwd=project / "src", timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert done.returncode == 1
+    assert f"checking the project's units in {project / 'units'}" in done.stdout
+    assert "api.toml:3: unit.require: unknown key" in done.stdout
+    assert done.stdout.splitlines()[-1] == "1 unit(s) ok, 1 broken, 0 refused"

@@ -181,3 +181,21 @@ def test_an_auto_port_survives_the_units_restarts_while_it_is_free(daemon):
         taken.listen()
         assert ctl(d, "start", "app").returncode == 0
         assert d.inst("app")["port"] not in (None, first)
+
+
+@SUBREAPER
+def test_enable_never_writes_through_a_planted_symlink(daemon, tmp_path):
+    d = daemon(UNITS)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (d.units / "extra.d").symlink_to(elsewhere)  # the drop-in directory
+    refused = ctl(d, "enable", "extra")
+    assert refused.returncode == 1 and "extra: cannot write its drop-in" in refused.stderr
+    assert list(elsewhere.iterdir()) == []
+    victim = tmp_path / "victim"
+    victim.write_text("precious\n")
+    (d.units / "web.d").mkdir()
+    (d.units / "web.d" / "zz-vigilctl-enable.toml").symlink_to(victim)  # the file itself
+    assert ctl(d, "disable", "web").returncode == 0
+    assert victim.read_text() == "precious\n"
+    assert not (d.units / "web.d" / "zz-vigilctl-enable.toml").is_symlink()

@@ -33,24 +33,11 @@ def find(units: str | None, start: Path | None = None) -> Path | None:
         named = Path(units).resolve()
         _trusted(named.parent, named)
         return named
-    here = (start or Path.cwd()).resolve()
-    for folder in (here, *here.parents):
-        marker = folder / "vigil.toml"
-        if marker.is_file():
-            _trusted(folder, marker=marker)  # before it is read
-            import tomllib
-            try:
-                conf = tomllib.loads(marker.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as err:
-                raise ClientError(f"{marker}: {err}") from None
-            found = (folder / str(conf.get("units", "units"))).resolve()
-        elif (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
-            found = (folder / "units").resolve()
-        else:
-            continue
-        _trusted(folder, found)
-        return found
-    return None
+    from vigil import projectdir
+    try:
+        return projectdir.find(start or Path.cwd(), _trusted)
+    except projectdir.ProjectError as err:
+        raise ClientError(str(err)) from None
 
 
 def find_procfile(start: Path | None = None) -> Path | None:
