@@ -56,6 +56,7 @@ def test_bash_completes_commands_options_and_unit_names(daemon):
     assert complete(["vigilctl", "start", "w"], d.socket) == ["web", "worker"]
     assert complete(["vigilctl", "tail", "-f", "wo"], d.socket) == ["worker"]
     assert complete(["vigilctl", "logs", "-n", "w"], d.socket) == []  # a count, not a unit
+    assert complete(["vigilctl", "logs", "-u", "we"], d.socket) == ["web"]
 
 
 def test_zsh_and_fish_scripts_name_every_command_and_load_where_installed():
@@ -63,11 +64,29 @@ def test_zsh_and_fish_scripts_name_every_command_and_load_where_installed():
     fish = completion.fish()
     for name in SUBCOMMANDS:
         assert f"'{name}:" in zsh and f"-a {name} " in fish
-    assert "'*:unit:_vigilctl_units'" in zsh and "(vigilctl completion units" in fish
+    assert "'*:unit:_vigilctl_units'" in zsh and "(__vigilctl_units)" in fish
     if shutil.which("zsh"):
         assert subprocess.run(["zsh", "-n", "-c", zsh], timeout=60).returncode == 0
     if shutil.which("fish"):
         assert subprocess.run(["fish", "-n", "-c", fish], timeout=60).returncode == 0
+
+
+@SUBREAPER
+def test_fish_completes_options_and_unit_names(daemon):
+    if not shutil.which("fish"):
+        pytest.skip("no fish here")
+    d = daemon({"web.toml": '[service]\nexec = "sleep 1000"\n'})
+    script = ROOT / "share" / "completions" / "fish" / "vigilctl.fish"
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+
+    def offers(line: str) -> list[str]:
+        done = subprocess.run(["fish", "-c", f"source {script}; complete -C '{line}'"],
+                              capture_output=True, text=True, env=env, timeout=60)
+        return [w.split("\t")[0] for w in done.stdout.splitlines()]
+    assert offers("vigilctl res") == ["reset-failed", "restart"]
+    assert "--follow" in offers("vigilctl logs --")
+    assert offers(f"vigilctl --socket {d.socket} start w") == ["web"]
+    assert offers(f"vigilctl --socket {d.socket} logs -u w") == ["web"]
 
 
 def test_man_pages_render_and_cover_every_command_and_unit_key():
