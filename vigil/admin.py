@@ -8,6 +8,7 @@ import os
 from collections.abc import Callable
 
 from vigil.control import Connection
+from vigil.dropins import write_dropin
 from vigil.manager import Manager
 from vigil.protocol import ProtocolError
 from vigil.states import Event, State
@@ -26,26 +27,6 @@ def dropin_dir(manager: Manager, name: str) -> str:
     if not unit.path or unit.path.startswith("<"):
         raise ProtocolError("bad-args", f"{name} has no unit file (made by vigilctl run)")
     return os.path.join(os.path.dirname(unit.path), f"{name}.d")
-
-
-def write_dropin(folder: str, filename: str, text: str) -> str:
-    """Writes folder/filename whole (a temporary file renamed over it),
-    never through a symlink: a reader sees the old text or the new."""
-    try:
-        os.mkdir(folder, 0o755)
-    except FileExistsError:
-        pass
-    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    try:
-        temp = f".{filename}.{os.getpid()}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o644, dir_fd=dfd)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.rename(temp, filename, src_dir_fd=dfd, dst_dir_fd=dfd)
-    finally:
-        os.close(dfd)
-    return os.path.join(folder, filename)
 
 
 def enable(manager: Manager, reload: Callable[[bool], dict[str, Any]], names: list[str],

@@ -66,7 +66,7 @@ def run_editor(text: str) -> str:
 
 def save(override: str, text: str) -> None:
     """Writes the drop-in whole (renamed into place), never through a symlink."""
-    from vigil.admin import write_dropin
+    from vigil.dropins import write_dropin
     try:
         write_dropin(os.path.dirname(override), os.path.basename(override), text)
     except OSError as err:

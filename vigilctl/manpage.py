@@ -1,7 +1,8 @@
 """Man pages from the sources that already describe vigil: vigilctl(1) from
 vigilctl's parser, vigil(8) from the daemon's, vigil.unit(5) from
 docs/units.md. `python -m vigilctl.manpage DIR` writes them (the package
-installs share/man; a test checks they are what these sources give)."""
+installs share/man; a test checks they are what these sources give). A
+build tool: vigilctl itself never imports it (it reads the daemon's parser)."""
 
 from __future__ import annotations
 
