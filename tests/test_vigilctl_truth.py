@@ -141,3 +141,14 @@ def test_vigil_check_with_no_directory_inside_a_project_checks_the_project(tmp_p
     assert f"checking the project's units in {project / 'units'}" in done.stdout
     assert "api.toml:3: unit.require: unknown key" in done.stdout
     assert done.stdout.splitlines()[-1] == "1 unit(s) ok, 1 broken, 0 refused"
+
+
+@SUBREAPER
+def test_why_names_the_conflict_that_stopped_a_unit(daemon):
+    quick = '[service]\nexec = "sleep 1000"\nstart-seconds = 0.1\n'
+    d = daemon({"x.toml": '[unit]\nconflicts = ["y"]\n' + quick, "y.toml": quick},
+               extra=["--no-autostart"])
+    assert ctl(d, "start", "y").returncode == 0
+    assert ctl(d, "start", "x").returncode == 0
+    wait_for(lambda: d.status("y")["state"] == "inactive")
+    assert ctl(d, "why", "y").stdout.strip() == "stopped because x conflicts with it"

@@ -161,7 +161,7 @@ class Commands:
         if m.state(name) in ("inactive", "unknown"):
             if not m.units[name].enabled:
                 return "not enabled: start it by hand (or vigilctl enable)"
-            return "not started since the daemon began (vigilctl start starts it)"
+            return "enabled, not running now (vigilctl start starts it)"
         return ""
 
     def _running(self, name: str) -> str:

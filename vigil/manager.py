@@ -156,7 +156,8 @@ class Manager:
         conflicting = {c for n in starting for c in self.units[n].conflicts} | {
             n for n, u in self.units.items() if starting & set(u.conflicts)}
         if conflicting - starting:
-            self.stop(c for c in conflicting - starting if c in self.units)
+            self.stop((c for c in conflicting - starting if c in self.units),
+                      f"stopped because {', '.join(sorted(names))} conflicts with it")
         for name in plan.order:
             self.stop_waits.pop(name, None)
             self.stopped_why.pop(name, None)
