@@ -202,7 +202,13 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     import signal
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        states = client.call("start", units=names)
+        from vigilctl.progress import Progress
+        progress = Progress(names, "starting")
+        try:
+            states = client.call_reporting("start", progress.report, progress.draw,
+                                           units=names, progress=True)
+        finally:
+            progress.done()
         for name in names:
             print(f"{name}: {states[name]}", file=sys.stderr)
         if detach:
