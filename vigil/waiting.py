@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from vigil.control import Connection
+from vigil.loop import Timer
 from vigil.manager import Manager
 from vigil.states import State
 from vigil.unit import ServiceType
@@ -87,10 +88,11 @@ class Wait:
         self.want_up, self.explain, self.finished_ok = want_up, explain, finished_ok
         self.since = since  # when the request came: runs begun before it are not judged
         self.deadline = self.since
-        self.timers: list[Any] = []
+        self.timers: list[Timer] = []
         self.follow: Callable[[dict[str, Any]], None] | None = None
         self.done = False
         self.holding = False  # the connection counts this wait (no idle timeout)
+        self.recheck: Timer | None = None
 
     def begin(self, timeout: float, progress: bool) -> None:
         self.deadline = self.since + timeout
@@ -141,8 +143,7 @@ class Wait:
         results, due, reasons = self.verdicts()
         late = m.sup.loop.clock() >= self.deadline - 1e-3
         if any(v is None for v in results.values()) and not late:
-            if due > 0:
-                self.timers.append(m.sup.loop.call_later(due + 0.01, self.poll))
+            self._look_again(due)
             return False
         failed = [n for n, v in results.items() if v != "ok"]
         if failed:
@@ -152,6 +153,24 @@ class Wait:
             self.conn.reply(self.rid, {n: m.state(n) for n in self.names})
         self.done = True
         return True
+
+    def _look_again(self, due: float) -> None:
+        """One timer for the moment a unit will have stayed up long enough
+        (the watcher runs on every change in the daemon: no timer each time)."""
+        if due <= 0:
+            return
+        when = self.m.sup.loop.clock() + due + 0.01
+        if self.recheck is not None and not self.recheck.cancelled and \
+                self.recheck.when <= when:
+            return
+        if self.recheck is not None:
+            self.recheck.cancel()
+        self.recheck = self.m.sup.loop.call_later(due + 0.01, self._recheck)
+        self.timers.append(self.recheck)
+
+    def _recheck(self) -> None:
+        self.recheck = None
+        self.poll()
 
     def _why(self, name: str, pending: bool, reason: str) -> str:
         waited = self.m.sup.loop.clock() - self.since
