@@ -2,7 +2,8 @@
 (its events for the units that are changing) as they come.
 
 On a terminal, a live line per unit (spinner, elapsed time, its latest
-report), erased once the answer is in; off a terminal, one line per report.
+report), erased once the answer is in; off a terminal, one line per warning
+(still waiting, SIGKILL, a failed exit, a give-up).
 Everything goes to stderr: stdout keeps the answer ("web: running").
 """
 
@@ -20,6 +21,9 @@ if TYPE_CHECKING:
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 QUIET = frozenset({"unit.state"})  # every transition: the reports say it better
 SHOW_AFTER = 0.25  # a quick answer draws no live lines at all
+# Off a terminal, the reports worth a line: still waiting, SIGKILL, an exit
+# that is a failure, a give-up. A start that goes well prints only its answer.
+WORTH_A_LINE = frozenset({"warning", "error"})
 
 
 class Progress:
@@ -39,8 +43,9 @@ class Progress:
             return
         unit = str(event.get("unit") or "vigil")
         message = printable(str(event.get("message", "")))
-        if not self.live:
-            print(f"vigilctl: {message}", file=self.out, flush=True)
+        if not self.live:  # a log or a script: what went wrong or is slow, not every step
+            if event.get("severity") in WORTH_A_LINE:
+                print(f"vigilctl: {message}", file=self.out, flush=True)
             return
         self.lines[unit] = message
         self.draw()
