@@ -140,3 +140,16 @@ def test_progress_lines_cannot_drive_the_terminal(daemon):
     assert out.returncode == 1
     assert "\x1b" not in out.stderr and "\x07" not in out.stderr
     assert "\\x1b]52;c;" in out.stderr  # shown, escaped
+
+
+def test_timeline_counts_from_the_first_start(capsys):
+    from vigilctl.show import timeline
+    timeline({"units": [{"unit": "web", "began": 300.5, "ready": 301.7, "took": 1.2},
+                        {"unit": "db", "began": 300.0, "ready": 300.4, "took": 0.4}],
+              "chain": [{"unit": "db", "began": 300.0, "ready": 300.4, "took": 0.4},
+                        {"unit": "web", "began": 300.5, "ready": 301.7, "took": 1.2}]})
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("(times since the first start (5m00s after the daemon started))")
+    assert out[1].split() == ["1.2s", "+500ms", "+1.7s", "web"]
+    assert out[2].split() == ["400ms", "+0ms", "+400ms", "db"]
+    assert out[-1].split() == ["web", "@500ms", "+1.2s"]

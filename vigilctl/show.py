@@ -107,17 +107,22 @@ def span(seconds: float, sign: str = "") -> str:
 
 
 def timeline(data: dict[str, Any]) -> None:
-    """BEGAN and READY are times since the daemon started (a project's daemon
-    may have waited minutes before its first start)."""
-    print(f"{'TOOK':>9}  {'BEGAN':>9}  {'READY':>9}  UNIT   (times since the daemon started)")
+    """BEGAN and READY count from the first unit's start: at boot that is
+    the daemon's start, in a project the first `start` (which may come
+    minutes after its daemon), so the numbers stay small either way."""
+    zero = min((row["began"] for row in data["units"]), default=0.0)
+    when = "the daemon started" if zero < 1 else f"the first start ({span(zero)} after the " \
+        "daemon started)"
+    print(f"{'TOOK':>9}  {'BEGAN':>9}  {'READY':>9}  UNIT   (times since {when})")
     for row in data["units"]:
         took = "-" if row["took"] is None else span(row["took"])
-        ready = "not yet" if row["ready"] is None else span(row["ready"], "+")
-        print(f"{took:>9}  {span(row['began'], '+'):>9}  {ready:>9}  {printable(row['unit'])}")
+        ready = "not yet" if row["ready"] is None else span(row["ready"] - zero, "+")
+        print(f"{took:>9}  {span(row['began'] - zero, '+'):>9}  {ready:>9}  "
+              f"{printable(row['unit'])}")
     if data["chain"]:
         print("\ncritical chain (each waited for the one above):")
         for depth, row in enumerate(data["chain"]):
-            print(f"{'  ' * depth}{printable(row['unit'])} @{span(row['began'])} "
+            print(f"{'  ' * depth}{printable(row['unit'])} @{span(row['began'] - zero)} "
                   f"+{span(row['took'])}")
 
 
