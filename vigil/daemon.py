@@ -229,6 +229,7 @@ class Daemon:
         problems = [str(p) for p in result.problems + graph.problems]
         for problem in problems:
             self.events.emit("unit.invalid", problem, "error")
+        self.manager.note_load(result, problems)  # broken units are shown, not missing
         return {"units": result.units, "broken": result.broken, "problems": problems}
 
     def _with_transient(self, units: dict[str, Any]) -> dict[str, Any]:

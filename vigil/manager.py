@@ -12,7 +12,7 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from vigil.errors import UnitError
+from vigil.errors import Problem, UnitError
 from vigil.events import Events
 from vigil.graph import Graph
 from vigil.loader import LoadResult
@@ -28,11 +28,16 @@ PRIORITY = [State.STOPPING, State.STARTING, State.BACKOFF, State.FATAL, State.FA
 # above what a burst of failures queues (each event is one run of the hook).
 HOOK_QUEUE_MAX = 1000
 
+# Keys that change how vigil describes or orders a unit, not its process: a
+# reload takes them without restarting it.
+NO_RESTART = frozenset({"unit.description", "unit.enabled", "unit.wants", "unit.after",
+                        "unit.before", "unit.on-failure", "unit.on-success", "unit.critical"})
+
 
 @dataclass
 class Change:
     unit: str
-    action: str  # add | remove | restart | keep-old
+    action: str  # add | remove | restart | update (no restart needed) | keep-old
     why: str
 
 
@@ -47,6 +52,10 @@ class Manager:
         self.targets_up: set[str] = set()
         self.skipped: dict[str, str] = {}  # unit -> why it does not run here
         self.failed_why: dict[str, str] = {}
+        self.stopped_why: dict[str, str] = {}  # unit -> why it was stopped, for `why`
+        # name -> why its file does not load; `problems`: every load problem
+        self.broken: dict[str, str] = {}
+        self.problems: list[str] = []
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.transient: set[str] = set()  # made by `vigilctl run`, with no file
         # `start tp@x`: loads an instance of a template file (the daemon's loader)
@@ -76,6 +85,12 @@ class Manager:
         self.set_units({**result.units, **self.units})
         self.events.emit("unit.loaded", f"{name} loaded from its template")
         return True
+
+    def note_load(self, result: LoadResult, problems: list[str]) -> None:
+        """Remembers which unit files did not load and why: such a unit is
+        shown as broken, never as missing."""
+        self.problems = list(problems)
+        self.broken = {name: broken_reason(name, result.problems) for name in result.broken}
 
     def add_transient(self, unit: Unit) -> None:
         self.transient.add(unit.name)
@@ -145,9 +160,11 @@ class Manager:
         conflicting = {c for n in starting for c in self.units[n].conflicts} | {
             n for n, u in self.units.items() if starting & set(u.conflicts)}
         if conflicting - starting:
-            self.stop(c for c in conflicting - starting if c in self.units)
+            self.stop((c for c in conflicting - starting if c in self.units),
+                      f"stopped because {', '.join(sorted(names))} conflicts with it")
         for name in plan.order:
             self.stop_waits.pop(name, None)
+            self.stopped_why.pop(name, None)
             self.failed_why.pop(name, None)
             self.skipped.pop(name, None)
             if name not in self.goal or self.settled(name) in ("down", "failed"):
@@ -155,13 +172,22 @@ class Manager:
                 self.waiting.add(name)
         self.drain()
 
-    def stop(self, names: Iterable[str]) -> None:
-        victims = set(names)
+    def stop(self, names: Iterable[str], why: str = "") -> None:
+        """Stops the units and what requires them; `why` is kept for `why`."""
+        asked = set(names)
+        victims = set(asked)
         for name in list(victims):
             unit = self.units.get(name)
             if unit is not None and unit.is_target:
                 victims |= set(unit.requires) | set(unit.wants)
         victims = self.graph.required_by(victims)
+        if why:
+            named = ", ".join(sorted(asked))
+            for name in victims:
+                if name in asked:
+                    self.stopped_why[name] = why
+                elif self.active(name) or name in self.goal:
+                    self.stopped_why[name] = f"stopped with {named}, which it requires ({why})"
         self.goal -= victims
         self.waiting -= victims
         plan = self.graph.stop_plan(victims)
@@ -213,8 +239,8 @@ class Manager:
             if failed_dep is not None:
                 self.waiting.discard(name)
                 self.goal.discard(name)
-                self.failed_why[name] = f"dependency '{failed_dep}' failed"
-                self.events.emit("unit.failed", f"{name} not started: dependency "
+                self.failed_why[name] = f"its requirement '{failed_dep}' failed"
+                self.events.emit("unit.failed", f"{name} not started: its requirement "
                                  f"'{failed_dep}' failed", "error", unit=name)
                 changed = True
             elif not blocked:
@@ -277,7 +303,8 @@ class Manager:
             if dependents:
                 self.events.emit("unit.stopping", f"stopping {', '.join(sorted(dependents))}: "
                                  f"required {inst.unit} failed", "warning", unit=inst.unit)
-                self.stop(dependents)
+                self.stop(dependents, f"stopped because its requirement {inst.unit} failed "
+                          f"({inst.reason})")
             self._run_hooks(unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
             self._run_hooks(unit.on_success, inst)
@@ -341,7 +368,8 @@ class Manager:
                 changes.append(Change(name, "add", "new unit"))
             elif old != fresh:
                 keys = changed_keys(old.raw, fresh.raw) or ["(equivalent text)"]
-                changes.append(Change(name, "restart", "changed: " + ", ".join(keys)))
+                action = "update" if all(k in NO_RESTART for k in keys) else "restart"
+                changes.append(Change(name, action, "changed: " + ", ".join(keys)))
         return changes
 
     def apply_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
@@ -353,7 +381,7 @@ class Manager:
         removed = [c.unit for c in changes if c.action == "remove"]
         restart = [c.unit for c in changes if c.action == "restart" and
                    (c.unit in self.goal or self.active(c.unit))]
-        self.stop(removed)
+        self.stop(removed, "its file is gone (reload)")
         self.removed |= set(removed)
         old_units = self.units
         self.set_units({**merged, **{n: old_units[n] for n in removed}})
@@ -381,3 +409,24 @@ class Manager:
                 for inst in self.sup.of_unit(name):
                     self.sup.instances.pop(inst.name, None)
                 self.graph = Graph.build(self.units)
+
+
+def broken_reason(name: str, problems: list[Problem]) -> str:
+    """The problems of one unit's files (NAME.toml, NAME.d/, or its
+    template's), each with the file's name and line."""
+    import os
+    prefix, at, _ = name.partition("@")
+    stems = {name, prefix + at}
+    mine = []
+    for problem in problems:
+        folder, file = os.path.split(problem.path)
+        if file.removesuffix(".toml") in stems:
+            where = file
+        elif os.path.basename(folder).removesuffix(".d") in stems:
+            where = f"{os.path.basename(folder)}/{file}"
+        else:
+            continue
+        line = f":{problem.line}" if problem.line is not None else ""
+        key = f" {problem.key}:" if problem.key else ""
+        mine.append(f"{where}{line}:{key} {problem.message}")
+    return "; ".join(mine) or "its file does not load (vigil check says why)"

@@ -237,9 +237,9 @@ class Supervisor:
     # -- spawning -------------------------------------------------------------
     def _spawn(self, inst: Instance) -> None:
         svc = inst.service
-        inst.port = None
+        kept, inst.port = inst.port, None  # "auto" keeps its port across its restarts
         if svc.port is not None:
-            inst.port = _free_port() if svc.port == "auto" else int(svc.port)
+            inst.port = _free_port(kept) if svc.port == "auto" else int(svc.port)
         extra = {**self.hook_env.get(inst.unit, {}), **_instance_env(inst)}
         ready_fd_pair: tuple[int, int] | None = None
         child_fds: list[int] = []  # ends the child gets; closed here after the fork
@@ -597,9 +597,17 @@ def _instance_env(inst: Instance) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    """A TCP port nobody listens on now (the kernel's choice), for port = "auto"."""
+def _free_port(kept: int | None = None) -> int:
+    """A TCP port nobody listens on now, for port = "auto": the one the
+    instance had, while it is free (a browser tab survives a restart), else
+    the kernel's choice."""
     import socket
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for port in ((kept,) if kept else ()) + (0,):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port")

@@ -7,7 +7,7 @@ import json
 import os
 import socket
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from vigil.protocol import VERSION, encode
 
@@ -106,6 +106,45 @@ class Client:
             err = reply.get("error", {})
             raise RequestFailed(err.get("code", "error"), err.get("message", "failed"))
         return reply.get("result")
+
+    def call_reporting(self, cmd: str, report: Callable[[Any], None],
+                       tick: Callable[[], None], **args: Any) -> Any:
+        """call() of a request whose streamed replies come before its answer
+        (a start's progress): each goes to `report`; `tick` runs every 0.1 s
+        of quiet (a live display's clock). The overall timeout still holds."""
+        import select
+        import time
+        rid = self.send(cmd, **args)
+        deadline = time.monotonic() + (self.sock.gettimeout() or 86400.0)
+        while True:
+            if not self.pending() and not select.select([self.sock], [], [], 0.1)[0]:
+                if time.monotonic() > deadline:
+                    raise ClientError("no answer from vigil in time")
+                tick()
+                continue
+            reply = self._line()
+            if reply.get("id") == rid and reply.get("stream"):
+                report(reply.get("result"))
+                continue
+            if not reply.get("ok"):
+                err = reply.get("error", {})
+                raise RequestFailed(err.get("code", "error"), err.get("message", "failed"))
+            return reply.get("result")
+
+    def wait_closed(self, timeout: float) -> bool:
+        """Reads until the daemon closes the connection (it has exited)."""
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.sock.settimeout(max(0.01, deadline - time.monotonic()))
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except TimeoutError:
+                return False
+            except OSError:
+                return True
+        return False
 
     def stream(self) -> Iterator[Any]:
         """Further replies of a streaming command (logs -f), without a timeout."""

@@ -15,7 +15,7 @@ from vigil.printable import printable, printable_lines
 from vigil.protocol import default_socket
 from vigilctl import show
 from vigilctl.client import Client, ClientError
-from vigilctl.options import build_parser
+from vigilctl.options import build_parser, resolve
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
@@ -32,11 +32,50 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
 
 
 def cmd_change(client: Client, opts: argparse.Namespace) -> int:
+    """start, stop, restart: waits (showing the daemon's reports) until the
+    units are ready and stable, or down; a failure is exit 1 with its reason."""
+    names = expand_all(client, opts.cmd, opts.units)
     args = {"scope": opts.scope} if getattr(opts, "scope", None) is not None else {}
-    result = client.call(opts.cmd, units=opts.units, no_block=opts.no_block, **args)
+    if opts.no_block or not names:
+        result = client.call(opts.cmd, units=names, no_block=True, **args) if names else {}
+    else:
+        result = _waiting(client, opts.cmd, names, "stopping" if opts.cmd == "stop" else
+                          "starting", units=names, **args)
+        if result is None:
+            return 130
     for name, state in sorted(result.items()):
         print(f"{name}: {state}")
     return 0
+
+
+def _waiting(client: Client, cmd: str, names: list[str], doing: str, **args: Any) -> Any:
+    """A waiting request with its progress shown; None if Ctrl-C ended the wait."""
+    from vigilctl.progress import Progress, interrupted
+    progress = Progress(names, doing)
+    try:
+        return client.call_reporting(cmd, progress.report, progress.draw, progress=True,
+                                     **args)
+    except KeyboardInterrupt:
+        progress.done()
+        say(interrupted(cmd, names))
+        return None
+    finally:
+        progress.done()
+
+
+def expand_all(client: Client, cmd: str, names: list[str]) -> list[str]:
+    """supervisorctl's `all` (when no unit is named so): `stop all` every
+    unit, `restart all` every active one, `start all` every enabled one."""
+    if names != ["all"]:
+        return names
+    units = client.call("status")
+    if any(u["unit"] == "all" for u in units):
+        return names
+    if cmd == "stop":
+        return [u["unit"] for u in units if u["state"] not in ("inactive", "broken")]
+    if cmd == "restart":
+        return [u["unit"] for u in units if u["state"] not in ("inactive", "broken", "skipped")]
+    return [u["unit"] for u in units if u["state"] != "broken" and u.get("enabled", True)]
 
 
 def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
@@ -53,11 +92,12 @@ def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
 def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
     """logs and events: the recent lines, then (-f) everything new."""
     since = opts.since or 0  # checked and read by options.since
-    lines = client.call(opts.cmd, units=opts.units, lines=opts.lines, follow=opts.follow,
-                        since=since)
+    lines = client.call(opts.cmd, units=opts.units + opts.more_units, lines=opts.lines,
+                        follow=opts.follow, since=since)
 
     def line(x: dict[str, Any]) -> str:
-        return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd)
+        return json.dumps(x) if opts.json else show.stream_line(x, opts.cmd, colored)
+    colored = color(sys.stdout)
     for x in lines:
         print(line(x))
     if opts.follow:
@@ -79,7 +119,8 @@ def cmd_cat(client: Client, opts: argparse.Namespace) -> int:
 
 def cmd_kill(client: Client, opts: argparse.Namespace) -> int:
     signal = int(opts.signal) if opts.signal.isdigit() else opts.signal
-    sent = client.call("kill", units=opts.units, signal=signal, all=opts.all)
+    sent = client.call("kill", units=expand_all(client, "stop", opts.units), signal=signal,
+                       all=opts.all)
     for name, pid in sorted(sent.items()):
         print(f"{name}: signalled {pid}")
     return 0 if sent else 1
@@ -106,7 +147,13 @@ def cmd_run(client: Client, opts: argparse.Namespace) -> int:
     if health:
         args["health"] = {**health, "interval": opts.health_interval,
                           "retries": opts.health_retries}
-    for name, state in client.call("run", **args).items():
+    if opts.no_block:
+        result = client.call("run", **args)
+    else:
+        result = _waiting(client, "run", [opts.name or "run"], "starting", **args)
+        if result is None:
+            return 130
+    for name, state in result.items():
         print(f"{name}: {state}")
     return 0
 
@@ -138,6 +185,9 @@ def cmd_simple(client: Client, opts: argparse.Namespace) -> int:
         show.timeline(result)
     else:
         print(printable(str(result)))
+    if opts.cmd == "shutdown" and not client.wait_closed(opts.timeout):
+        say(f"the daemon has not exited after {opts.timeout:g} s")
+        return 1
     return 0
 
 
@@ -160,7 +210,8 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
     "daemon-reexec": cmd_simple, "run": cmd_run,
-    "attach": cmd_attach, "kill": cmd_kill,
+    "attach": cmd_attach, "kill": cmd_kill, "signal": cmd_kill,
+    "completion": lambda client, opts: print("\n".join(client.call("list"))) or 0,
 }
 
 
@@ -185,7 +236,8 @@ STARTS = frozenset({"start", "restart", "run"})
 def connect(opts: argparse.Namespace) -> Client:
     """The daemon to talk to: --remote; else --socket, a project named with
     --units, VIGIL_SOCKET (a container's services get it), the working
-    directory's project, and last the system's or the user's default."""
+    directory's project, the daemon of its Procfile (`up -d`), and last the
+    system's or the user's default."""
     if not opts.remote:
         from_env = os.environ.get("VIGIL_SOCKET") and not opts.project
         if opts.socket or opts.system or from_env:
@@ -193,6 +245,9 @@ def connect(opts: argparse.Namespace) -> Client:
         from vigilctl import project
         units = project.find(opts.project)
         if units is None:
+            procfile = project.find_procfile()  # a directory where `vigilctl up -d` ran
+            if procfile is not None and os.path.exists(project.socket_for(procfile)):
+                return project.connect_procfile(procfile, opts.timeout)
             return Client(socket_path(opts), timeout=opts.timeout)
         return project.connect(units, opts.timeout, may_start=opts.cmd in STARTS,
                                hold_it=opts.cmd != "shutdown")
@@ -213,12 +268,20 @@ def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "convert":
         from vigilctl.convert import main as convert
         return convert(opts.file, opts.output_dir)
+    if opts.cmd == "completion" and opts.shell != "units":
+        from vigilctl.completion import SCRIPTS
+        print(SCRIPTS[opts.shell][2](), end="")
+        return 0
     if opts.cmd == "up":
         from vigilctl.project import up
         return up(opts.procfile, opts.detach, opts.timeout)
     client = connect(opts)
     try:
-        return COMMANDS[opts.cmd](client, opts)
+        command = COMMANDS.get(opts.cmd)
+        if command is None:
+            from vigilctl.verbs import COMMANDS as VERBS
+            command = VERBS[opts.cmd]
+        return command(client, opts)
     finally:
         client.close()
 
@@ -229,6 +292,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         called = os.path.basename(sys.argv[0])
         if called in ("reboot", "halt", "poweroff"):  # linked under those names
             argv = ["--system", *argv, called]
+    argv = resolve(argv)
     parser = build_parser(argv)
     try:
         opts = parser.parse_args(argv)

@@ -33,24 +33,34 @@ def find(units: str | None, start: Path | None = None) -> Path | None:
         named = Path(units).resolve()
         _trusted(named.parent, named)
         return named
+    from vigil import projectdir
+    try:
+        return projectdir.find(start or Path.cwd(), _trusted)
+    except projectdir.ProjectError as err:
+        raise ClientError(str(err)) from None
+
+
+def find_procfile(start: Path | None = None) -> Path | None:
+    """The nearest Procfile of the working directory or a parent: later
+    commands there reach the daemon `vigilctl up` runs for it. Nothing of
+    it is read: its daemon's socket is in the caller's private place, made
+    by the caller's own `up` (which checked the Procfile), and the client
+    checks that socket as any other."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        marker = folder / "vigil.toml"
-        if marker.is_file():
-            _trusted(folder, marker=marker)  # before it is read
-            import tomllib
-            try:
-                conf = tomllib.loads(marker.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as err:
-                raise ClientError(f"{marker}: {err}") from None
-            found = (folder / str(conf.get("units", "units"))).resolve()
-        elif (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
-            found = (folder / "units").resolve()
-        else:
-            continue
-        _trusted(folder, found)
-        return found
+        if (folder / "Procfile").is_file():
+            return folder / "Procfile"
     return None
+
+
+def connect_procfile(procfile: Path, timeout: float) -> Client:
+    """A client of the daemon `vigilctl up` runs for this Procfile; only
+    `up` starts one."""
+    try:
+        return Client(socket_for(procfile), timeout=timeout)
+    except NotRunning:
+        raise ClientError(f"vigil is not running for {procfile} (`vigilctl up` starts "
+                          "it)") from None
 
 
 def _trusted(folder: Path, units: Path | None = None, marker: Path | None = None) -> None:
@@ -138,8 +148,9 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            Client(socket, timeout=2).close()
+            first = Client(socket, timeout=2)
             print(f"vigilctl: started vigil for {units} (pid {daemon.pid})", file=sys.stderr)
+            _say_problems(first)
             return
         except ClientError:
             if daemon.poll() is not None:  # lost a race to another vigilctl: use that one
@@ -151,6 +162,18 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
                                       f"{directory}/daemon.log") from None
             time.sleep(0.05)
     raise ClientError(f"vigil for {units} did not answer within {timeout:g}s")
+
+
+def _say_problems(client: Client) -> None:
+    """First use: the load errors the new daemon found, one line each."""
+    from vigil.printable import printable_lines
+    try:
+        for problem in client.call("problems"):
+            print(f"vigilctl: problem: {printable_lines(problem)}", file=sys.stderr)
+    except ClientError:
+        pass
+    finally:
+        client.close()
 
 
 def up(procfile: str, detach: bool, timeout: float) -> int:
@@ -179,15 +202,25 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     import signal
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        states = client.call("start", units=names)
+        from vigilctl.progress import Progress
+        progress = Progress(names, "starting")
+        try:
+            states = client.call_reporting("start", progress.report, progress.draw,
+                                           units=names, progress=True)
+        finally:
+            progress.done()
         for name in names:
             print(f"{name}: {states[name]}", file=sys.stderr)
         if detach:
+            print(f"vigilctl: {path.parent} is served by vigil on {socket}; vigilctl in that "
+                  "directory (or with --socket) reaches it", file=sys.stderr)
             return 0 if all(states[n] == "running" for n in names) else 3
         client.call("logs", units=names, lines=0, follow=True)
-        width = max(map(len, names)) + 2
+        from vigilctl.main import color
+        from vigilctl.show import log_line
+        width, colored = max(map(len, names)) + 2, color(sys.stdout)
         for line in client.stream():
-            print(f"{line['clock']} {line['instance']:<{width}}| {line['text']}", flush=True)
+            print(log_line(line, colored, width, "|"), flush=True)
         print("vigilctl: the daemon has gone away", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
