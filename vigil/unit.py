@@ -46,6 +46,27 @@ class ProbeKind(enum.Enum):
     FD = "fd"
 
 
+class Overlap(enum.Enum):
+    """What a timer does when its unit is still running at the next elapse."""
+    SKIP = "skip"
+    QUEUE = "queue"  # one run waits for the current one to end
+    RESTART = "restart"  # the running one is stopped and started afresh
+
+
+@dataclass(frozen=True)
+class Timer:
+    """[timer]: when the unit runs. Calendars follow the wall clock (kept as
+    text: vigil.calendar parses them, imported only for units that have one);
+    `every` and `after_boot` are seconds on the monotonic and boot clocks."""
+
+    calendar: tuple[str, ...] = ()
+    every: float | None = None
+    after_boot: float | None = None
+    randomize: float = 0.0
+    persistent: bool = False
+    overlap: Overlap = Overlap.SKIP
+
+
 @dataclass(frozen=True)
 class Output:
     kind: OutputKind
@@ -149,6 +170,7 @@ class Unit:
     critical: bool = False
     scope: int | None = None  # a pid: the unit stops when that process exits
     service: Service | None = None
+    timer: Timer | None = None
     # Where it came from and the merged TOML, for `cat` and reload diffs;
     # not part of equality (a moved file with the same content is unchanged).
     path: str = field(default="", compare=False)
