@@ -60,6 +60,7 @@ class Commands:
         self.scopes = scopes
         self.end_system, self.reexec = end_system, reexec
         self.events = events
+        self.timers: Any = None  # vigil.timers.Timers, set once a unit has a [timer]
         self.wait_timeout = wait_timeout
         # what each connection waits for, so daemon-reexec can hand it over
         self.waits: dict[Connection, list[dict[str, Any]]] = {}
@@ -71,7 +72,7 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
-            "run": self.run_cmd, "scope": self.scope,
+            "run": self.run_cmd, "scope": self.scope, "timers": self.timers_cmd,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -106,7 +107,8 @@ class Commands:
             })
         return {"unit": name, "state": m.state(name), "description": unit.description,
                 "target": unit.is_target, "instances": insts, "why": self.explain(name),
-                "scope": self.scopes.of(name)}
+                "scope": self.scopes.of(name),
+                "next_run": self.timers.next_run(name) if self.timers is not None else None}
 
     def status(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager, required=False) or sorted(self.manager.units)
@@ -135,6 +137,10 @@ class Commands:
         if m.state(name) in ("inactive", "unknown") and not m.units[name].enabled:
             return "not enabled: start it by hand"
         return ""
+
+    def timers_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Each timer's schedule, next and last run (wall seconds), like list-timers."""
+        conn.reply(rid, self.timers.listing() if self.timers is not None else [])
 
     def why(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         name = _names(args, self.manager)[0]

@@ -360,7 +360,8 @@ class Manager:
         for name in restart:
             self._resize(name)
         self.restart(restart)
-        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled]
+        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled
+                 and merged[c.unit].timer is None]  # a timer starts those
         self.start(added)
         return changes
 
