@@ -240,6 +240,19 @@ def calendars(value: Any) -> tuple[str, ...]:
     return texts
 
 
+def regex(value: Any) -> str:
+    """A regular expression searched in each line of a service's output."""
+    import re
+    text = string(value)
+    if not text:
+        raise Invalid("an empty pattern matches every line")
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise Invalid(f"{text!r} is not a regular expression: {err}") from None
+    return text
+
+
 def table(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(f"expected a table, got {_type_name(value)}")
@@ -356,7 +369,7 @@ SERVICE_KEYS: dict[str, Check] = {
 }
 PROBE_KEYS: dict[str, Check] = {
     "tcp": lambda v: v, "http": string, "exec": argv, "notify": boolean,
-    "fd": integer(3, 1023),
+    "fd": integer(3, 1023), "log": regex,
 }
 READY_KEYS: dict[str, Check] = {**PROBE_KEYS, "timeout": number(0.001, 86400),
                                 "interval": number(0.001, 3600)}
@@ -368,7 +381,7 @@ TIMER_KEYS: dict[str, Check] = {
 HEALTH_KEYS: dict[str, Check] = {
     "tcp": PROBE_KEYS["tcp"], "http": string, "exec": argv,
     "interval": number(0.01, 86400), "timeout": number(0.001, 3600),
-    "retries": integer(1, 1000),
+    "retries": integer(1, 1000), "log-fails": regex, "silence": duration,
 }
 
 
@@ -434,6 +447,8 @@ class Builder:
                 self.problem(f"{where}.notify", "notify = false means nothing; remove it")
                 return None
             return Probe(ProbeKind.NOTIFY)
+        if kind == "log":
+            return Probe(ProbeKind.LOG, pattern=value)
         return Probe(ProbeKind.FD, fd=value)
 
     def tcp_probe(self, key: str, value: Any) -> Probe | None:
@@ -489,6 +504,19 @@ def _build_timer(b: Builder, table: Any, has_service: bool) -> Timer | None:
     return Timer(**fields)
 
 
+def _check_output_rules(b: Builder, fields: dict[str, Any], ready: Ready | None) -> None:
+    """Rules on the output read the lines vigil captures: a pipe to the log or
+    the console, or a pty; with both streams elsewhere they would never run."""
+    rules = [key for key, on in (("service.ready", ready is not None and ready.probe.kind
+                                  is ProbeKind.LOG), ("service.health", "log_fails" in fields
+                                                      or "silence" in fields)) if on]
+    piped = (OutputKind.LOG, OutputKind.CONSOLE)
+    if rules and not fields.get("pty") and not any(
+            fields.get(s, Output(OutputKind.LOG)).kind in piped for s in ("stdout", "stderr")):
+        b.problem(rules[0], "rules on the output need stdout or stderr to be log or console "
+                  "(vigil reads no other)")
+
+
 def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
     if "exec" not in values:
         if "exec" not in b.rejected:
@@ -501,11 +529,17 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         if probe:
             ready = Ready(probe, r.get("timeout", 90.0), r.get("interval", 0.1))
     if "health" in values:
-        h = b.section("service.health", values.pop("health"), HEALTH_KEYS)
-        probe = b.probe("service.health", h, ("tcp", "http", "exec"))
-        if probe:
-            health = Health(probe, h.get("interval", 10.0), h.get("timeout", 5.0),
-                            h.get("retries", 3))
+        raw = values.pop("health")
+        h = b.section("service.health", raw, HEALTH_KEYS)
+        for rule in ("log-fails", "silence"):  # rules on the output, with or without a probe
+            if rule in h:
+                values[rule] = h.pop(rule)
+        kinds = ("tcp", "http", "exec")
+        if any(k in raw for k in kinds) or not {"log-fails", "silence"} & set(raw):
+            probe = b.probe("service.health", h, kinds)
+            if probe:
+                health = Health(probe, h.get("interval", 10.0), h.get("timeout", 5.0),
+                                h.get("retries", 3))
     limits = []
     for res, value in b.section("service.limits", values.pop("limits", {}),
                                 {r: rlimit_value for r in RLIMITS}).items():
@@ -530,8 +564,11 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         b.problem("service.instances", "a forking service cannot have instances")
     if kind is ServiceType.ONESHOT and fields.get("restart") is RestartPolicy.ALWAYS:
         b.problem("service.restart", "restart = \"always\" makes no sense for a oneshot")
-    if ready and ready.probe.kind is ProbeKind.NOTIFY and kind is ServiceType.ONESHOT:
-        b.problem("service.ready", "a oneshot is ready when it exits; notify does not apply")
+    if ready and ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.LOG) \
+            and kind is ServiceType.ONESHOT:
+        b.problem("service.ready", f"a oneshot is ready when it exits; "
+                  f"{ready.probe.kind.value} does not apply")
+    _check_output_rules(b, fields, ready)
     try:
         return Service(ready=ready, health=health, limits=tuple(limits), **fields)
     except TypeError as err:  # only if the tables above and Service disagree: a bug

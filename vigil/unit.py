@@ -44,6 +44,7 @@ class ProbeKind(enum.Enum):
     EXEC = "exec"
     NOTIFY = "notify"
     FD = "fd"
+    LOG = "log"  # a line of the service's output matches `pattern`
 
 
 class Overlap(enum.Enum):
@@ -84,6 +85,7 @@ class Probe:
     url: str = ""
     argv: tuple[str, ...] = ()
     fd: int = 0
+    pattern: str = ""  # a regular expression, for LOG
 
 
 @dataclass(frozen=True)
@@ -140,6 +142,8 @@ class Service:
     stderr: Output = Output(OutputKind.LOG)
     ready: Ready | None = None
     health: Health | None = None
+    log_fails: str | None = None  # [service.health] log-fails: a line matching restarts it
+    silence: float | None = None  # [service.health] silence: no line for so long restarts it
     limits: tuple[Limit, ...] = ()
     no_new_privileges: bool = False
     capability_bounding_set: tuple[str, ...] | None = None
