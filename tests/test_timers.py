@@ -293,3 +293,28 @@ def test_pid1_imports_the_calendar_only_for_a_unit_with_a_timer(tmp_path: Path) 
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert "vigil.calendar" in out
+
+
+def test_with_a_timerfd_an_idle_daemon_arms_no_timer_at_all(tmp_path: Path) -> None:
+    """On the real wall clock, calendars wake through a CLOCK_REALTIME
+    timerfd (which a step of the clock also wakes): the loop keeps no
+    periodic re-check, and a calendar a second away still runs."""
+    import time
+    loop = Loop(lambda what, err: (_ for _ in ()).throw(err))
+    clocks = Clocks()
+    clocks.mono = time.monotonic()
+    manager = FakeManager({"y": timer_unit("y", calendar="yearly")})
+    manager.clocks = clocks
+    timers = Timers(loop, manager, Events(None, None),  # type: ignore[arg-type]
+                    str(tmp_path / "timers.json"), use_timerfd=True)
+    timers.sync()
+    assert timers._timerfd >= 0
+    assert loop._next_timeout() is None
+    manager.units["s"] = timer_unit("s", calendar="*:*:*")  # every second
+    timers.sync()
+    deadline = time.monotonic() + 5
+    while not manager.started and time.monotonic() < deadline:
+        loop.run_once(max_wait=1.0)
+    assert [name for name, _ in manager.started] == ["s"]
+    assert loop._next_timeout() is None
+    loop.close()

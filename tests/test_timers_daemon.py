@@ -129,3 +129,12 @@ def test_daemon_reexec_keeps_the_schedule(daemon, tmp_path):
     assert abs(periods - round(periods)) < 0.1  # on the same grid
     count = len(lines(out))
     wait_for(lambda: len(lines(out)) >= count + 2, what="runs after the re-exec")
+
+
+def test_a_calendar_on_the_real_clock_runs_at_its_seconds(daemon, tmp_path):
+    """`*:*:0/2`: every even second of the wall clock, woken by the timerfd."""
+    d = daemon({"even.toml": job(tmp_path, 'calendar = "*:*:0/2"')})
+    runs = wait_for(lambda: len(r := d.inst("even")["runs"]) >= 3 and r, what="three runs")
+    started = [r["started"] for r in runs]  # the wall time of each spawn
+    assert all(int(s) % 2 == 0 for s in started), started
+    assert d.status("even")["next_run"] % 2 == 0

@@ -258,12 +258,12 @@ class Daemon:
         a unit has one."""
         if self.timers is None and any(u.timer for u in self.manager.units.values()):
             from vigil.timers import Timers, wall_clock
-            wall, recheck = wall_clock()
+            wall, recheck, real = wall_clock()
             state_dir = self.opts.state_dir or ("/var/lib/vigil" if self.system
                                                 else self.runtime_dir)
             self.timers = self.commands.timers = Timers(
                 self.loop, self.manager, self.events, os.path.join(state_dir, "timers.json"),
-                wall=wall, recheck=recheck)
+                wall=wall, recheck=recheck, use_timerfd=real)
         if self.timers is not None:
             self.timers.sync()
 

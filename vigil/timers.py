@@ -10,12 +10,12 @@ Two clocks, for two kinds of schedule:
   wall clock at each wake, and a step of the wall clock (NTP, `date -s`)
   is noticed when wall minus monotonic changes: a step forward past an
   elapse runs the unit once, a step back re-computes the next elapse.
-  The wall deadline is watched by a `WallAlarm`: a timerfd on
-  CLOCK_REALTIME with TFD_TIMER_CANCEL_ON_SET where the C seam has one (it
-  wakes at the wall deadline and at any step of the clock), else a
-  monotonic timer capped at `recheck` seconds (a step is then seen at the
-  next re-check). An idle daemon wakes at an elapse, or at most once per
-  re-check, never in a busy loop.
+  The wall deadline is watched by a timerfd on CLOCK_REALTIME with
+  TFD_TIMER_CANCEL_ON_SET (through the C seam): it wakes at the deadline
+  and at once at any step of the clock, so an idle daemon makes no other
+  wake-up. Without one (or with the tests' stepped clock), a monotonic
+  timer capped at `recheck` seconds, and a step is seen at the next
+  re-check.
 
 Last-run times are kept in a small JSON file (written to a temporary and
 renamed), so `persistent = true` can run once at start what was missed
@@ -85,15 +85,25 @@ class Timers:
     boot: Callable[[], float] = boottime
     rng: Callable[[], float] = random.random
     recheck: float = 60.0
+    use_timerfd: bool = False  # the real wall clock: wake through a CLOCK_REALTIME timerfd
     schedules: dict[str, Schedule] = field(default_factory=dict)
     last: dict[str, float] = field(default_factory=dict)
     _alarm: Handle | None = None
     _offset: float = 0.0
+    _timerfd: int = -1
 
     def __post_init__(self) -> None:
         self.last = self._read_state()
         self._offset = self.wall() - self.loop.clock()
         self.manager.watchers.append(self._drained)
+        if self.use_timerfd:
+            try:
+                from vigil import syscalls
+                self._timerfd = syscalls.timerfd_realtime()
+                self.loop.add_reader(self._timerfd, self._timerfd_readable)
+            except OSError as err:  # re-check instead, at most every `recheck` seconds
+                self.events.emit("timer.clock", f"no timerfd ({err.strerror}): a step of "
+                                 f"the wall clock is seen within {self.recheck:g}s", "warning")
 
     # -- which units have schedules --------------------------------------------
     def sync(self) -> None:
@@ -165,12 +175,16 @@ class Timers:
             sched.handle = self.loop.call_later(delay, lambda: self._mono_due(sched))
 
     def _arm_wall(self) -> None:
-        """One wake for all calendars: the earliest due, capped at recheck."""
+        """One wake for all calendars: the timerfd at the earliest due (it
+        also wakes at any step of the clock), else a timer capped at recheck."""
         if self._alarm is not None:
             self._alarm.cancel()
             self._alarm = None
         dues = [d for s in self.schedules.values() if (d := s.due_wall()) is not None]
-        if dues:
+        if self._timerfd >= 0:
+            from vigil import syscalls
+            syscalls.timerfd_at(self._timerfd, max(min(dues), 1e-9) if dues else 0.0)
+        elif dues:
             delay = min(min(dues) - self.wall(), self.recheck)
             self._alarm = self.loop.call_later(max(0.0, delay), self.wall_check)
 
@@ -185,6 +199,15 @@ class Timers:
         sched.jitter = self.rng() * sched.timer.randomize
         self._elapse(sched, "interval")
         self._arm_mono(sched)
+
+    def _timerfd_readable(self) -> None:
+        try:
+            os.read(self._timerfd, 8)
+        except BlockingIOError:
+            return
+        except OSError:  # ECANCELED: the wall clock was set; wall_check sees the step
+            pass
+        self.wall_check()
 
     def wall_check(self) -> None:
         """The wall alarm: runs the calendars that are due; after a step of
@@ -309,12 +332,14 @@ class Timers:
                              f"({err.strerror})", "warning")
 
 
-def wall_clock() -> tuple[Callable[[], float], float]:
-    """The wall clock and the re-check period: the real ones, or (tests only,
-    VIGIL_TEST_WALL_OFFSET_FILE) a clock the test can step, re-checked often."""
+def wall_clock() -> tuple[Callable[[], float], float, bool]:
+    """The wall clock, the re-check period and whether the clock is the real
+    one (then a timerfd wakes the daemon; the period is only for a kernel
+    without one); or (tests only, VIGIL_TEST_WALL_OFFSET_FILE) a clock the
+    test can step, re-checked often."""
     path = os.environ.get(TEST_CLOCK)
     if not path:
-        return time.time, 60.0
+        return time.time, 60.0, True
 
     def stepped() -> float:
         try:
@@ -322,4 +347,4 @@ def wall_clock() -> tuple[Callable[[], float], float]:
                 return time.time() + float(f.read().strip() or 0)
         except (OSError, ValueError):
             return time.time()
-    return stepped, 0.1
+    return stepped, 0.1, False
