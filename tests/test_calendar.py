@@ -43,6 +43,8 @@ def nxt(expr: str, after: datetime) -> datetime | None:
     ("*-1..3-10..11 00:00", at(2026, 3, 11, 1), at(2027, 1, 10)),
     ("Fri *-*-13", at(2026, 1, 1), at(2026, 2, 13)),
     ("monday 8:00", at(2026, 12, 2), at(2026, 12, 7, 8)),
+    ("Wed-Fri 12-10-17 1:2:3", at(2000, 1, 1), at(2012, 10, 17, 1, 2, 3)),  # systemd's own
+    ("*:2/3", at(2026, 12, 2, 17, 58), at(2026, 12, 2, 17, 59)),  # = *-*-* *:02/3:00
 ])
 def test_next_elapse_of_common_forms(expr: str, after: datetime, expected: datetime) -> None:
     assert nxt(expr, after) == expected

@@ -318,3 +318,18 @@ def test_with_a_timerfd_an_idle_daemon_arms_no_timer_at_all(tmp_path: Path) -> N
     assert [name for name, _ in manager.started] == ["s"]
     assert loop._next_timeout() is None
     loop.close()
+
+
+@pytest.mark.parametrize("text,seconds", [
+    ("15m", 900.0), ("0.5s", 0.5), ("1h 30m", 5400.0), ("55s500ms", 55.5), ("2 h", 7200.0),
+    ("300ms20s 5day", 432020.3), ("1y 12month", 2 * 31557600.0), (90, 90.0), ("2w", 1209600.0),
+])
+def test_time_spans_as_systemd_writes_them(text: Any, seconds: float) -> None:
+    assert timer_unit(every=text).timer.every == pytest.approx(seconds)  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("bad", ["5 parsecs", "", "1..2s", "m", "-5s", 0, "0s", True])
+def test_a_bad_time_span_is_refused(bad: Any) -> None:
+    from vigil.errors import UnitError
+    with pytest.raises(UnitError, match=r"timer\.every"):
+        timer_unit(every=bad)

@@ -119,7 +119,7 @@ def _check_zone(name: str) -> None:
 
 
 def _is_weekdays(word: str) -> bool:
-    return word.replace(",", "").replace(".", "").isalpha()
+    return word.replace(",", "").replace(".", "").replace("-", "").isalpha()
 
 
 def _day_number(name: str) -> int:
@@ -135,6 +135,8 @@ def _weekdays(word: str) -> frozenset[int]:
     days: set[int] = set()
     for item in word.split(","):
         first, dots, last = item.partition("..")
+        if not dots:
+            first, dots, last = item.partition("-")  # Wed-Sat, as systemd takes it too
         a = _day_number(first)
         b = _day_number(last) if dots else a
         if b < a:
@@ -149,8 +151,20 @@ def _date(word: str) -> tuple[tuple[int, ...] | None, tuple[int, ...], tuple[int
         parts = ["*", *parts]
     if len(parts) != 3:
         raise ValueError(f"{word!r} is not a date (YEAR-MONTH-DAY or MONTH-DAY)")
-    years = None if parts[0] == "*" else _field(parts[0], MIN_YEAR, MAX_YEAR, "year")
+    years = None if parts[0] == "*" else _field(_full_years(parts[0]), MIN_YEAR, MAX_YEAR,
+                                                "year")
     return years, _field(parts[1], 1, 12, "month"), _field(parts[2], 1, 31, "day")
+
+
+def _full_years(text: str) -> str:
+    """Two-digit years as systemd reads them: 70-99 are 19xx, 00-69 20xx."""
+    def full(number: str) -> str:
+        if len(number) == 2 and number.isdigit():
+            return str(int(number) + (1900 if int(number) >= 70 else 2000))
+        return number
+    return ",".join("..".join(full(n) for n in item.split("..")) if "/" not in item
+                    else full(item.split("/")[0]) + "/" + item.split("/")[1]
+                    for item in text.split(","))
 
 
 def _time(word: str) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

@@ -198,10 +198,15 @@ def console(value: Any) -> str | None:
     raise Invalid(f"{text!r} is not pty, tty, none or a /dev path")
 
 
-SPAN_UNITS = {"us": 1e-6, "ms": 1e-3, "s": 1, "sec": 1, "second": 1, "seconds": 1,
-              "m": 60, "min": 60, "minute": 60, "minutes": 60, "h": 3600, "hr": 3600,
-              "hour": 3600, "hours": 3600, "d": 86400, "day": 86400, "days": 86400,
-              "w": 604800, "week": 604800, "weeks": 604800}
+SPAN_UNITS = {"us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1, "sec": 1,
+              "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
+              "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
+              "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
+              "M": 2629800, "month": 2629800, "months": 2629800,  # 30.44 days, as systemd
+              "y": 31557600, "year": 31557600, "years": 31557600}  # 365.25 days
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 
 def duration(value: Any) -> float:
@@ -214,7 +219,7 @@ def duration(value: Any) -> float:
             raise Invalid("empty time span")
         while text:
             digits = len(text) - len(text.lstrip("0123456789."))
-            letters = len(text[digits:]) - len(text[digits:].lstrip("abcdefghijklmnopqrstuvwxyz"))
+            letters = len(text[digits:]) - len(text[digits:].lstrip(_LETTERS))
             number, unit = text[:digits], text[digits:digits + letters] or "s"
             if not number or unit not in SPAN_UNITS or number.count(".") > 1 \
                     or number == ".":
