@@ -138,3 +138,22 @@ def test_a_calendar_on_the_real_clock_runs_at_its_seconds(daemon, tmp_path):
     started = [r["started"] for r in runs]  # the wall time of each spawn
     assert all(int(s) % 2 == 0 for s in started), started
     assert d.status("even")["next_run"] % 2 == 0
+
+
+@pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+def test_reload_of_a_changed_timer_unit_does_not_run_it(daemon, tmp_path):
+    """A finished run of a timer unit is not run again because its file
+    changed: its timer decides when it runs."""
+    d = daemon({"nightly.toml": job(tmp_path, 'calendar = "03:00"')})
+    out = tmp_path / "out.txt"
+    d.call("start", units=["nightly"])
+    wait_for(lambda: lines(out) == ["run"] and d.status("nightly")["state"] == "exited")
+    (d.units / "nightly.toml").write_text('[unit]\ndescription = "changed"\n'
+                                          + job(tmp_path, 'calendar = "04:00"'))
+    (d.units / "marker.toml").write_text('[service]\nexec = "sleep 1000"\n')
+    changes = {c["unit"]: c["action"] for c in d.call("reload")["changes"]}
+    assert changes == {"nightly": "restart", "marker": "add"}
+    wait_for(lambda: d.status("marker")["state"] == "running", what="the added unit")
+    assert d.status("nightly")["state"] == "exited"
+    assert lines(out) == ["run"]
+    assert d.call("timers")[0]["schedule"] == "04:00"  # the new schedule

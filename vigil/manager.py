@@ -351,8 +351,8 @@ class Manager:
             if change.action == "keep-old":
                 merged[change.unit] = self.units[change.unit]
         removed = [c.unit for c in changes if c.action == "remove"]
-        restart = [c.unit for c in changes if c.action == "restart" and
-                   (c.unit in self.goal or self.active(c.unit))]
+        restart = [c.unit for c in changes if c.action == "restart" and (
+            self.active(c.unit) or (c.unit in self.goal and merged[c.unit].timer is None))]
         self.stop(removed)
         self.removed |= set(removed)
         old_units = self.units
