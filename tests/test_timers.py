@@ -333,3 +333,14 @@ def test_a_bad_time_span_is_refused(bad: Any) -> None:
     from vigil.errors import UnitError
     with pytest.raises(UnitError, match=r"timer\.every"):
         timer_unit(every=bad)
+
+
+def test_once_closed_for_shutdown_no_timer_starts_anything(tmp_path: Path) -> None:
+    rig = Rig(tmp_path, [timer_unit(every="1s"), timer_unit("c", calendar="*:*:*")])
+    rig.run_for(1.5)
+    started = len(rig.starts())
+    assert started >= 2
+    rig.timers.close()
+    rig.run_for(5)
+    assert len(rig.starts()) == started
+    assert rig.loop._next_timeout() is None

@@ -157,3 +157,19 @@ def test_reload_of_a_changed_timer_unit_does_not_run_it(daemon, tmp_path):
     assert d.status("nightly")["state"] == "exited"
     assert lines(out) == ["run"]
     assert d.call("timers")[0]["schedule"] == "04:00"  # the new schedule
+
+
+@pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+def test_no_timer_starts_a_unit_while_the_daemon_shuts_down(daemon, tmp_path):
+    """A unit takes 2 s to stop; a 0.2 s timer must not run its job in the
+    meantime (it would be started into a daemon that is going away)."""
+    slow = "trap 'sleep 2; exit 0' TERM; while :; do sleep 0.05; done"
+    d = daemon({"tick.toml": job(tmp_path, 'every = "0.2s"'),
+                "slow.toml": f'[service]\nexec = {json.dumps(["sh", "-c", slow])}\n'
+                             'stop-timeout = 10\n'})
+    out = tmp_path / "out.txt"
+    wait_for(lambda: len(lines(out)) >= 2 and d.status("slow")["state"] == "running")
+    d.call("shutdown")
+    at_shutdown = len(lines(out))
+    d.proc.wait(timeout=30)
+    assert len(lines(out)) <= at_shutdown + 1  # at most the run already under way

@@ -272,6 +272,8 @@ class Daemon:
         if self.shutting_down:
             return
         self.shutting_down = True
+        if self.timers is not None:  # no timer starts a unit while they stop
+            self.timers.close()
         self.events.emit("daemon.stopping", "Stopping all units")
         self.manager.goal.clear()
         self.manager.waiting.clear()

@@ -263,6 +263,16 @@ class Timers:
                 self._run(sched, "starting (queued)")
         return False  # a watcher for good
 
+    def close(self) -> None:
+        """Shutting down: no timer starts anything any more."""
+        for name in list(self.schedules):
+            self._drop(name)
+        self._arm_wall()  # nothing left: disarmed
+        if self._timerfd >= 0:
+            self.loop.remove_reader(self._timerfd)
+            os.close(self._timerfd)
+            self._timerfd = -1
+
     # -- what `vigilctl timers` and `status` show ---------------------------------
     def next_run(self, name: str) -> float | None:
         """The wall time of a unit's next elapse, or None."""
