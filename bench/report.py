@@ -125,6 +125,9 @@ def markdown(data: dict[str, Any]) -> str:
                        f"{fmt(min(vals), unit)}-{fmt(max(vals), unit)} | {r} |")
         out.append("")
     out += NOTES
+    extra = HERE / "results" / "logrules.md"  # bench/logrules.py, run on its own
+    if extra.exists():
+        out += ["", extra.read_text().rstrip()]
     return "\n".join(out) + "\n"
 
 

@@ -38,6 +38,8 @@ struct vigil_spawn {
 };
 int vigil_spawn(const struct vigil_spawn *s);
 int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups);
+int vigil_timerfd_realtime(void);
+int vigil_timerfd_at(int fd, long long seconds, long nanoseconds);
 
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
@@ -68,6 +70,7 @@ SOURCE = r"""
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 
 struct vigil_spawn {
@@ -218,6 +221,17 @@ int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups) {
     if ((int)syscall(SYS_setfsgid, -1) != gid || (int)syscall(SYS_setfsuid, -1) != uid)
         return -EPERM;
     return 0;
+}
+
+/* Calendar timers (vigil/timers.py): wakes at a wall-clock time, and at
+   once when the wall clock is set (read() then fails with ECANCELED). */
+int vigil_timerfd_realtime(void) {
+    return timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+}
+
+int vigil_timerfd_at(int fd, long long seconds, long nanoseconds) {
+    struct itimerspec spec = {{0, 0}, {(time_t)seconds, nanoseconds}};
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL);
 }
 
 int vigil_finit_module(int fd, const char *params, int flags) {

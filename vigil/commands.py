@@ -67,6 +67,7 @@ class Commands:
         self.scopes = scopes
         self.end_system, self.reexec = end_system, reexec
         self.events = events
+        self.timers: Any = None  # vigil.timers.Timers, set once a unit has a [timer]
         self.wait_timeout = wait_timeout
         # what each connection waits for, so daemon-reexec can hand it over
         self.waits: dict[Connection, list[dict[str, Any]]] = {}
@@ -78,7 +79,7 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
-            "run": self.run_cmd, "scope": self.scope,
+            "run": self.run_cmd, "scope": self.scope, "timers": self.timers_cmd,
             "problems": lambda c, rid, a: c.reply(rid, self.manager.problems),
             "enable": lambda c, rid, a: self.enable(c, rid, a, True),
             "disable": lambda c, rid, a: self.enable(c, rid, a, False),
@@ -119,7 +120,8 @@ class Commands:
         return {"unit": name, "state": m.state(name), "description": unit.description,
                 "enabled": unit.enabled,
                 "target": unit.is_target, "instances": insts, "why": self.explain(name),
-                "scope": self.scopes.of(name)}
+                "scope": self.scopes.of(name),
+                "next_run": self.timers.next_run(name) if self.timers is not None else None}
 
     def status(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         m = self.manager
@@ -178,6 +180,10 @@ class Commands:
             elif inst.state is State.EXITED:
                 parts.append(f"{inst.name} finished ({inst.last_exit or 'exit 0'})")
         return f"{name} is {m.state(name)}" + (": " + ", ".join(parts) if parts else "")
+
+    def timers_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Each timer's schedule, next and last run (wall seconds), like list-timers."""
+        conn.reply(rid, self.timers.listing() if self.timers is not None else [])
 
     def why(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         name = _names(args, self.manager, broken_ok=True)[0]

@@ -45,6 +45,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--runtime-dir", help="where sockets go (default: beside the socket)")
     p.add_argument("--log-dir", help="where unit logs go (default: RUNTIME/logs)")
     p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
+    p.add_argument("--state-dir", help="what outlives a reboot: timers' last runs (default: "
+                   "/var/lib/vigil in system mode, else the runtime dir)")
     p.add_argument("--system", action="store_true",
                    help="system mode (the default as PID 1 of a machine): early boot, "
                         "reboot/poweroff; refused unless PID 1 or --i-know-this-is-not-a-vm")
@@ -155,6 +157,7 @@ class Daemon:
                                      listen_fd=opts.control_fd)
         self.remote = self._remote()
         self.shutting_down = False
+        self.timers: Any = None  # vigil.timers.Timers, once a unit has a [timer]
 
     def request_reexec(self) -> str:
         """daemon-reexec: ends the loop; run() then saves the state and execs."""
@@ -247,16 +250,33 @@ class Daemon:
             loaded = self.load()
             changes = self.manager.apply_reload(self._with_transient(loaded["units"]),
                                                 loaded["broken"])
+            self._sync_timers()
             problems = loaded["problems"]
             self.events.emit("daemon.reloaded", f"Reloaded: {len(changes)} change(s)")
         return {"changes": [c.__dict__ for c in changes], "problems": problems,
                 "applied": not dry_run}
+
+    def _sync_timers(self) -> None:
+        """Schedules the units' [timer]s; vigil.timers is imported only once
+        a unit has one."""
+        if self.timers is None and any(u.timer for u in self.manager.units.values()):
+            from vigil.timers import Timers, wall_clock
+            wall, recheck, real = wall_clock()
+            state_dir = self.opts.state_dir or ("/var/lib/vigil" if self.system
+                                                else self.runtime_dir)
+            self.timers = self.commands.timers = Timers(
+                self.loop, self.manager, self.events, os.path.join(state_dir, "timers.json"),
+                wall=wall, recheck=recheck, use_timerfd=real)
+        if self.timers is not None:
+            self.timers.sync()
 
     def shutdown(self) -> None:
         """Stops every unit in reverse dependency order, then ends the loop."""
         if self.shutting_down:
             return
         self.shutting_down = True
+        if self.timers is not None:  # no timer starts a unit while they stop
+            self.timers.close()
         self.events.emit("daemon.stopping", "Stopping all units")
         self.manager.goal.clear()
         self.manager.waiting.clear()
@@ -336,7 +356,7 @@ class Daemon:
                              "booting the default", "error")
         if self.system and "default" in units:
             return ["default"]
-        return [n for n, u in units.items() if u.enabled]
+        return [n for n, u in units.items() if u.enabled and u.timer is None]  # timers start those
 
     def _critical(self, inst: Instance) -> None:
         """System mode: a critical unit that fails sends the system to `rescue`."""
@@ -363,6 +383,7 @@ class Daemon:
     def run(self) -> int:
         loaded = self.load()
         self.manager.set_units(loaded["units"])
+        self._sync_timers()
         self._signals()
         previous = self.sup.on_settled
 

@@ -379,8 +379,8 @@ class Manager:
             if change.action == "keep-old":
                 merged[change.unit] = self.units[change.unit]
         removed = [c.unit for c in changes if c.action == "remove"]
-        restart = [c.unit for c in changes if c.action == "restart" and
-                   (c.unit in self.goal or self.active(c.unit))]
+        restart = [c.unit for c in changes if c.action == "restart" and (
+            self.active(c.unit) or (c.unit in self.goal and merged[c.unit].timer is None))]
         self.stop(removed, "its file is gone (reload)")
         self.removed |= set(removed)
         old_units = self.units
@@ -388,7 +388,8 @@ class Manager:
         for name in restart:
             self._resize(name)
         self.restart(restart)
-        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled]
+        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled
+                 and merged[c.unit].timer is None]  # a timer starts those
         self.start(added)
         return changes
 

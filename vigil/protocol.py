@@ -25,7 +25,7 @@ SYSTEM_DIR = "/run/vigil"  # the system daemon's, root's
 MAX_REQUEST = 64 * 1024
 # Commands that change nothing; they can be opened to a group.
 READ_ONLY = frozenset({"ping", "status", "logs", "events", "cat", "why", "deps", "list",
-                       "problems", "timeline", "show"})
+                       "problems", "timeline", "show", "timers"})
 
 
 class ProtocolError(Exception):

@@ -50,6 +50,7 @@ def save(daemon: Daemon) -> str:
              "status_text": sup.status_text, "hook_env": sup.hook_env,
              "hook_queue": sup.hook_queue, "swaps": daemon.swaps,
              "scopes": daemon.scopes.snapshot(),
+             "timers": daemon.timers.snapshot() if daemon.timers is not None else None,
              "transient": {name: m.units[name].raw for name in m.transient if name in m.units},
              "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
                       for name, runs in sup.runs.items()},
@@ -201,6 +202,8 @@ def restore(daemon: Daemon, state: dict[str, Any]) -> int:
             adopted += 1
         sup.resume(inst)
     daemon.scopes.restore(state.get("scopes", []))
+    if daemon.timers is not None:
+        daemon.timers.restore(state.get("timers"))
     for record in state.get("connections", []):
         try:
             sock = socket.socket(fileno=record["fd"])

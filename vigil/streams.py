@@ -30,6 +30,8 @@ class Streams:
         self.logs: dict[str, LogFile] = {}
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
+        # rules on the output (vigil/logwatch.py): a sink for an instance, or None
+        self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
 
     def stdio(self, inst: Instance, spec: SpawnSpec, child_fds: list[int],
               reads: list[tuple[str, int]]) -> None:
@@ -91,6 +93,9 @@ class Streams:
             sinks.append(_writer(log, self.events, inst))
         else:
             sinks.append(self.console.service_line)
+        rules = self.line_hook(inst)
+        if rules is not None:
+            sinks.append(rules)
         on_raw = None
         if stream == "pty":
             terminal = self.terminals[inst.name] = Terminal(fd)

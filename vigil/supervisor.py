@@ -24,6 +24,7 @@ from vigil.launch import LaunchError, make_spec, unit_creds
 from vigil.loop import Loop, Timer
 from vigil.notify import NotifySockets
 from vigil.output import Console, Tail
+from vigil.logwatch import Watches
 from vigil.probes import Prober
 from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
                           backoff_delay, step)
@@ -82,6 +83,8 @@ class Supervisor:
         self.timers: dict[str, list[Timer]] = {}
         self.probers: dict[str, Prober] = {}
         self.notify = NotifySockets(loop, settings.notify_dir, self._notified)
+        self.watches = Watches(loop, self._rule_event)  # rules on the output
+        self.streams.line_hook = self.watches.sink
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
@@ -167,6 +170,7 @@ class Supervisor:
             prober = self.probers.pop(inst.name, None)
             if prober:
                 prober.cancel()
+            self.watches.cancel(inst.name)
         elif kind is Act.START_PROBE:
             self._start_probe(inst)
         elif kind is Act.START_HEALTH:
@@ -393,8 +397,8 @@ class Supervisor:
     def _start_probe(self, inst: Instance) -> None:
         ready = inst.service.ready
         assert ready is not None
-        if ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.FD):
-            return  # the service tells us itself
+        if ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.FD, ProbeKind.LOG):
+            return  # the service tells us itself (a line: vigil/logwatch.py)
         probe = _for_instance(ready.probe, inst)
         pid = inst.pid
 
@@ -404,7 +408,16 @@ class Supervisor:
                 self.pump()
         self._prober(inst).until_ready(probe, ready.interval, on_ready)
 
+    def _rule_event(self, inst: Instance, event: Event, detail: str) -> None:
+        """A rule on the output fired (vigil/logwatch.py)."""
+        if event is Event.HEALTH_FAILED:
+            self.events.emit("unit.unhealthy", f"{inst.name}: {detail}; restarting",
+                             "warning", unit=inst.unit, pid=inst.pid)
+        self.send(inst, event, detail=detail)
+        self.pump()
+
     def _start_health(self, inst: Instance) -> None:
+        self.watches.start_silence(inst)
         health = inst.service.health
         if health is None:
             return

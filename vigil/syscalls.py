@@ -172,6 +172,20 @@ def pivot_root(new_root: str, put_old: str) -> None:
     _check(lib.vigil_pivot_root(new_root.encode(), put_old.encode()), new_root)
 
 
+def timerfd_realtime() -> int:
+    """A non-blocking timerfd on CLOCK_REALTIME (os.timerfd_create is 3.13+)."""
+    fd = int(lib.vigil_timerfd_realtime())
+    _check(fd, "timerfd")
+    return fd
+
+
+def timerfd_at(fd: int, when: float) -> None:
+    """Arms it for the wall time `when` (epoch seconds), cancelled by a step
+    of the clock; a time already past fires at once. 0 disarms it."""
+    seconds = int(when)
+    _check(lib.vigil_timerfd_at(fd, seconds, int((when - seconds) * 1e9)), "timerfd")
+
+
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(lib.sethostname(raw, len(raw)), "hostname")

@@ -28,7 +28,17 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
         print(json.dumps(units, indent=2))
     else:
         show.status(units, color(sys.stdout))
+        show.next_runs(units)
     return 0 if all(u["state"] in show.GOOD for u in units) else 3
+
+
+def cmd_timers(client: Client, opts: argparse.Namespace) -> int:
+    rows = client.call("timers")
+    if opts.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        show.timers(rows)
+    return 0
 
 
 def cmd_change(client: Client, opts: argparse.Namespace) -> int:
@@ -210,7 +220,7 @@ COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
     "daemon-reexec": cmd_simple, "run": cmd_run,
-    "attach": cmd_attach, "kill": cmd_kill, "signal": cmd_kill,
+    "attach": cmd_attach, "kill": cmd_kill, "signal": cmd_kill, "timers": cmd_timers,
     "completion": lambda client, opts: print("\n".join(client.call("list"))) or 0,
 }
 

@@ -236,8 +236,11 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "pid": ("the main pid of each running instance", lambda p: _units(p, True)),
     "deps": ("draw the dependency tree", _deps),
     "timeline": ("when each unit started and became ready", _none),
+    "timers": ("units with a [timer]: next and last run (like systemctl list-timers)",
+               lambda p: p.add_argument("--json", action="store_true")),
     "attach": ("connect the terminal to a console = \"pty\" unit", _attach),
-    "convert": ("turn a systemd unit, supervisord config or Procfile into TOML", _convert),
+    "convert": ("turn a systemd unit or timer, a crontab, a supervisord config or a Procfile "
+                "into TOML", _convert),
     "run": ("run a command as a unit without writing a file (like systemd-run)", _run),
     "up": ("run a Procfile's processes, showing their output; Ctrl-C stops them", _up),
     "reboot": ("reboot the machine (system mode)", _none),

@@ -178,3 +178,31 @@ def parse_since(text: str, now: float | None = None) -> float:
     except ValueError:
         raise ValueError(f"cannot read time {text!r}: use 10m, 2h, 14:05, 2026-11-24T14:05 "
                          "or epoch seconds") from None
+
+
+def timers(rows: list[dict[str, Any]]) -> None:
+    """`vigilctl timers`: like systemctl list-timers, soonest first."""
+    def when(t: float | None) -> str:
+        return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+    table = [("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "SCHEDULE")]
+    for r in sorted(rows, key=lambda r: (r["next"] is None, r["next"] or 0)):
+        left = "-" if r["next"] is None else age(max(0.0, r["next"] - r["now"]))
+        passed = "-" if r["last"] is None else age(max(0.0, r["now"] - r["last"])) + " ago"
+        extra = (" (persistent)" if r["persistent"] else "") + (
+            " [a run is queued]" if r["queued"] else "")
+        table.append((when(r["next"]), left, when(r["last"]), passed, printable(r["unit"]),
+                      printable(r["schedule"]) + extra))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5])
+    print(f"\n{len(rows)} timer(s)")
+
+
+def next_runs(units: list[dict[str, Any]]) -> None:
+    """Under `status`: when each timer unit runs next."""
+    for u in units:
+        if u.get("next_run") is not None:
+            clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["next_run"]))
+            print(printable(f"  {u['unit']}: next run {clock} "
+                            f"(in {age(max(0.0, u['next_run'] - time.time()))})"))
