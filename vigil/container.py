@@ -208,7 +208,7 @@ class Container:
         d.can_reexec = False
         if opts.warn_zombies:
             d.events.quiet_codes.discard("orphan.reaped")
-            d.sup.orphan_severity = "warning"
+            d.sup.reaper.orphan_severity = "warning"
         self.phase = Phase.SIDE_STARTING
         self.cmd: Proc | None = None
         self.status = 0
@@ -375,12 +375,7 @@ class Container:
             d.loop.on_signal(sig, self.forward)
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # giving CMD the terminal must not stop us
-        previous = d.sup.on_settled
-
-        def on_settled(inst: Instance) -> None:
-            previous(inst)
-            self.settled(inst, None)
-        d.sup.on_settled = on_settled
+        d.sup.settled_listeners.append(lambda inst: self.settled(inst, None))
         d.sup.reap()
         d.manager.start(n for n, u in d.manager.units.items() if u.enabled)
         d.manager.watchers.append(self._side_settled)

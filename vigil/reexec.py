@@ -161,7 +161,7 @@ def restore(daemon: Daemon, state: dict[str, Any]) -> int:
     """Takes the saved processes back; returns how many are running."""
     from collections import deque
 
-    from vigil.supervisor import Run
+    from vigil.reaper import Run
     sup, m = daemon.sup, daemon.manager
     from vigil.schema import build_unit
     # .get: a state written by a vigil from before scopes and transient units
