@@ -27,14 +27,14 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the loop and the log the engine, control and system layers all use
     "runtime": ("loop", "output", "events"),
     # instances and units: state table, supervisor, reaper, manager and helpers
-    "engine": ("states", "supervisor", "spawner", "readiness", "reaper", "manager", "probes",
-               "streams", "notify", "pidfile", "launch", "scopes", "cgroups"),
+    "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
+               "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups"),
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode
     "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net"),
     # the daemon and what wires or drives the whole
-    "daemon": ("daemon", "flags", "commands", "reexec", "adopt", "container", "cli", "__main__"),
+    "daemon": ("daemon", "pid1", "flags", "commands", "reexec", "adopt", "container", "cli", "__main__"),
 }
 
 ALLOWED: dict[str, set[str]] = {

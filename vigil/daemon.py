@@ -20,6 +20,7 @@ from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
 from vigil.events import Events
+from vigil.flags import group_id
 from vigil.flags import parse_args as parse_args  # container.py builds its options here
 from vigil.graph import Graph
 from vigil.limits import Limits
@@ -28,7 +29,7 @@ from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
 from vigil.protocol import default_socket
-from vigil.rundir import private_dir
+from vigil.rundir import lock, private_dir
 from vigil.scopes import Scopes
 from vigil.states import Instance, State
 from vigil.spawner import Settings
@@ -51,7 +52,7 @@ class Daemon:
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         private_dir(self.runtime_dir)
-        self.lock_fd = _lock(self.runtime_dir, self.socket_path)
+        self.lock_fd = lock(self.runtime_dir, self.socket_path)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
         os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
         self.console = Console(1)
@@ -85,7 +86,7 @@ class Daemon:
         self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
-                                     read_gid=_group_id(opts.read_group),
+                                     read_gid=group_id(opts.read_group),
                                      limits=Limits.parse(opts.limit), events=self.events,
                                      listen_fd=opts.control_fd)
         self.remote = self._remote()
@@ -349,35 +350,6 @@ class Daemon:
         return 0
 
 
-def _lock(runtime_dir: str, socket_path: str) -> int:
-    """One daemon per socket: a lock held for life, so a second one is refused
-    at once and a socket left by a dead daemon is known to be stale."""
-    import fcntl
-    path = os.path.join(runtime_dir, "lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise OSError(f"another vigil (pid {holder}) is running on {socket_path}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def _group_id(name: str | None) -> int | None:
-    if name is None:
-        return None
-    if name.isdigit():
-        return int(name)
-    import grp
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise OSError(f"--read-group: no such group '{name}'") from None
-
-
 def become_subreaper() -> bool:
     """Orphans of our services come back to us rather than to PID 1."""
     try:
@@ -413,46 +385,11 @@ def main(argv: Sequence[str]) -> int:
         print("vigil: could not become a child subreaper; orphans go to PID 1",
               file=sys.stderr)
     if os.getpid() == 1:
-        return _as_pid1(opts, list(argv))
+        from vigil import pid1
+        return pid1.run(opts, list(argv))
     try:
         daemon = start(opts, argv)
     except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()
-
-
-def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
-    """PID 1 never exits: a daemon that cannot go on is executed afresh; one
-    that cannot even start leaves a shell on the console, or keeps reaping."""
-    daemon = None
-    try:
-        daemon = start(opts, argv)
-        status = daemon.run()
-    except BaseException as err:  # the last line of defence
-        print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
-        if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
-            try:
-                reexec.execute(argv, ["--reexecuted", *reexec.rescue(daemon)])
-            except OSError as exec_err:
-                print(f"vigil: cannot execute vigil afresh: {exec_err}", file=sys.stderr)
-        return _last_resort()
-    if namespaces.on_machine():
-        return _last_resort()  # reboot(2) did not happen
-    return status
-
-
-def _last_resort() -> int:
-    """Nothing else works: a shell on the console if there is one; else reap forever."""
-    for shell in ("/bin/sh", "/bin/busybox"):
-        if os.access(shell, os.X_OK):
-            print(f"vigil: starting {shell} on the console", file=sys.stderr)
-            pid = os.fork()
-            if pid == 0:
-                os.execv(shell, [shell, "sh"] if shell.endswith("busybox") else [shell])
-            break
-    while True:
-        try:
-            os.wait()
-        except ChildProcessError:
-            signal.pause()

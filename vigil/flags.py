@@ -60,3 +60,16 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    choices=["debug", "info", "warning", "error"],
                    help="the least severe event shown on the console")
     return p.parse_args(argv)
+
+
+def group_id(name: str | None) -> int | None:
+    """--read-group: a group name or number."""
+    if name is None:
+        return None
+    if name.isdigit():
+        return int(name)
+    import grp
+    try:
+        return grp.getgrnam(name).gr_gid
+    except KeyError:
+        raise OSError(f"--read-group: no such group '{name}'") from None

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,6 +53,11 @@ class Run:
     user_cpu: float
     system_cpu: float
     max_rss_kb: int
+
+    @classmethod
+    def of(cls, proc: Proc, info: ExitInfo, usage: struct_rusage | None) -> Run:
+        return cls(proc.started_wall, time.time(), info, usage.ru_utime if usage else 0.0,
+                   usage.ru_stime if usage else 0.0, usage.ru_maxrss if usage else 0)
 
 
 Ended = Callable[[Proc, ExitInfo, "struct_rusage | None"], None]

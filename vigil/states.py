@@ -17,6 +17,10 @@ from dataclasses import dataclass
 
 from vigil.unit import RestartPolicy, Service, ServiceType
 
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
 
 class State(enum.Enum):
     INACTIVE = "inactive"
@@ -119,6 +123,27 @@ class Instance:
     reason: str = ""
     pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
     port: int | None = None  # the $PORT of the current run
+
+    def record(self) -> dict[str, Any]:
+        """What a re-exec keeps of it (JSON)."""
+        record = {key: getattr(self, key) for key in KEPT}
+        record.update(name=self.name, unit=self.unit, state=self.state.value,
+                      last_exit=None if self.last_exit is None else self.last_exit.__dict__)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], service: Service) -> Instance:
+        inst = cls(record["name"], record["unit"], service)
+        for key in KEPT:
+            setattr(inst, key, record[key])
+        inst.state = State(record["state"])
+        if record["last_exit"]:
+            inst.last_exit = ExitInfo(**record["last_exit"])
+        return inst
+
+
+KEPT = ("state", "want_up", "pid", "started_at", "start_failures", "failures", "restarts",
+        "reason", "pending_failure")
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,10 @@ class Streams:
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
 
+    def fds_of(self, name: str) -> list[tuple[str, int]]:
+        """The instance's open output fds, as (stream, fd)."""
+        return [(stream, fd) for fd, (owner, stream) in self.captures.items() if owner == name]
+
     def stdio(self, inst: Instance, spec: SpawnSpec, child_fds: list[int],
               reads: list[tuple[str, int]]) -> None:
         """Sets the child's fds 0-2 in `spec`; the ends the child gets go to

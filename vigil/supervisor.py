@@ -19,8 +19,8 @@ import time
 from collections import deque
 from collections.abc import Callable
 
-from vigil import pidfile
 from vigil.events import Events
+from vigil.forking import Forking
 from vigil.launch import LaunchError, unit_creds
 from vigil.loop import Loop, Timer
 from vigil.notify import NotifySockets
@@ -38,6 +38,7 @@ from vigil.unit import ServiceType, Unit
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     from resource import struct_rusage
+    from typing import Any
 
 
 def random_jitter() -> float:
@@ -59,6 +60,7 @@ class Supervisor:
         self.timers: dict[str, list[Timer]] = {}
         self.notify = NotifySockets(loop, settings.notify_dir, self._notified)
         self.spawner = Spawner(calls, settings, self.streams, self.notify)
+        self.forking = Forking(calls, events, settings.cgroups, self.reaper, self.send)
         self.readiness = Readiness(loop, events, calls, self.spawner, self.reaper, self.send)
         self.runs: dict[str, deque[Run]] = {}
         self.status_text: dict[str, str] = {}
@@ -238,7 +240,7 @@ class Supervisor:
             if fd >= 0:
                 os.close(fd)
         self.procs[launched.pid] = Proc(launched.pid, -1, self.loop.clock(), time.time(),
-                                        on_exit=_forget)
+                                        on_exit=lambda _info: None)  # no one's now
 
     def _report_slow(self, inst: Instance, pid: int, since: float, state: State) -> None:
         """Says so, every slow_report seconds, while an instance is still
@@ -255,6 +257,41 @@ class Supervisor:
                 self._report_slow(inst, pid, since, state)
         timer = self.loop.call_later(self.settings.slow_report, tick)
         self.timers.setdefault(inst.name, []).append(timer)
+
+    # -- daemon-reexec ------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """What a re-exec keeps: each instance, with its process's start and
+        its output fds (reexec.save keeps those open across exec)."""
+        instances = []
+        for inst in self.instances.values():
+            proc = self.procs.get(inst.pid) if inst.pid else None
+            instances.append({**inst.record(), "started_wall": proc.started_wall if proc else 0.0,
+                              "fds": self.streams.fds_of(inst.name)})
+        return {"instances": instances, "status_text": self.status_text,
+                "hook_env": self.hook_env, "hook_queue": self.hook_queue,
+                "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
+                         for name, runs in self.runs.items()}}
+
+    def restore(self, saved: dict[str, Any], units: dict[str, Unit]) -> int:
+        """Takes the saved instances back, with their processes; how many run."""
+        self.status_text, self.hook_env = saved["status_text"], saved["hook_env"]
+        self.hook_queue = saved.get("hook_queue", {})
+        for name, runs in saved["runs"].items():
+            self.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),
+                                    maxlen=20)
+        adopted = 0
+        for record in saved["instances"]:
+            unit = units.get(record["unit"])
+            if unit is None or unit.service is None:
+                for _, fd in record["fds"]:
+                    os.close(fd)
+                continue
+            inst = self.instances[record["name"]] = Instance.from_record(record, unit.service)
+            if inst.pid:
+                self.adopt(inst, inst.pid, record["started_wall"], record["fds"])
+                adopted += 1
+            self.resume(inst)
+        return adopted
 
     def adopt(self, inst: Instance, pid: int, started_wall: float,
               fds: list[tuple[str, int]]) -> None:
@@ -328,11 +365,9 @@ class Supervisor:
         assert inst is not None
         self._exec_report(proc)  # exec status first: it may have failed
         if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
-            self._adopt(inst, proc)
+            self.forking.adopt(inst, proc)
             return
-        self.runs.setdefault(inst.name, deque(maxlen=20)).append(
-            Run(proc.started_wall, time.time(), info, usage.ru_utime if usage else 0.0,
-                usage.ru_stime if usage else 0.0, usage.ru_maxrss if usage else 0))
+        self.runs.setdefault(inst.name, deque(maxlen=20)).append(Run.of(proc, info, usage))
         level = "info" if info.success(inst.service.success_exit_codes) else "warning"
         self.events.emit("unit.exit", f"{inst.name} ({pid}) {info} after "
                          f"{info.runtime:.3f}s", level, unit=inst.unit, pid=pid,
@@ -352,36 +387,6 @@ class Supervisor:
         if self.settings.cgroups is not None:
             self.settings.cgroups.kill(inst.name)
 
-    def _adopt(self, inst: Instance, launcher: Proc) -> None:
-        """A forking unit's launcher exited 0: track the daemon its pid-file
-        names, if that process is the unit's own (vigil/pidfile.py)."""
-        path = inst.service.pid_file
-        assert path is not None
-        cgroups = self.settings.cgroups
-        inst.pid = None
-        try:
-            pid, pidfd = pidfile.take(path, unit_creds(inst.service),
-                                      lambda: cgroups.pids(inst.name) if cgroups else None,
-                                      self.reaper.owner_of, self.calls.pidfd_open)
-        except (pidfile.Refused, LaunchError) as err:
-            if isinstance(err, pidfile.NotOurs):
-                self.events.emit("unit.pid-file-refused", f"{inst.name}: pid-file {path} "
-                                 f"names process {err.pid}, which {err.why}; not adopting it",
-                                 "warning", unit=inst.unit, pid=err.pid)
-            self.send(inst, Event.EXEC_FAILED, detail=f"pid-file {path}: {err}")
-            return
-        if inst.state is not State.STARTING:  # stopped meanwhile: do not keep it
-            self.calls.pidfd_send_signal(pidfd, signal.SIGKILL)
-            os.close(pidfd)
-            self.send(inst, Event.EXIT, exit=ExitInfo(None, signal.SIGKILL, False, 0.0))
-            return
-        # ours to reap as a subreaper; else only its pidfd tells when it ends
-        self.reaper.watch(Proc(pid, pidfd, launcher.started, launcher.started_wall, inst))
-        inst.pid = pid
-        self.events.emit("unit.forked", f"{inst.name}: daemon {pid} from {path}", "debug",
-                         unit=inst.unit, pid=pid)
-        self.send(inst, Event.FORKED)
-
 
 # what a settled instance says in the event log
 _ANNOUNCED = {State.RUNNING: ("unit.ready", "info", "Started {name}"),
@@ -389,7 +394,3 @@ _ANNOUNCED = {State.RUNNING: ("unit.ready", "info", "Started {name}"),
               State.INACTIVE: ("unit.stopped", "info", "Stopped {name}"),
               State.FAILED: ("unit.failed", "error", "{name} failed: {reason}"),
               State.FATAL: ("unit.fatal", "error", "{name} failed: {reason}")}
-
-
-def _forget(_info: ExitInfo) -> None:
-    """The exit of a process no instance owns any more."""
