@@ -9,6 +9,7 @@ so the rule holds whether a module is `vigil/states.py` or
 from __future__ import annotations
 
 import ast
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
-    "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile"),
+    "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
+             "signames"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
@@ -126,3 +128,14 @@ def test_system_layer_is_loaded_only_in_system_mode() -> None:
 def test_client_never_loads_the_engine() -> None:
     loaded = _loaded("import vigilctl.main")
     assert not loaded & set(LAYERS["engine"] + LAYERS["daemon"] + LAYERS["control"]), loaded
+
+
+def test_early_boot_survives_a_locale_file_it_cannot_read(tmp_path: Path) -> None:
+    """Early boot reads /etc/locale.conf itself (no launcher, whose reader
+    raised LaunchError past PID 1's OSError handling): a FIFO is not read
+    (it would block PID 1), and the other file still counts."""
+    from vigil.sysinit import unit_environment
+    (tmp_path / "etc" / "default").mkdir(parents=True)
+    os.mkfifo(tmp_path / "etc" / "locale.conf")
+    (tmp_path / "etc" / "default" / "locale").write_text('LANG="C.UTF-8"\nPATH=/evil\n')
+    assert unit_environment(str(tmp_path)) == {"LANG": "C.UTF-8"}

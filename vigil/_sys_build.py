@@ -46,7 +46,6 @@ int reboot(int cmd);
 int swapon(const char *path, int flags);
 int swapoff(const char *path);
 int vigil_finit_module(int fd, const char *params, int flags);
-int vigil_pivot_root(const char *new_root, const char *put_old);
 int sethostname(const char *name, size_t len);
 """
 
@@ -222,10 +221,6 @@ int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups) {
 
 int vigil_finit_module(int fd, const char *params, int flags) {
     return syscall(SYS_finit_module, fd, params, flags);
-}
-
-int vigil_pivot_root(const char *new_root, const char *put_old) {
-    return syscall(SYS_pivot_root, new_root, put_old);
 }
 """
 

@@ -13,7 +13,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from vigil import adopt, cgroups, namespaces, reexec
 from vigil.cgroups import Cgroups
@@ -204,18 +204,22 @@ class Daemon:
             return
         self.shutting_down = True
         self.events.emit("daemon.stopping", "Stopping all units")
-        self.manager.goal.clear()
-        self.manager.waiting.clear()
-        self.manager.stop(list(self.manager.units))
+        self.stop_all(lambda: setattr(self.loop, "stopped", True))
+        self.loop.call_later(self.opts.shutdown_timeout, self._kill_everything)
+
+    def stop_all(self, then: Callable[[], None]) -> None:
+        """Stops every unit in reverse dependency order; `then` once all are down."""
+        m = self.manager
+        m.goal.clear()
+        m.waiting.clear()
 
         def all_down() -> bool:
-            if any(self.manager.active(n) for n in self.manager.units):
+            if any(m.active(n) for n in m.units):
                 return False
-            self.loop.stopped = True
+            then()
             return True
-        self.manager.watchers.append(all_down)
-        self.manager.drain()
-        self.loop.call_later(self.opts.shutdown_timeout, self._kill_everything)
+        m.watchers.append(all_down)
+        m.stop(list(m.units))
 
     def _kill_everything(self) -> None:
         self.events.emit("daemon.timeout", "shutdown timeout: killing what is left", "warning")

@@ -87,6 +87,18 @@ class Reaper:
             self.ended(proc, ExitInfo.from_status(status, self.loop.clock() - proc.started),
                        usage)
 
+    def signal(self, pid: int, signum: int) -> bool:
+        """Signals a process of ours through its pidfd (never by a pid that may
+        have been reaped and reused); False if it is not ours or is gone."""
+        proc = self.procs.get(pid)
+        if proc is None or proc.pidfd < 0:
+            return False
+        try:
+            self.calls.pidfd_send_signal(proc.pidfd, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
     def owner_of(self, pid: int) -> str | None:
         """The instance (or "a check") a process we started belongs to."""
         proc = self.procs.get(pid)

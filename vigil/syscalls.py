@@ -168,10 +168,6 @@ def finit_module(fd: int, params: str = "", flags: int = 0, name: str = "module"
     _check(lib.vigil_finit_module(fd, params.encode(), flags), name)
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    _check(lib.vigil_pivot_root(new_root.encode(), put_old.encode()), new_root)
-
-
 def sethostname(name: str) -> None:
     raw = name.encode()
     _check(lib.sethostname(raw, len(raw)), "hostname")
