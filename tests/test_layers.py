@@ -36,7 +36,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the machine: early boot, mounts, shutdown; loaded only in system mode
     "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net"),
     # the daemon and what wires or drives the whole
-    "daemon": ("daemon", "pid1", "flags", "commands", "reexec", "adopt", "container", "cli", "__main__"),
+    "daemon": ("daemon", "pid1", "flags", "commands", "reexec", "adopt", "container", "cli"),
 }
 
 ALLOWED: dict[str, set[str]] = {
@@ -139,3 +139,19 @@ def test_early_boot_survives_a_locale_file_it_cannot_read(tmp_path: Path) -> Non
     os.mkfifo(tmp_path / "etc" / "locale.conf")
     (tmp_path / "etc" / "default" / "locale").write_text('LANG="C.UTF-8"\nPATH=/evil\n')
     assert unit_environment(str(tmp_path)) == {"LANG": "C.UTF-8"}
+
+
+def test_every_event_code_emitted_is_in_the_catalogue() -> None:
+    """events.py promises stable codes: each one the daemon emits is listed."""
+    from vigil.events import CODES, TAGS
+    from vigil.supervisor import _ANNOUNCED
+    emitted = {code for code, _severity, _text in _ANNOUNCED.values()}
+    for path in (ROOT / "vigil").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr == "emit" and node.args
+                    and isinstance(node.args[0], ast.Constant)):
+                emitted.add(node.args[0].value)
+    assert "unit.ready" in emitted and "daemon.started" in emitted
+    assert emitted - set(CODES) == set(), "add these to vigil/events.py CODES"
+    assert set(TAGS) <= set(CODES)

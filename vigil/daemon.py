@@ -225,7 +225,7 @@ class Daemon:
         self.events.emit("daemon.timeout", "shutdown timeout: killing what is left", "warning")
         for proc in list(self.sup.procs.values()):
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                self.sup.calls.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
         self.loop.stopped = True

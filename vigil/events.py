@@ -3,7 +3,7 @@
 Each event has a stable code (`unit.ready`, `unit.failed`, ...) so scripts
 can match on it, a severity, the unit and pid when there is one, and a
 message a person can read. `CODES` lists every code the daemon emits
-(tests/test_engine_pure.py checks that no other is emitted); a code is
+(tests/test_layers.py checks that no other is emitted); a code is
 added, never renamed.
 """
 
