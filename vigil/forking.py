@@ -14,7 +14,8 @@ from vigil.events import Events
 from vigil.launch import LaunchError, unit_creds
 from vigil.proc import ProcessCalls
 from vigil.reaper import Proc, Reaper
-from vigil.states import Event, ExitInfo, Instance, State
+from vigil.exitstatus import ExitInfo
+from vigil.states import Event, Instance, State
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

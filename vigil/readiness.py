@@ -20,7 +20,8 @@ from vigil.probes import Prober
 from vigil.proc import ProcessCalls
 from vigil.reaper import Proc, Reaper
 from vigil.spawner import Spawner, for_instance
-from vigil.states import Event, ExitInfo, Instance
+from vigil.exitstatus import ExitInfo
+from vigil.states import Event, Instance
 from vigil.unit import ProbeKind
 
 Send = Callable[..., None]

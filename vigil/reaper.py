@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from vigil.events import Events
 from vigil.loop import Loop
 from vigil.proc import ProcessCalls
-from vigil.states import ExitInfo, Instance
+from vigil.exitstatus import ExitInfo
+from vigil.states import Instance
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

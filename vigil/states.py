@@ -10,11 +10,10 @@ so this module can be tested without a single process.
 from __future__ import annotations
 
 import enum
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vigil.exitstatus import ExitInfo as ExitInfo  # where the engine has always found it
 from vigil.unit import RestartPolicy, Service, ServiceType
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
@@ -71,38 +70,6 @@ class Action:
     kind: Act
     delay: float = 0.0
     jitter: bool = False  # ARM_RETRY of a backoff: the supervisor spreads it by +-10%
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    code: int | None
-    signal: int | None
-    core: bool
-    runtime: float
-
-    @classmethod
-    def from_status(cls, status: int, runtime: float) -> ExitInfo:
-        if os.WIFSIGNALED(status):
-            return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status), runtime)
-        return cls(os.WEXITSTATUS(status), None, False, runtime)
-
-    def success(self, codes: frozenset[int]) -> bool:
-        return self.signal is None and self.code in codes
-
-    def shell_status(self) -> int:
-        """The status a shell would report: the code, or 128 + signal."""
-        return 128 + self.signal if self.signal is not None else (self.code or 0)
-
-    def __str__(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                name = f"signal {self.signal}"
-            return f"killed by {name}" + (" (core dumped)" if self.core else "")
-        if self.code is None:  # an adopted process that was not our child
-            return "exit status unknown"
-        return f"exit {self.code}"
 
 
 @dataclass

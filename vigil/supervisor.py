@@ -30,8 +30,8 @@ from vigil.reaper import Proc as Proc  # container.py's command is a Proc too
 from vigil.reaper import Reaper, Run
 from vigil.readiness import Readiness
 from vigil.spawner import Launched, Settings, Spawner, notifies
-from vigil.states import (Act, Action, Event, ExitInfo, Input, Instance, InvalidTransition, State,
-                          step)
+from vigil.exitstatus import ExitInfo
+from vigil.states import Act, Action, Event, Input, Instance, InvalidTransition, State, step
 from vigil.streams import Streams
 from vigil.unit import ServiceType, Unit
 
