@@ -22,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from vigil import syscalls
+from vigil import signames, syscalls
 from vigil.daemon import Daemon, become_subreaper
 from vigil.daemon import parse_args as daemon_args
 from vigil.launch import DEFAULT_PATH
@@ -77,12 +77,11 @@ class RunOptions:
 
 
 def _signal(text: str) -> int:
-    name = text.upper()
-    if name.isdigit():
-        return int(name)
+    if text.isdigit():
+        return int(text)
     try:
-        return int(signal.Signals[name if name.startswith("SIG") else "SIG" + name])
-    except (KeyError, ValueError):
+        return signames.number(text)
+    except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a signal") from None
 
 
@@ -287,18 +286,7 @@ class Container:
         self.move(Phase.SIDE_STOPPING)
 
     def _stop_side(self) -> None:
-        m = self.daemon.manager
-        m.goal.clear()
-        m.waiting.clear()
-        m.stop(list(m.units))
-
-        def all_down() -> bool:
-            if any(m.active(n) for n in m.units):
-                return False
-            self.move(Phase.DRAINING)
-            return True
-        m.watchers.append(all_down)
-        m.drain()
+        self.daemon.stop_all(lambda: self.move(Phase.DRAINING))
 
     def _drain(self) -> None:
         left = descendants()
