@@ -335,6 +335,7 @@ class Daemon:
             self.reexec = self.loop.stopped = False
             self.loop.run()
         self.sup.reap()
+        self.manager.drain()  # the last exits are settled and announced
         self.scopes.close()
         self.control.close()
         if self.remote is not None:
