@@ -48,7 +48,6 @@ int reboot(int cmd);
 int swapon(const char *path, int flags);
 int swapoff(const char *path);
 int vigil_finit_module(int fd, const char *params, int flags);
-int vigil_pivot_root(const char *new_root, const char *put_old);
 int sethostname(const char *name, size_t len);
 """
 
@@ -236,10 +235,6 @@ int vigil_timerfd_at(int fd, long long seconds, long nanoseconds) {
 
 int vigil_finit_module(int fd, const char *params, int flags) {
     return syscall(SYS_finit_module, fd, params, flags);
-}
-
-int vigil_pivot_root(const char *new_root, const char *put_old) {
-    return syscall(SYS_pivot_root, new_root, put_old);
 }
 """
 

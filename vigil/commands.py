@@ -402,16 +402,12 @@ class Commands:
         """Sends a signal to the main process of each instance (or, with
         all, to its whole process group and cgroup); what happens next is the
         unit's restart policy."""
-        import signal as signals
+        from vigil import signames
         names = _names(args, self.manager)
         raw = args.get("signal", "TERM")
         try:
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                signum = signals.Signals(raw)
-            else:
-                text = str(raw).upper()
-                signum = signals.Signals[text if text.startswith("SIG") else "SIG" + text]
-        except (KeyError, ValueError):
+            signum = signames.number(raw)
+        except ValueError:
             raise ProtocolError("bad-args", f"{raw!r} is not a signal") from None
         sup = self.manager.sup
         sent = {}
@@ -421,13 +417,8 @@ class Commands:
                     continue
                 if args.get("all"):
                     sup.signal_all(inst, signum)
-                else:
-                    proc = sup.procs.get(inst.pid)
-                    if proc is not None:
-                        try:
-                            signals.pidfd_send_signal(proc.pidfd, signum)
-                        except ProcessLookupError:
-                            continue
+                elif inst.pid in sup.procs and not sup.reaper.signal(inst.pid, signum):
+                    continue
                 sent[inst.name] = inst.pid
         conn.reply(rid, sent)
 

@@ -107,7 +107,7 @@ class Container:
         d.can_reexec = False
         if opts.warn_zombies:
             d.events.quiet_codes.discard("orphan.reaped")
-            d.sup.orphan_severity = "warning"
+            d.sup.reaper.orphan_severity = "warning"
         self.phase = Phase.SIDE_STARTING
         self.cmd: Proc | None = None
         self.status = 0
@@ -184,18 +184,7 @@ class Container:
         self.move(Phase.SIDE_STOPPING)
 
     def _stop_side(self) -> None:
-        m = self.daemon.manager
-        m.goal.clear()
-        m.waiting.clear()
-        m.stop(list(m.units))
-
-        def all_down() -> bool:
-            if any(m.active(n) for n in m.units):
-                return False
-            self.move(Phase.DRAINING)
-            return True
-        m.watchers.append(all_down)
-        m.drain()
+        self.daemon.stop_all(lambda: self.move(Phase.DRAINING))
 
     def _drain(self) -> None:
         left = tini.descendants()
@@ -272,12 +261,7 @@ class Container:
             d.loop.on_signal(sig, self.forward)
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # giving CMD the terminal must not stop us
-        previous = d.sup.on_settled
-
-        def on_settled(inst: Instance) -> None:
-            previous(inst)
-            self.settled(inst, None)
-        d.sup.on_settled = on_settled
+        d.sup.settled_listeners.append(lambda inst: self.settled(inst, None))
         d.sup.reap()
         d.manager.start(n for n, u in d.manager.units.items() if u.enabled)
         d.manager.watchers.append(self._side_settled)

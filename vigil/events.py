@@ -1,8 +1,10 @@
 """Events: structured JSON lines for machines, a human line for the console.
 
-Each event has a stable code (`unit.started`, `unit.failed`, ...) so scripts
+Each event has a stable code (`unit.ready`, `unit.failed`, ...) so scripts
 can match on it, a severity, the unit and pid when there is one, and a
-message a person can read.
+message a person can read. `CODES` lists every code the daemon emits
+(tests/test_layers.py checks that no other is emitted); a code is
+added, never renamed.
 """
 
 from __future__ import annotations
@@ -20,11 +22,63 @@ TYPE_CHECKING = False  # typing is not imported at run time: annotations are str
 if TYPE_CHECKING:
     from typing import Any
 
+CODES = {
+    # a unit or one of its instances
+    "unit.ready": "an instance is up (or a target reached)",
+    "unit.exited": "a oneshot, or a service that may not restart, finished well",
+    "unit.stopped": "an instance (or a target) was stopped",
+    "unit.failed": "an instance failed, or a unit could not be started",
+    "unit.fatal": "an instance gave up after start-retries",
+    "unit.exit": "a main process exited (with its status and run time)",
+    "unit.state": "an instance moved from one state to another (debug)",
+    "unit.slow": "an instance is still starting or stopping",
+    "unit.kill": "an instance did not stop within stop-timeout: SIGKILL",
+    "unit.unhealthy": "a health check failed: the instance restarts",
+    "unit.forked": "a forking unit's daemon was adopted from its pid-file",
+    "unit.pid-file-refused": "a pid-file names a process that is not the unit's",
+    "unit.refused": "a unit the graph refuses (a cycle, a missing requirement)",
+    "unit.skipped": "a unit's conditions say it does not run here",
+    "unit.stopping": "dependents stop because a unit they require failed",
+    "unit.invalid": "a unit file does not load",
+    "unit.loaded": "an instance of a template was loaded at run time",
+    "hook.dropped": "too many events wait for a hook unit: one is dropped",
+    "log.dropping": "a unit's log cannot be written: its lines are dropped",
+    "log.recovered": "a unit's log is writable again",
+    "orphan.reaped": "an orphan that came to us was reaped",
+    # the daemon
+    "daemon.started": "the daemon is up on its socket",
+    "daemon.stopping": "shutdown: every unit stops",
+    "daemon.timeout": "shutdown took too long: what is left is killed",
+    "daemon.exit": "the daemon exits",
+    "daemon.reloaded": "unit files were read again and the changes applied",
+    "daemon.reload-refused": "a reload that could not read every file changed nothing",
+    "daemon.reexec": "the daemon executes itself afresh (daemon-reexec)",
+    "daemon.restored": "after daemon-reexec: the processes taken back",
+    "daemon.adopt": "after a killed daemon: what it left running, taken back or killed",
+    "daemon.cgroup": "the units get no cgroups (and why)",
+    "daemon.remote": "remote control listens",
+    "daemon.dump": "SIGUSR1: one line per unit",
+    "daemon.error": "an exception the daemon caught and survived",
+    "daemon.bug": "an event the state table does not expect",
+    # system mode
+    "boot.step": "a step of early boot",
+    "boot.unit": "vigil.unit= names no unit",
+    "boot.critical": "a critical unit failed: rescue",
+    # scopes (--scope, start --scope)
+    "scope.bound": "the daemon is bound to a process",
+    "scope.gone": "a scope process was already gone",
+    "scope.empty": "no scope process is alive: the daemon ends",
+    "scope.ended": "a scope process exited: its units stop",
+    # `vigil run` (container.py)
+    "container.phase": "the container moved to its next phase",
+    "container.exit": "the command exited: vigil exits with its status",
+    "container.drain": "processes left at the end: SIGTERM, then SIGKILL",
+}
+
 # code -> console tag; codes not listed print as INFO.
 TAGS = {"unit.ready": "  OK  ", "unit.exited": "  OK  ", "unit.stopped": "  OK  ",
-        "unit.failed": "FAILED", "unit.fatal": "FAILED", "unit.exec-failed": "FAILED",
-        "unit.refused": "FAILED", "unit.slow": " WAIT ", "daemon.error": "ERROR ",
-        "unit.restarting": " INFO "}
+        "unit.failed": "FAILED", "unit.fatal": "FAILED", "unit.refused": "FAILED",
+        "unit.slow": " WAIT ", "daemon.error": "ERROR "}
 SEVERITIES = ["debug", "info", "warning", "error"]
 COLORS = {"  OK  ": "32", "FAILED": "31", "ERROR ": "31", " WAIT ": "33", " WARN ": "33"}
 

@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 
 from vigil.numbers import parse_number
+from vigil.mountinfo import unescape as unescape  # fstab escapes as mountinfo does
 
 # option -> (flags to set, flags to clear)
 MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32,
@@ -67,23 +68,6 @@ class Entry:
 
 class FstabError(ValueError):
     pass
-
-
-def unescape(field: str) -> str:
-    """fstab and /proc/self/mountinfo write a space in a path as \\040: a
-    backslash and three octal digits (a byte, so at most \\377) is that
-    character; any other backslash is itself, as mount(8) reads it."""
-    out, i = [], 0
-    while i < len(field):
-        code = field[i + 1:i + 4]
-        if (field[i] == "\\" and len(code) == 3 and code[0] in "0123"
-                and all(c in "01234567" for c in code)):
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
 
 
 def parse(text: str, path: str = "/etc/fstab") -> tuple[list[Entry], list[str]]:

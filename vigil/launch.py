@@ -13,6 +13,7 @@ import os
 import pwd
 import resource
 
+from vigil import envfile
 from vigil.asuser import Creds, read_regular
 from vigil.schema import CAPABILITIES
 from vigil.syscalls import SpawnSpec
@@ -37,18 +38,7 @@ def read_env_file(path: str, creds: Creds | None = None) -> dict[str, str]:
         if optional and isinstance(err, (FileNotFoundError, NotADirectoryError)):
             return {}
         raise LaunchError(f"env-file {path}: {err.strerror}") from None
-    env = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        env[key] = value
-    return env
+    return envfile.parse(text)
 
 
 def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str],

@@ -43,6 +43,8 @@ class Loop:
         self._timers: list[Timer] = []
         self._cancelled = 0  # cancelled timers still in the heap
         self._seq = itertools.count()
+        # run after every callback: the daemon drives its engine here (vigil/manager.py drain)
+        self.after_each: list[Callback] = []
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
@@ -134,6 +136,11 @@ class Loop:
             callback()
         except Exception as err:
             self.on_error(what, err)
+        for hook in self.after_each:
+            try:
+                hook()
+            except Exception as err:
+                self.on_error("after " + what, err)
 
     def _next_timeout(self) -> float | None:
         while self._timers and self._timers[0].cancelled:

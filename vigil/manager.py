@@ -1,9 +1,12 @@
 """Units as a whole: what should be up, in what order, and reload.
 
 The manager keeps the *desired* side (the goal set, what waits for what)
-and the supervisor the *current* side (instance states). After any change
-`drain` runs to a fixed point: it starts every waiting unit whose ordering
-predecessors have settled, and stops every unit whose dependents are down.
+and the supervisor the *current* side (instance states). `drain` is the one
+place that drives the engine (dinit's `process_queues`): it handles the
+supervisor's queued events and runs the manager's fixed point (start every
+waiting unit whose ordering predecessors have settled, stop every unit whose
+dependents are down) until neither has work. The loop calls it after every
+callback that queued an event, and each request ends with it.
 """
 
 from __future__ import annotations
@@ -67,7 +70,8 @@ class Manager:
         self.times: dict[str, list[float | None]] = {}
         self.t0 = sup.loop.clock()
         self._draining = False
-        sup.on_settled = self._settled
+        sup.settled_listeners.append(self._settled)
+        sup.loop.after_each.append(self._after_callback)
 
     def set_units(self, units: dict[str, Unit]) -> None:
         self.units = dict(units)
@@ -204,22 +208,32 @@ class Manager:
                 continue
             for inst in self.sup.ensure_instances(unit):
                 self.sup.send(inst, Event.RESTART)
-        self.sup.pump()
         self.drain()
 
     # -- the fixed point ----------------------------------------------------
+    def _after_callback(self) -> None:
+        if self.sup.queue:
+            self.drain()
+
     def drain(self) -> None:
+        """Runs the engine until neither queue has work. A request made while
+        it runs (by a settled listener or a watcher) only queues: this call
+        picks it up before it returns."""
         if self._draining:
             return
         self._draining = True
         try:
-            changed = True
-            while changed:
-                changed = self._drain_starts() | self._drain_stops() | self._advance_hooks()
-            self._forget_removed()
-            for watcher in list(self.watchers):
-                if watcher():
-                    self.watchers.remove(watcher)
+            while True:
+                self.sup.pump()
+                if self._drain_starts() | self._drain_stops() | self._advance_hooks():
+                    continue
+                self._forget_removed()
+                for watcher in list(self.watchers):
+                    if watcher() and watcher in self.watchers:
+                        self.watchers.remove(watcher)
+                if not self.sup.queue and not (self._drain_starts() | self._drain_stops()
+                                               | self._advance_hooks()):
+                    break
         finally:
             self._draining = False
 
@@ -266,7 +280,6 @@ class Manager:
                 continue
             for inst in self.sup.of_unit(name):
                 self.sup.send(inst, Event.STOP)
-            self.sup.pump()
         return changed
 
     def _begin(self, unit: Unit) -> None:
@@ -289,10 +302,9 @@ class Manager:
             return
         for inst in self.sup.ensure_instances(unit):
             self.sup.send(inst, Event.START)
-        self.sup.pump()
 
     def _settled(self, inst: Instance) -> None:
-        """An instance finished changing: propagate failures, start hooks, drain."""
+        """An instance finished changing: propagate failures, queue hooks."""
         unit = self.units.get(inst.unit)
         times = self.times.get(inst.unit)
         if times is not None and times[1] is None and self.settled(inst.unit) == "up":
@@ -308,7 +320,6 @@ class Manager:
             self._run_hooks(unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
             self._run_hooks(unit.on_success, inst)
-        self.drain()
 
     def _run_hooks(self, hooks: tuple[str, ...], inst: Instance) -> None:
         """Queues the event for each hook unit; `_advance_hooks` gives each
@@ -400,7 +411,6 @@ class Manager:
         for inst in self.sup.of_unit(name):
             if inst.name not in keep:
                 self.sup.send(inst, Event.STOP)
-                self.sup.pump()
 
     def _forget_removed(self) -> None:
         for name in list(self.removed):

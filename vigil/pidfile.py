@@ -46,6 +46,31 @@ def read(path: str, creds: Creds) -> int:
     return pid
 
 
+class NotOurs(Refused):
+    """The pid-file names a live process that is not the unit's own."""
+
+    def __init__(self, pid: int, why: str) -> None:
+        super().__init__(f"process {pid} {why}; refused")
+        self.pid, self.why = pid, why
+
+
+def take(path: str, creds: Creds, cgroup_pids: Callable[[], list[int] | None],
+         tracked: Callable[[int], str | None], pidfd_open: Callable[[int], int]
+         ) -> tuple[int, int]:
+    """The pid the file names and a pidfd on it, if that process is the
+    unit's own; Refused (NotOurs for a live process of someone else's) if not."""
+    pid = read(path, creds)
+    try:
+        pidfd = pidfd_open(pid)
+    except OSError as err:
+        raise Refused(f"no live process ({err.strerror})") from None
+    why = why_not_ours(pid, pidfd, creds, cgroup_pids(), tracked)
+    if why is not None:
+        os.close(pidfd)
+        raise NotOurs(pid, why)
+    return pid, pidfd
+
+
 def why_not_ours(pid: int, pidfd: int, creds: Creds, cgroup_pids: list[int] | None,
                  tracked: Callable[[int], str | None]) -> str | None:
     """None if `pid` is the unit's to adopt, else why not. `tracked` names

@@ -5,6 +5,7 @@ swapped between the check and the change."""
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat
 
@@ -41,3 +42,19 @@ def open_private_dir(directory: str, mode: int | None = None, gid: int | None = 
 def private_dir(directory: str) -> None:
     """open_private_dir, for a caller that keeps no fd."""
     os.close(open_private_dir(directory))
+
+
+def lock(runtime_dir: str, socket_path: str) -> int:
+    """One daemon per socket: a lock held for life, so a second one is refused
+    at once and a socket left by a dead daemon is known to be stale."""
+    path = os.path.join(runtime_dir, "lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise OSError(f"another vigil (pid {holder}) is running on {socket_path}") from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd

@@ -7,9 +7,9 @@ problem (with the key and the line) instead of stopping at the first, so
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Mapping
 
+from vigil import signames
 from vigil.errors import Problem, UnitError
 from vigil.numbers import parse_number
 from vigil.unit import (Health, Limit, Output, OutputKind, Overlap, Probe, ProbeKind, Ready,
@@ -129,16 +129,12 @@ def valid_name(name: str) -> bool:
 
 
 def signal_number(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if 1 <= value < signal.NSIG:
-            return int(value)
-        raise Invalid(f"{value} is not a signal number")
-    text = string(value).upper()
-    name = text if text.startswith("SIG") else "SIG" + text
+    if not isinstance(value, int) or isinstance(value, bool):
+        value = string(value)
     try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise Invalid(f"{value!r} is not a signal name (TERM, INT, HUP, ...)") from None
+        return signames.number(value)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
 
 
 def umask(value: Any) -> int:

@@ -51,7 +51,7 @@ class Scopes:
         if pid < 1 or pid == os.getpid():
             raise ValueError(f"pid {pid} cannot be a scope")
         try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = self.manager.sup.calls.pidfd_open(pid)
         except ProcessLookupError:
             raise ValueError(f"scope pid {pid}: no such process") from None
         except OSError as err:

@@ -33,6 +33,10 @@ class Streams:
         # rules on the output (vigil/logwatch.py): a sink for an instance, or None
         self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
 
+    def fds_of(self, name: str) -> list[tuple[str, int]]:
+        """The instance's open output fds, as (stream, fd)."""
+        return [(stream, fd) for fd, (owner, stream) in self.captures.items() if owner == name]
+
     def stdio(self, inst: Instance, spec: SpawnSpec, child_fds: list[int],
               reads: list[tuple[str, int]]) -> None:
         """Sets the child's fds 0-2 in `spec`; the ends the child gets go to

@@ -168,10 +168,6 @@ def finit_module(fd: int, params: str = "", flags: int = 0, name: str = "module"
     _check(lib.vigil_finit_module(fd, params.encode(), flags), name)
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    _check(lib.vigil_pivot_root(new_root.encode(), put_old.encode()), new_root)
-
-
 def timerfd_realtime() -> int:
     """A non-blocking timerfd on CLOCK_REALTIME (os.timerfd_create is 3.13+)."""
     fd = int(lib.vigil_timerfd_realtime())
