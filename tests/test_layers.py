@@ -21,22 +21,26 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
              "signames", "exitstatus"),
     # the syscall seam: every system call and cffi binding the others use
-    "sys": ("_sys_build", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
+    "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
-    "model": ("unit", "unitfiles", "schema", "loader", "graph", "check"),
-    # the wire format, shared by the daemon and the client
-    "protocol": ("protocol",),
+    "model": ("unit", "unitfiles", "schema", "loader", "graph", "check", "calendar", "dropins",
+              "projectdir"),
+    # the contracts with the outside: the wire format (daemon and client) and
+    # the daemon's command line (read by vigilctl's man page generator)
+    "protocol": ("protocol", "flags"),
     # the loop and the log the engine, control and system layers all use
     "runtime": ("loop", "output", "events"),
     # instances and units: state table, supervisor, reaper, manager and helpers
     "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
-               "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups"),
+               "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups", "timers",
+               "logwatch"),
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode
     "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net"),
     # the daemon and what wires or drives the whole
-    "daemon": ("daemon", "pid1", "flags", "commands", "reexec", "adopt", "container", "cli"),
+    "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
+               "container", "cli", "entry", "tini"),
 }
 
 ALLOWED: dict[str, set[str]] = {

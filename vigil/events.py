@@ -73,6 +73,12 @@ CODES = {
     "container.phase": "the container moved to its next phase",
     "container.exit": "the command exited: vigil exits with its status",
     "container.drain": "processes left at the end: SIGTERM, then SIGKILL",
+    # timers (vigil/timers.py)
+    "timer.elapsed": "a timer elapsed and started (or queued, or restarted) its unit",
+    "timer.skipped": "a timer elapsed while its unit still ran (overlap = skip)",
+    "timer.missed": "a persistent timer's run was missed while vigil was down: run now",
+    "timer.clock": "the wall clock stepped, or no timerfd: calendars re-computed",
+    "timer.state": "the timers' last-run file could not be read or saved",
 }
 
 # code -> console tag; codes not listed print as INFO.

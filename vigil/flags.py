@@ -7,6 +7,11 @@ from collections.abc import Sequence
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    return parser().parse_args(argv)
+
+
+def parser() -> argparse.ArgumentParser:
+    """Also read by vigilctl's man page generator (vigil(8))."""
     p = argparse.ArgumentParser(prog="vigil", description="Run the vigil daemon.")
     p.add_argument("--units", action="append", metavar="DIR",
                    help="unit directory (repeatable; replaces the search path)")
@@ -63,7 +68,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--console-level", default="info",
                    choices=["debug", "info", "warning", "error"],
                    help="the least severe event shown on the console")
-    return p.parse_args(argv)
+    return p
 
 
 def group_id(name: str | None) -> int | None:

@@ -68,27 +68,10 @@ def vigilctl_page() -> str:
     return "\n".join(lines)
 
 
-class _Got(Exception):
-    pass
-
-
 def daemon_parser() -> argparse.ArgumentParser:
-    """The daemon's parser, as vigil.daemon builds it (caught before it parses)."""
-    from vigil import daemon
-    caught: list[argparse.ArgumentParser] = []
-    original = argparse.ArgumentParser.parse_args
-
-    def grab(self: argparse.ArgumentParser, *args: object, **kwargs: object) -> None:
-        caught.append(self)
-        raise _Got
-    argparse.ArgumentParser.parse_args = grab  # type: ignore[assignment,method-assign]
-    try:
-        daemon.parse_args([])
-    except _Got:
-        pass
-    finally:
-        argparse.ArgumentParser.parse_args = original  # type: ignore[method-assign]
-    return caught[0]
+    """The daemon's parser, from the one module that builds it."""
+    from vigil import flags
+    return flags.parser()
 
 
 def vigil_page() -> str:
