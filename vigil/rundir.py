@@ -16,8 +16,21 @@ def open_private_dir(directory: str, mode: int | None = None, gid: int | None = 
     Opened with O_NOFOLLOW|O_DIRECTORY, then checked and changed through
     the fd (fstat, fchown, fchmod): what is checked is what is changed,
     never what a symlink swapped in since points to. Group and others may
-    never write in it, so nothing inside can be replaced by them."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    never write in it, so nothing inside can be replaced by them.
+
+    A directory that was there before is changed only if it is one vigil
+    could have made (0700, or 0750 for a read group): one open to others
+    (/tmp, /run, a home) is refused, never chmod'ed, or `--socket
+    /tmp/x.sock` would close /tmp to every user of the machine."""
+    parent = os.path.dirname(directory.rstrip("/"))
+    if parent:
+        os.makedirs(parent, mode=0o755, exist_ok=True)
+    created = False
+    try:
+        os.mkdir(directory, 0o700)
+        created = True
+    except FileExistsError:
+        pass
     try:
         fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as err:
@@ -28,10 +41,14 @@ def open_private_dir(directory: str, mode: int | None = None, gid: int | None = 
         info = os.fstat(fd)
         if info.st_uid != os.getuid():
             raise OSError(f"{directory} belongs to uid {info.st_uid}, not to us")
+        current = stat.S_IMODE(info.st_mode)
+        if not created and current & (stat.S_ISVTX | 0o022 | 0o007):
+            raise OSError(f"{directory} is open to others (mode {current:04o}): the control "
+                          "socket and its files need a directory of their own")
         if gid is not None:
             os.fchown(fd, -1, gid)
-        wanted = stat.S_IMODE(info.st_mode) & ~0o022 if mode is None else mode
-        if wanted != stat.S_IMODE(info.st_mode):
+        wanted = current if mode is None else mode
+        if wanted != current:
             os.fchmod(fd, wanted)
     except BaseException:
         os.close(fd)
