@@ -198,10 +198,14 @@ def test_a_slow_start_is_reported_while_it_lasts(daemon):
     assert "waiting for slow to be ready" in d.call("why", units=["dep"])
 
 
-def test_a_slow_stop_is_reported_while_it_lasts(daemon):
-    d = daemon({"stubborn.toml": '[service]\nexec = ["sh", "-c", "trap \'\' TERM; sleep 1000"]\n'
-                                 'stop-timeout = 2\n'}, ["--slow-report", "0.3"])
-    wait_for(lambda: d.status("stubborn")["state"] == "running")
+def test_a_slow_stop_is_reported_while_it_lasts(daemon, tmp_path):
+    # Stopped only once the trap is in place: "running" comes at exec, before
+    # the shell has read its first command (the stop then won at 1 in 24).
+    armed = tmp_path / "armed"
+    d = daemon({"stubborn.toml": f'[service]\nexec = ["sh", "-c", "trap \'\' TERM; '
+                                 f'touch {armed}; sleep 1000"]\nstop-timeout = 2\n'},
+               ["--slow-report", "0.3"])
+    wait_for(armed.exists, what="the TERM trap installed")
     d.call("stop", units=["stubborn"], no_block=True)
     wait_for(lambda: "still waiting for stubborn to stop (1 s)" in d.output(),
              what="a slow-stop report")
