@@ -199,8 +199,11 @@ class Manager:
             unit = self.units[name]
             blocked, failed_dep = False, None
             for dep in self.graph.after(name):
-                if dep not in self.goal:
-                    continue  # ordering binds only units that are starting together
+                if dep not in self.goal and dep not in self.failed_why:
+                    # Ordering binds only units that are starting together; a unit
+                    # that just failed to start (its own requirement failed) has
+                    # left the goal but must still hold back what requires it.
+                    continue
                 status = self.settled(dep)
                 if status is None:
                     blocked = True

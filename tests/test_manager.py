@@ -1,0 +1,366 @@
+"""The manager (what should be up, in what order) driven with a fake
+supervisor: the real state table, no process, a clock the test sets.
+
+The fake carries out only what the manager can see: SPAWN records that a
+process would start, ANNOUNCE tells the manager an instance settled. The test
+plays the processes: `sup.up("db")` (exec done), `sup.exit("db", 1)`.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import pytest
+
+from vigil.events import Events
+from vigil.manager import Manager
+from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step
+from vigil.unit import RestartPolicy, Service, ServiceType, Unit
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def clock(self) -> float:
+        return self.now
+
+
+class FakeSupervisor:
+    def __init__(self) -> None:
+        self.loop = FakeLoop()
+        self.instances: dict[str, Instance] = {}
+        self.queue: deque[tuple[Instance, Input]] = deque()
+        self.hook_env: dict[str, dict[str, str]] = {}
+        self.on_settled: Any = lambda inst: None
+        self.spawned: list[str] = []  # instance names, in spawn order
+        self.signalled: list[str] = []
+
+    def ensure_instances(self, unit: Unit) -> list[Instance]:
+        assert unit.service is not None
+        n = unit.service.instances
+        names = [unit.name] if n == 1 else [f"{unit.name}:{i}" for i in range(n)]
+        for name in names:
+            inst = self.instances.setdefault(name, Instance(name, unit.name, unit.service))
+            inst.service = unit.service
+        return [self.instances[n] for n in names]
+
+    def of_unit(self, unit: str) -> list[Instance]:
+        return [i for i in self.instances.values() if i.unit == unit]
+
+    def send(self, inst: Instance, event: Event, exit: ExitInfo | None = None,
+             detail: str = "") -> None:
+        self.queue.append((inst, Input(event, exit, detail)))
+
+    def pump(self) -> None:
+        while self.queue:
+            inst, ev = self.queue.popleft()
+            for action in step(inst, ev):
+                if action.kind is Act.SPAWN:
+                    inst.pid = 1000 + len(self.spawned)
+                    self.spawned.append(inst.name)
+                elif action.kind is Act.SIGNAL_STOP:
+                    self.signalled.append(inst.name)
+                elif action.kind is Act.ANNOUNCE:
+                    self.on_settled(inst)
+
+    # -- the test plays the processes --------------------------------------------
+    def up(self, name: str) -> None:
+        self.send(self.instances[name], Event.EXEC_OK)
+        self.pump()
+
+    def exec_failed(self, name: str) -> None:
+        self.send(self.instances[name], Event.EXEC_FAILED, detail=f"{name}: exec failed")
+        self.pump()
+
+    def exit(self, name: str, code: int | None = 0, sig: int | None = None) -> None:
+        self.send(self.instances[name], Event.EXIT, exit=ExitInfo(code, sig, False, 100.0))
+        self.pump()
+
+
+def service(**kw: Any) -> Service:
+    return Service(exec=("prog",), **kw)
+
+
+def unit(name: str, target: bool = False, svc: Service | None = None, **kw: Any) -> Unit:
+    fields = {k: tuple(v) for k, v in kw.items() if k != "enabled"}
+    return Unit(name=name, path=f"{name}.toml", enabled=kw.get("enabled", True),
+                service=None if target else (svc or service()), **fields)
+
+
+def manager(*units: Unit) -> tuple[Manager, FakeSupervisor, Events]:
+    sup = FakeSupervisor()
+    events = Events(None)
+    m = Manager(sup, events, "host")  # type: ignore[arg-type]
+    m.set_units({u.name: u for u in units})
+    return m, sup, events
+
+
+def messages(events: Events, code: str) -> list[str]:
+    return [r["message"] for r in events.recent if r["code"] == code]
+
+
+# -- dependents wait for what they require --------------------------------------------
+def test_a_dependent_waits_until_its_requirement_is_up():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]))
+    m.start(["web"])
+    assert sup.spawned == ["db"]
+    assert (m.state("web"), m.state("db"), m.settled("web")) == ("waiting", "starting", None)
+    sup.up("db")
+    assert sup.spawned == ["db", "web"]
+    assert m.state("db") == "running"
+
+
+def test_a_dependent_waits_for_a_oneshot_to_finish():
+    prep = service(type=ServiceType.ONESHOT, restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("prep", svc=prep), unit("app", requires=["prep"]))
+    m.start(["app"])
+    sup.up("prep")  # exec done, still running: not finished
+    assert sup.spawned == ["prep"]
+    sup.exit("prep", 0)
+    assert sup.spawned == ["prep", "app"]
+    assert m.settled("prep") == "up"
+
+
+def test_after_orders_without_pulling_in():
+    m, sup, _ = manager(unit("a", after=["b"]), unit("b"))
+    m.start(["a"])
+    assert sup.spawned == ["a"]  # b is not in the goal: nothing to wait for
+    m2, sup2, _ = manager(unit("a", after=["b"]), unit("b"))
+    m2.start(["a", "b"])
+    assert sup2.spawned == ["b"]
+    sup2.up("b")
+    assert sup2.spawned == ["b", "a"]
+
+
+def test_a_wanted_unit_that_fails_does_not_hold_back_its_wanter():
+    m, sup, events = manager(unit("cache"), unit("web", wants=["cache"]))
+    m.start(["web"])
+    assert sup.spawned == ["cache"]
+    sup.exec_failed("cache")
+    assert sup.spawned == ["cache", "web"]
+    assert "web" not in m.failed_why
+    assert messages(events, "unit.failed") == []
+
+
+def test_a_target_is_reached_once_what_it_requires_is_up():
+    m, sup, events = manager(unit("db"), unit("all", target=True, requires=["db"]))
+    m.start(["all"])
+    assert (m.state("all"), m.settled("all")) == ("starting", None)
+    sup.up("db")
+    assert (m.state("all"), m.settled("all")) == ("active", "up")
+    assert messages(events, "unit.ready") == ["Reached target all"]
+
+
+# -- a failed requirement -----------------------------------------------------------
+def test_a_unit_whose_requirement_failed_does_not_start_and_says_why():
+    m, sup, events = manager(unit("db"), unit("web", requires=["db"]),
+                             unit("api", requires=["web"]))
+    m.start(["api"])
+    sup.exec_failed("db")
+    assert sup.spawned == ["db"]
+    assert m.failed_why["web"] == "dependency 'db' failed"
+    assert m.failed_why["api"] == "dependency 'web' failed"
+    assert (m.state("web"), m.settled("web"), m.state("api")) == ("failed", "failed", "failed")
+    assert "web" not in m.goal and "web" not in m.waiting
+    assert messages(events, "unit.failed") == ["web not started: dependency 'db' failed",
+                                               "api not started: dependency 'web' failed"]
+
+
+def test_a_fatal_requirement_also_holds_back():
+    db = service(start_retries=0, restart_delay=0)
+    m, sup, _ = manager(unit("db", svc=db), unit("web", requires=["db"]))
+    m.start(["web"])
+    sup.exit("db", 1)
+    assert sup.instances["db"].state is State.FATAL
+    assert sup.spawned == ["db"]
+    assert m.failed_why["web"] == "dependency 'db' failed"
+
+
+def test_starting_again_forgets_the_failure():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]))
+    m.start(["web"])
+    sup.exec_failed("db")
+    m.start(["web"])
+    assert "web" not in m.failed_why
+    assert (m.state("web"), sup.spawned) == ("waiting", ["db", "db"])
+    sup.up("db")
+    assert sup.spawned == ["db", "db", "web"]
+
+
+def test_dependents_stop_when_a_required_unit_fails():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, events = manager(unit("db", svc=never), unit("web", requires=["db"]),
+                             unit("api", requires=["web"]), unit("side", wants=["db"]))
+    m.start(["api", "side"])
+    sup.up("db")
+    sup.up("web")
+    sup.up("side")
+    sup.up("api")
+    sup.exit("db", 1)
+    assert sup.instances["db"].state is State.FAILED
+    assert sorted(sup.signalled) == ["api"]  # web waits for api to stop first
+    assert sup.instances["web"].state is State.RUNNING
+    assert messages(events, "unit.stopping") == ["stopping web: required db failed"]
+    sup.exit("api", None, 15)
+    assert sup.signalled == ["api", "web"]
+    sup.exit("web", None, 15)
+    assert m.state("web") == m.state("api") == "inactive"
+    assert sup.instances["side"].state is State.RUNNING  # wants does not bind failure
+    assert m.goal == {"db", "side"}
+
+
+def test_a_requirement_that_restarts_does_not_stop_its_dependents():
+    m, sup, events = manager(unit("db"), unit("web", requires=["db"]))
+    m.start(["web"])
+    sup.up("db")
+    sup.up("web")
+    sup.exit("db", 1)
+    assert sup.instances["db"].state is State.BACKOFF
+    assert sup.signalled == []
+    assert messages(events, "unit.stopping") == []
+
+
+def test_hooks_run_on_failure_and_on_success_with_the_event():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("job", svc=never, on_failure=["alert"], on_success=["done"]),
+                        unit("alert", enabled=False), unit("done", enabled=False))
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 3)
+    assert sup.spawned == ["job", "alert"]
+    assert sup.hook_env["alert"] == {
+        "VIGIL_HOOK_UNIT": "job", "VIGIL_HOOK_INSTANCE": "job", "VIGIL_HOOK_RESULT": "failed",
+        "VIGIL_HOOK_REASON": "exit 3", "VIGIL_HOOK_EXIT_CODE": "3", "VIGIL_HOOK_SIGNAL": ""}
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", None, 9)
+    assert sup.hook_env["alert"]["VIGIL_HOOK_SIGNAL"] == "SIGKILL"
+    assert sup.hook_env["alert"]["VIGIL_HOOK_EXIT_CODE"] == ""
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 0)
+    assert sup.spawned[-1] == "done"
+    assert sup.hook_env["done"]["VIGIL_HOOK_RESULT"] == "success"
+
+
+# -- stopping ------------------------------------------------------------------------
+def test_stop_takes_down_what_requires_it_in_reverse_order():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]), unit("other"))
+    m.start(["web", "other"])
+    sup.up("db")
+    sup.up("web")
+    sup.up("other")
+    m.stop(["db"])
+    assert sup.signalled == ["web"]
+    assert m.goal == {"other"}
+    sup.exit("web", None, 15)
+    assert sup.signalled == ["web", "db"]
+    sup.exit("db", None, 15)
+    assert (m.state("db"), m.state("web"), m.state("other")) == ("inactive", "inactive",
+                                                                 "running")
+    assert m.stop_waits == {}
+
+
+def test_stopping_a_target_stops_what_it_pulled_in():
+    m, sup, events = manager(unit("db"), unit("all", target=True, wants=["db"]))
+    m.start(["all"])
+    sup.up("db")
+    m.stop(["all"])
+    assert m.state("all") == "inactive"  # first: the reverse of the start order
+    assert sup.signalled == ["db"]
+    sup.exit("db", None, 15)
+    assert m.state("db") == "inactive"
+    assert messages(events, "unit.stopped") == ["Stopped target all"]
+
+
+def test_starting_a_unit_stops_its_conflicts_both_ways():
+    m, sup, _ = manager(unit("a"), unit("b", conflicts=["a"]), unit("c"))
+    m.start(["a", "c"])
+    sup.up("a")
+    sup.up("c")
+    m.start(["b"])
+    assert sup.signalled == ["a"]
+    m2, sup2, _ = manager(unit("a"), unit("b", conflicts=["a"]))
+    m2.start(["b"])
+    sup2.up("b")
+    m2.start(["a"])
+    assert sup2.signalled == ["b"]
+
+
+def test_restart_of_a_finished_oneshot_runs_it_again():
+    once = service(type=ServiceType.ONESHOT)
+    m, sup, _ = manager(unit("job", svc=once))
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 0)
+    assert m.state("job") == "exited"
+    m.restart(["job"])
+    assert sup.spawned == ["job", "job"]
+
+
+def test_restart_of_a_running_unit_cycles_it():
+    m, sup, _ = manager(unit("web"))
+    m.start(["web"])
+    sup.up("web")
+    m.restart(["web"])
+    assert sup.signalled == ["web"]
+    sup.exit("web", None, 15)
+    assert sup.spawned == ["web", "web"]
+    assert sup.instances["web"].restarts == 1
+
+
+# -- what a unit is doing ---------------------------------------------------------
+def test_state_of_several_instances_is_the_most_telling():
+    m, sup, _ = manager(unit("w", svc=service(instances=3, restart=RestartPolicy.NEVER)))
+    m.start(["w"])
+    sup.up("w:0")
+    assert m.state("w") == "starting"
+    sup.up("w:1")
+    sup.up("w:2")
+    assert (m.state("w"), m.settled("w")) == ("running", "up")
+    sup.exit("w:1", 1)
+    assert (m.state("w"), m.settled("w")) == ("failed", "failed")
+
+
+@pytest.mark.parametrize("name, state, settled", [("ghost", "unknown", "failed")])
+def test_an_unknown_unit(name, state, settled):
+    m, _, _ = manager()
+    assert (m.state(name), m.settled(name), m.active(name)) == (state, settled, False)
+
+
+def test_a_skipped_unit_counts_as_up_for_its_dependents():
+    m, sup, events = manager(unit("x", hosts=["elsewhere"]), unit("y", requires=["x"]))
+    m.start(["y"])
+    assert (m.state("x"), m.settled("x")) == ("skipped", "up")
+    assert sup.spawned == ["y"]
+    assert messages(events, "unit.skipped") == ["x skipped: not for host 'host'"]
+
+
+def test_admit_refuses_a_unit_with_a_reason():
+    m, sup, events = manager(unit("x"))
+    m.admit = lambda u: "its scope is gone"
+    m.start(["x"])
+    assert sup.spawned == []
+    assert (m.state("x"), m.settled("x")) == ("failed", "failed")
+    assert messages(events, "unit.failed") == ["x not started: its scope is gone"]
+
+
+def test_a_refused_unit_is_failed_and_named_when_started():
+    m, sup, events = manager(unit("x", requires=["ghost"]))
+    m.start(["x"])
+    assert sup.spawned == []
+    assert (m.state("x"), m.settled("x")) == ("failed", "failed")
+    assert messages(events, "unit.refused") == [
+        "x refused: it requires 'ghost', which does not exist"]
+
+
+def test_timeline_records_when_a_start_began_and_came_up():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]))
+    m.start(["web"])
+    sup.loop.now = 101.5
+    sup.up("db")
+    sup.loop.now = 103.0
+    sup.up("web")
+    assert m.times == {"db": [100.0, 101.5], "web": [101.5, 103.0]}
