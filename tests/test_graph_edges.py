@@ -42,3 +42,32 @@ def test_an_empty_plan_has_no_batches():
     assert Plan((), {}).batches() == []
     g = Graph.build({})
     assert g.start_plan([]).batches() == [] and g.stop_plan([]).batches() == []
+
+
+def test_a_cycle_is_named_by_its_shortest_path():
+    # a waits for b and c, b for c, c for a: a -> c -> a, not a -> b -> c -> a
+    g = Graph.build(units(a={"after": ["b", "c"]}, b={"after": ["c"]}, c={"after": ["a"]}))
+    assert g.refused["a"] == "it is on a dependency cycle: a -> c -> a"
+
+
+def test_every_cycle_is_found_after_units_with_none():
+    # the first roots (a, then b, already seen) are no cycle; c and d are
+    g = Graph.build(units(a={"after": ["b"]}, b={}, c={"after": ["d"]}, d={"after": ["c"]}))
+    assert set(g.refused) == {"c", "d"}
+
+
+def test_a_cycle_below_a_unit_that_is_not_on_it():
+    g = Graph.build(units(a={"after": ["b"]}, b={"after": ["c"]}, c={"after": ["b"]}))
+    assert set(g.refused) == {"b", "c"}
+
+
+def test_two_paths_to_one_unit_are_no_cycle():
+    g = Graph.build(units(a={"after": ["b", "c"]}, b={}, c={"after": ["b"]}))
+    assert g.refused == {}
+    assert g.start_plan(g.units).order == ("b", "c", "a")
+
+
+def test_pulled_in_goes_past_a_unit_seen_twice():
+    g = Graph.build(units(a={"requires": ["d", "b", "c"]}, b={}, c={"requires": ["b"]}, d={},
+                          e={}))
+    assert g.pulled_in(["a"]) == {"a", "b", "c", "d"}
