@@ -364,3 +364,84 @@ def test_timeline_records_when_a_start_began_and_came_up():
     sup.loop.now = 103.0
     sup.up("web")
     assert m.times == {"db": [100.0, 101.5], "web": [101.5, 103.0]}
+
+
+# -- reload -----------------------------------------------------------------------------
+def test_plan_reload_names_each_change_and_why():
+    old_edited = Unit(name="edited", path="edited.toml", service=service(),
+                      raw={"service": {"exec": "prog"}})
+    m, _, _ = manager(unit("same"), unit("gone"), old_edited, unit("broken"))
+    changed = Unit(name="edited", path="edited.toml", service=service(stop_timeout=3.0),
+                   raw={"service": {"exec": "prog", "stop-timeout": 3}})
+    plan = m.plan_reload({"same": unit("same"), "edited": changed, "new": unit("new")},
+                         broken={"broken"})
+    assert [(c.unit, c.action, c.why) for c in plan] == [
+        ("broken", "keep-old", "the new file does not load"),
+        ("edited", "restart", "changed: service.stop-timeout"),
+        ("gone", "remove", "its file is gone"),
+        ("new", "add", "new unit")]
+    equal_text = Unit(name="same", path="same.toml", service=service(stop_timeout=3.0))
+    assert [(c.unit, c.why) for c in m.plan_reload({"same": equal_text}, set())
+            if c.action == "restart"] == [("same", "changed: (equivalent text)")]
+
+
+def test_apply_reload_restarts_what_runs_removes_what_is_gone_and_adds_the_new():
+    m, sup, _ = manager(unit("kept"), unit("edited"), unit("idle", enabled=False),
+                        unit("gone"))
+    m.start(["kept", "edited", "gone"])
+    for name in ("kept", "edited", "gone"):
+        sup.up(name)
+    new = {"kept": unit("kept"), "edited": unit("edited", svc=service(stop_timeout=3.0)),
+           "idle": unit("idle", enabled=False, svc=service(stop_timeout=3.0)),
+           "fresh": unit("fresh"), "off": unit("off", enabled=False)}
+    changes = m.apply_reload(new, set())
+    assert {c.unit: c.action for c in changes} == {
+        "edited": "restart", "idle": "restart", "gone": "remove", "fresh": "add", "off": "add"}
+    assert sorted(sup.signalled) == ["edited", "gone"]  # idle is not running: not restarted
+    assert sup.spawned[-1:] == ["fresh"] and "idle" not in sup.spawned  # off: only loaded
+    assert "off" in m.units and sup.instances.get("off") is None
+    assert sup.instances["edited"].service.stop_timeout == 3.0
+    sup.exit("edited", None, 15)
+    assert sup.spawned[-1] == "edited"
+    assert "gone" in m.units  # until it is down
+    sup.exit("gone", None, 15)
+    assert "gone" not in m.units and "gone" not in sup.instances
+    assert "gone" not in m.graph.units
+
+
+def test_a_reload_that_lowers_instances_stops_the_extra_ones():
+    m, sup, _ = manager(unit("w", svc=service(instances=3)))
+    m.start(["w"])
+    for i in range(3):
+        sup.up(f"w:{i}")
+    m.apply_reload({"w": unit("w", svc=service(instances=2))}, set())
+    assert "w:2" in sup.signalled
+
+
+def test_a_broken_file_keeps_the_running_config():
+    m, sup, _ = manager(unit("a", svc=service(stop_timeout=5.0)))
+    m.start(["a"])
+    sup.up("a")
+    m.apply_reload({}, {"a"})
+    assert m.units["a"].service is not None and m.units["a"].service.stop_timeout == 5.0
+    assert sup.signalled == []
+
+
+def test_a_transient_unit_and_a_template_instance_join_the_units():
+    from vigil.errors import UnitError
+    from vigil.loader import LoadResult
+    m, sup, events = manager(unit("a"))
+    m.add_transient(unit("run-1"))
+    assert "run-1" in m.units and "run-1" in m.transient and "run-1" in m.graph.units
+    assert m.load_instance("tpl@x") is False  # no template loader
+    inst = unit("tpl@x", requires=["a"])
+    m.instances_from = lambda name: LoadResult(units={name: inst, "a": unit("a", wants=["z"])},
+                                               problems=[])
+    assert m.load_instance("tpl@x") is True
+    assert m.units["tpl@x"] == inst and m.units["a"] == unit("a")  # loaded units keep theirs
+    assert m.graph.after("tpl@x") == {"a"}
+    assert messages(events, "unit.loaded") == ["tpl@x loaded from its template"]
+    m.instances_from = lambda name: LoadResult(units={}, problems=[])
+    with pytest.raises(UnitError):
+        m.load_instance("tpl@y")
+    assert sup.spawned == []
