@@ -101,6 +101,11 @@ def messages(events: Events, code: str) -> list[str]:
     return [r["message"] for r in events.recent if r["code"] == code]
 
 
+def records(events: Events, code: str) -> list[tuple[str, str | None, str]]:
+    """(severity, unit, message) of each event with this code."""
+    return [(r["severity"], r["unit"], r["message"]) for r in events.recent if r["code"] == code]
+
+
 # -- dependents wait for what they require --------------------------------------------
 def test_a_dependent_waits_until_its_requirement_is_up():
     m, sup, _ = manager(unit("db"), unit("web", requires=["db"]))
@@ -149,8 +154,10 @@ def test_a_target_is_reached_once_what_it_requires_is_up():
     m.start(["all"])
     assert (m.state("all"), m.settled("all")) == ("starting", None)
     sup.up("db")
-    assert (m.state("all"), m.settled("all")) == ("active", "up")
-    assert messages(events, "unit.ready") == ["Reached target all"]
+    assert (m.state("all"), m.settled("all"), m.active("all")) == ("active", "up", True)
+    assert records(events, "unit.ready") == [("info", "all", "Reached target all")]
+    m.restart(["all"])  # a target restarts by starting: nothing to cycle
+    assert (m.state("all"), sup.spawned) == ("active", ["db"])
 
 
 # -- a failed requirement -----------------------------------------------------------
@@ -164,8 +171,9 @@ def test_a_unit_whose_requirement_failed_does_not_start_and_says_why():
     assert m.failed_why["api"] == "dependency 'web' failed"
     assert (m.state("web"), m.settled("web"), m.state("api")) == ("failed", "failed", "failed")
     assert "web" not in m.goal and "web" not in m.waiting
-    assert messages(events, "unit.failed") == ["web not started: dependency 'db' failed",
-                                               "api not started: dependency 'web' failed"]
+    assert records(events, "unit.failed") == [
+        ("error", "web", "web not started: dependency 'db' failed"),
+        ("error", "api", "api not started: dependency 'web' failed")]
 
 
 def test_a_fatal_requirement_also_holds_back():
@@ -202,7 +210,8 @@ def test_dependents_stop_when_a_required_unit_fails():
     assert sup.instances["db"].state is State.FAILED
     assert sorted(sup.signalled) == ["api"]  # web waits for api to stop first
     assert sup.instances["web"].state is State.RUNNING
-    assert messages(events, "unit.stopping") == ["stopping web: required db failed"]
+    assert records(events, "unit.stopping") == [
+        ("warning", "db", "stopping web: required db failed")]
     sup.exit("api", None, 15)
     assert sup.signalled == ["api", "web"]
     sup.exit("web", None, 15)
@@ -272,6 +281,8 @@ def test_stopping_a_target_stops_what_it_pulled_in():
     assert sup.signalled == ["db"]
     sup.exit("db", None, 15)
     assert m.state("db") == "inactive"
+    assert (m.settled("db"), m.settled("all"), m.active("all")) == ("down", "down", False)
+    assert records(events, "unit.stopped") == [("info", "all", "Stopped target all")]
     assert messages(events, "unit.stopped") == ["Stopped target all"]
 
 
@@ -287,6 +298,24 @@ def test_starting_a_unit_stops_its_conflicts_both_ways():
     sup2.up("b")
     m2.start(["a"])
     assert sup2.signalled == ["b"]
+
+
+def test_restart_of_units_that_are_down_starts_each():
+    once = service(type=ServiceType.ONESHOT)
+    m, sup, _ = manager(unit("j1", svc=once, enabled=False), unit("j2", svc=once, enabled=False))
+    m.restart(["j1", "j2"])
+    assert sup.spawned == ["j1", "j2"]
+    assert m.goal == {"j1", "j2"}
+
+
+def test_a_failure_hook_that_names_its_own_unit_is_skipped():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("job", svc=never, on_failure=["job", "alert"]),
+                        unit("alert", enabled=False))
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 1)
+    assert sup.spawned == ["job", "alert"]
 
 
 def test_restart_of_a_finished_oneshot_runs_it_again():
@@ -335,16 +364,19 @@ def test_a_skipped_unit_counts_as_up_for_its_dependents():
     m.start(["y"])
     assert (m.state("x"), m.settled("x")) == ("skipped", "up")
     assert sup.spawned == ["y"]
-    assert messages(events, "unit.skipped") == ["x skipped: not for host 'host'"]
+    assert records(events, "unit.skipped") == [("info", "x", "x skipped: not for host 'host'")]
+    assert m.skipped == {"x": "not for host 'host'"}
 
 
 def test_admit_refuses_a_unit_with_a_reason():
     m, sup, events = manager(unit("x"))
-    m.admit = lambda u: "its scope is gone"
+    asked = []
+    m.admit = lambda u: asked.append(u.name) or "its scope is gone"
     m.start(["x"])
-    assert sup.spawned == []
+    assert sup.spawned == [] and asked == ["x"]
     assert (m.state("x"), m.settled("x")) == ("failed", "failed")
-    assert messages(events, "unit.failed") == ["x not started: its scope is gone"]
+    assert m.failed_why == {"x": "its scope is gone"}
+    assert records(events, "unit.failed") == [("error", "x", "x not started: its scope is gone")]
 
 
 def test_a_refused_unit_is_failed_and_named_when_started():
@@ -352,8 +384,8 @@ def test_a_refused_unit_is_failed_and_named_when_started():
     m.start(["x"])
     assert sup.spawned == []
     assert (m.state("x"), m.settled("x")) == ("failed", "failed")
-    assert messages(events, "unit.refused") == [
-        "x refused: it requires 'ghost', which does not exist"]
+    assert records(events, "unit.refused") == [
+        ("error", "x", "x refused: it requires 'ghost', which does not exist")]
 
 
 def test_timeline_records_when_a_start_began_and_came_up():
@@ -364,6 +396,18 @@ def test_timeline_records_when_a_start_began_and_came_up():
     sup.loop.now = 103.0
     sup.up("web")
     assert m.times == {"db": [100.0, 101.5], "web": [101.5, 103.0]}
+    sup.loop.now = 105.0
+    m.restart(["web"])
+    sup.exit("web", None, 15)
+    sup.up("web")
+    assert m.times["web"] == [101.5, 103.0]  # the timeline is of the start, not of restarts
+
+
+def test_a_target_is_up_when_it_begins_and_its_dependent_starts_in_the_same_drain():
+    m, sup, _ = manager(unit("z", target=True), unit("a", requires=["z"]))
+    m.start(["a"])
+    assert sup.spawned == ["a"]
+    assert m.times["z"] == [100.0, 100.0]
 
 
 # -- reload -----------------------------------------------------------------------------
@@ -383,6 +427,10 @@ def test_plan_reload_names_each_change_and_why():
     equal_text = Unit(name="same", path="same.toml", service=service(stop_timeout=3.0))
     assert [(c.unit, c.why) for c in m.plan_reload({"same": equal_text}, set())
             if c.action == "restart"] == [("same", "changed: (equivalent text)")]
+    two = Unit(name="edited", path="edited.toml", service=service(stop_timeout=3.0),
+               raw={"service": {"exec": "other", "stop-timeout": 3}})
+    assert [c.why for c in m.plan_reload({"edited": two}, set()) if c.unit == "edited"] == [
+        "changed: service.exec, service.stop-timeout"]
 
 
 def test_apply_reload_restarts_what_runs_removes_what_is_gone_and_adds_the_new():
@@ -406,7 +454,7 @@ def test_apply_reload_restarts_what_runs_removes_what_is_gone_and_adds_the_new()
     assert "gone" in m.units  # until it is down
     sup.exit("gone", None, 15)
     assert "gone" not in m.units and "gone" not in sup.instances
-    assert "gone" not in m.graph.units
+    assert "gone" not in m.graph.units and m.removed == set()
 
 
 def test_a_reload_that_lowers_instances_stops_the_extra_ones():
@@ -445,3 +493,38 @@ def test_a_transient_unit_and_a_template_instance_join_the_units():
     with pytest.raises(UnitError):
         m.load_instance("tpl@y")
     assert sup.spawned == []
+
+
+def test_several_dependents_are_named_together():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, events = manager(unit("db", svc=never), unit("a", requires=["db"]),
+                             unit("b", requires=["db"]))
+    m.start(["a", "b"])
+    for name in ("db", "a", "b"):
+        sup.up(name)
+    sup.exit("db", 1)
+    assert messages(events, "unit.stopping") == ["stopping a, b: required db failed"]
+    assert sorted(sup.signalled) == ["a", "b"]
+
+
+def test_drain_is_not_reentered_and_a_satisfied_watcher_is_dropped():
+    m, sup, _ = manager(unit("a"))
+    calls = []
+
+    def watcher() -> bool:
+        calls.append(len(calls))
+        m.drain()  # from inside a drain: must return at once
+        return True
+    m.watchers.append(watcher)
+    m.start(["a"])
+    assert calls == [0] and m.watchers == [] and sup.spawned == ["a"]
+    m.drain()
+    assert calls == [0]
+
+
+def test_a_fresh_manager_knows_no_unit():
+    sup = FakeSupervisor()
+    m = Manager(sup, Events(None), "host")  # type: ignore[arg-type]
+    assert (m.state("x"), m.settled("x"), m.active("x")) == ("unknown", "failed", False)
+    m.start([])
+    assert m.t0 == 100.0 and sup.spawned == []
