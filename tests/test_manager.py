@@ -36,6 +36,7 @@ class FakeSupervisor:
         self.on_settled: Any = lambda inst: None
         self.spawned: list[str] = []  # instance names, in spawn order
         self.signalled: list[str] = []
+        self._pumping = False
 
     def ensure_instances(self, unit: Unit) -> list[Instance]:
         assert unit.service is not None
@@ -54,6 +55,17 @@ class FakeSupervisor:
         self.queue.append((inst, Input(event, exit, detail)))
 
     def pump(self) -> None:
+        """As the real one: not re-entered, so a START sent while an ANNOUNCE is
+        handled waits in the queue (its instance is still INACTIVE meanwhile)."""
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            self._drain_queue()
+        finally:
+            self._pumping = False
+
+    def _drain_queue(self) -> None:
         while self.queue:
             inst, ev = self.queue.popleft()
             for action in step(inst, ev):
@@ -449,6 +461,7 @@ def test_apply_reload_restarts_what_runs_removes_what_is_gone_and_adds_the_new()
     assert sup.spawned[-1:] == ["fresh"] and "idle" not in sup.spawned  # off: only loaded
     assert "off" in m.units and sup.instances.get("off") is None
     assert sup.instances["edited"].service.stop_timeout == 3.0
+    assert sup.instances["edited"].restarts == 1  # cycled once, not stopped then started
     sup.exit("edited", None, 15)
     assert sup.spawned[-1] == "edited"
     assert "gone" in m.units  # until it is down
@@ -528,3 +541,115 @@ def test_a_fresh_manager_knows_no_unit():
     assert (m.state("x"), m.settled("x"), m.active("x")) == ("unknown", "failed", False)
     m.start([])
     assert m.t0 == 100.0 and sup.spawned == []
+
+
+def test_ordering_waits_for_every_dependency_in_the_goal():
+    # m is after a (not starting) and z (starting): the first must not end the look
+    m, sup, _ = manager(unit("m", after=["a", "z"]), unit("a"), unit("z"))
+    m.start(["m", "z"])
+    assert sup.spawned == ["z"]
+    sup.up("z")
+    assert sup.spawned == ["z", "m"]
+
+
+def test_a_chain_waits_link_by_link():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]), unit("api", requires=["web"]))
+    m.start(["api"])
+    sup.up("db")
+    assert sup.spawned == ["db", "web"]  # web's START is queued while db's news is handled
+    sup.up("web")
+    assert sup.spawned == ["db", "web", "api"]
+
+
+def test_starting_a_unit_again_cancels_its_pending_stop():
+    m, sup, _ = manager(unit("db"), unit("web", requires=["db"]))
+    m.start(["web"])
+    sup.up("db")
+    sup.up("web")
+    m.stop(["db"])  # web first, db once web is down
+    assert sup.signalled == ["web"] and "db" in m.stop_waits
+    m.start(["db"])
+    assert "db" not in m.stop_waits
+    sup.exit("web", None, 15)
+    assert sup.signalled == ["web"] and m.state("db") == "running"
+
+
+def test_a_skipped_unit_is_looked_at_again_when_started_again(tmp_path):
+    flag = tmp_path / "flag"
+    m, sup, _ = manager(unit("x", if_exists=[str(flag)]))
+    m.start(["x"])
+    assert m.state("x") == "skipped" and sup.spawned == []
+    flag.touch()
+    m.start(["x"])
+    assert sup.spawned == ["x"] and "x" not in m.skipped
+
+
+def test_starting_a_running_unit_again_changes_nothing():
+    m, sup, _ = manager(unit("a"))
+    m.start(["a"])
+    sup.loop.now = 101.0
+    sup.up("a")
+    sup.loop.now = 102.0
+    m.start(["a"])
+    assert m.times["a"] == [100.0, 101.0] and sup.spawned == ["a"]
+
+
+def test_a_stop_goes_on_past_a_unit_that_still_waits():
+    # c requires a: a waits for c; b waits for nobody and stops at once
+    m, sup, _ = manager(unit("a"), unit("b"), unit("c", requires=["a"]))
+    m.start(["b", "c"])
+    for name in ("a", "b", "c"):
+        sup.up(name)
+    m.stop(["a", "b"])
+    assert sorted(sup.signalled) == ["b", "c"]
+
+
+def test_a_stopped_target_lets_what_it_pulled_in_stop_in_the_same_drain():
+    m, sup, _ = manager(unit("a"), unit("z", target=True, wants=["a"]))
+    m.start(["z"])
+    sup.up("a")
+    m.stop(["z"])
+    assert sup.signalled == ["a"]
+
+
+def test_reload_restarts_a_finished_oneshot_in_the_goal_and_a_unit_being_stopped():
+    once = service(type=ServiceType.ONESHOT)
+    slow = service(stop_timeout=9.0)
+    m, sup, _ = manager(unit("job", svc=once), unit("web", svc=slow))
+    m.start(["job", "web"])
+    sup.up("job")
+    sup.exit("job", 0)
+    sup.up("web")
+    m.stop(["web"])
+    assert sup.instances["web"].state is State.STOPPING and "web" not in m.goal
+    m.apply_reload({"job": unit("job", svc=replace_timeout(once)),
+                    "web": unit("web", svc=replace_timeout(slow))}, set())
+    assert sup.spawned.count("job") == 2  # exited, in the goal: run again with its new config
+    sup.exit("web", None, 15)
+    assert sup.spawned.count("web") == 2  # it was running when the reload came
+
+
+def test_units_removed_by_two_reloads_are_both_forgotten():
+    m, sup, _ = manager(unit("g1"), unit("g2"), unit("keep"))
+    m.start(["g1", "g2", "keep"])
+    for name in ("g1", "g2", "keep"):
+        sup.up(name)
+    m.apply_reload({"g2": unit("g2"), "keep": unit("keep")}, set())
+    m.apply_reload({"keep": unit("keep")}, set())
+    sup.exit("g1", None, 15)
+    sup.exit("g2", None, 15)
+    assert set(m.units) == {"keep"} and m.removed == set()
+
+
+def test_reload_of_a_changed_target_restarts_it_as_a_target():
+    m, sup, _ = manager(unit("a"), unit("z", target=True, wants=["a"]))
+    m.start(["z"])
+    sup.up("a")
+    m.apply_reload({"a": unit("a"), "z": unit("z", target=True, wants=["a"], after=["a"])},
+                   set())
+    assert m.state("z") == "active" and sup.signalled == []
+
+
+def replace_timeout(svc: Service) -> Service:
+    from dataclasses import replace
+    return replace(svc, stop_timeout=svc.stop_timeout + 1)

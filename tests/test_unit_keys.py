@@ -161,3 +161,14 @@ def test_a_terminal_as_the_console(daemon, tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+def test_a_skipped_unit_started_again_is_looked_at_again(daemon, tmp_path):
+    # Bug before this test: the second start dropped the skip and started nothing, so
+    # the unit stayed "inactive" and `start` never settled.
+    # breaks: vigil/manager.py:Manager.start: `was_skipped or` dropped.
+    flag = tmp_path / "flag"
+    d = daemon({"cond.toml": f'[unit]\nif-exists = ["{flag}"]\n[service]\nexec = "sleep 1000"\n'})
+    wait_for(lambda: d.status("cond")["state"] == "skipped", what="cond skipped")
+    flag.touch()
+    assert d.call("start", units=["cond"]) == {"cond": "running"}
