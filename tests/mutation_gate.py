@@ -50,6 +50,26 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     ("vigil.graph.x__strongly_connected",
      "work.append((child, iter(sorted(edges.get(child, )))))"):
         "every child is a key of edges (Graph._link links only loaded units)",
+    **{(f"vigil.manager.xǁManagerǁ{fn}", "self._draining = None"):
+       "None is as false as False for the re-entry guard" for fn in ("__init__", "drain")},
+    **{("vigil.manager.xǁManagerǁstart",
+        f'if was_skipped or name not in self.goal or self.settled(name) in ("{down}", "failed"):'):
+       "a unit in the goal is never settled 'down' (a service in the goal with no instance up "
+       "is None; a target in the goal is waiting or up)" for down in ("XXdownXX", "DOWN")},
+    ("vigil.manager.xǁManagerǁstate",
+     "if name in self.graph.refused or (name in self.failed_why and not self.active(None)):"):
+        "failed_why is set only for a unit that did not begin, so none of its instances is active",
+    ("vigil.manager.xǁManagerǁ_drain_stops", "break"):
+        "the two `continue`s after a change (a unit gone, a target stopped): changed is "
+        "already True, so the fixed-point loop runs the pass again (the first `continue`, "
+        "before any change, is killed by test_a_stop_goes_on_past_a_unit_that_still_waits)",
+    ("vigil.manager.xǁManagerǁapply_reload", "self.removed = set(removed)"):
+        "a unit still being removed stays in units, so every later reload plans it as "
+        "removed again",
+    ("vigil.manager.xǁManagerǁ_forget_removed", "self.units.pop(name, )"):
+        "the name is a loaded unit: pop finds it without a default",
+    ("vigil.manager.xǁManagerǁ_forget_removed", "self.sup.instances.pop(inst.name, )"):
+        "the instance was just listed by of_unit: pop finds it without a default",
 }
 
 KILLED = {"killed", "timeout", "segfault"}

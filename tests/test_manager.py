@@ -653,3 +653,12 @@ def test_reload_of_a_changed_target_restarts_it_as_a_target():
 def replace_timeout(svc: Service) -> Service:
     from dataclasses import replace
     return replace(svc, stop_timeout=svc.stop_timeout + 1)
+
+
+def test_a_stop_wait_for_a_unit_no_longer_loaded_is_dropped_and_the_rest_go_on():
+    m, sup, _ = manager(unit("b"))
+    m.start(["b"])
+    sup.up("b")
+    m.stop_waits["a-ghost"] = set()
+    m.stop(["b"])
+    assert "a-ghost" not in m.stop_waits and sup.signalled == ["b"]
