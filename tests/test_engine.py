@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import sys
 from pathlib import Path
@@ -94,8 +95,14 @@ def test_oneshot_finishes_before_dependents_start(daemon, tmp_path):
     assert d.status("prep")["state"] == "exited"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_dependent_waits_for_tcp_readiness(daemon, tmp_path):
-    port = 20000 + os.getpid() % 20000
+    port = free_port()  # the kernel's choice: a fixed port may be taken
     order = tmp_path / "order"
     server = f"import socket,time; time.sleep(0.5); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',{port})); s.listen(); open('{order}','a').write('listening '); time.sleep(1000)"
     d = daemon({

@@ -170,8 +170,9 @@ class Manager:
             self.stop_waits.pop(name, None)
             self.stopped_why.pop(name, None)
             self.failed_why.pop(name, None)
-            self.skipped.pop(name, None)
-            if name not in self.goal or self.settled(name) in ("down", "failed"):
+            # A skipped unit is looked at again: its condition may hold now.
+            was_skipped = self.skipped.pop(name, None) is not None
+            if was_skipped or name not in self.goal or self.settled(name) in ("down", "failed"):
                 self.goal.add(name)
                 self.waiting.add(name)
         self.drain()
@@ -242,9 +243,12 @@ class Manager:
         for name in sorted(self.waiting):
             unit = self.units[name]
             blocked, failed_dep = False, None
-            for dep in self.graph.after(name):
-                if dep not in self.goal:
-                    continue  # ordering binds only units that are starting together
+            for dep in sorted(self.graph.after(name)):  # by name: the same run every time
+                if dep not in self.goal and dep not in self.failed_why:
+                    # Ordering binds only units that are starting together; a unit
+                    # that just failed to start (its own requirement failed) has
+                    # left the goal but must still hold back what requires it.
+                    continue
                 status = self.settled(dep)
                 if status is None:
                     blocked = True

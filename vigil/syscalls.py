@@ -153,7 +153,11 @@ def umount(target: str, flags: int = 0) -> None:
 
 
 def reboot(command: int) -> None:
-    _check(lib.reboot(command), "reboot")
+    """`command` as linux/reboot.h writes it (unsigned magic, 0xCDEF0123 for
+    halt); the C prototype takes an int, so it goes as its 32-bit two's
+    complement (cffi refused halt's value with OverflowError)."""
+    signed = command - (1 << 32) if command >= 1 << 31 else command
+    _check(lib.reboot(signed), "reboot")
 
 
 def swapon(path: str, flags: int = 0) -> None:
