@@ -62,6 +62,29 @@ def test_version_and_help_for_every_argument():
                 assert action.help, f"vigilctl {name}: {action.dest} has no help"
 
 
+def test_vigil_has_a_version_and_its_help_names_run_and_check():
+    from vigil import __version__
+    vigil = [sys.executable, "-m", "vigil.cli"]
+    version = subprocess.run([*vigil, "--version"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=60)
+    assert (version.returncode, version.stdout) == (0, f"vigil {__version__}\n")
+    help_text = subprocess.run([*vigil, "--help"], capture_output=True, text=True, cwd=ROOT,
+                               timeout=60).stdout
+    assert "`vigil run [OPTIONS] -- CMD [ARGS...]`" in help_text
+    assert "`vigil check [DIR...]`" in help_text
+
+
+def test_vigil_run_with_units_that_are_not_there_is_an_error(tmp_path):
+    """A typo in --units must not run CMD without the services it expects."""
+    marker = tmp_path / "ran"
+    out = subprocess.run([sys.executable, "-m", "vigil.cli", "run", "--units",
+                          str(tmp_path / "missing"), "--", "touch", str(marker)],
+                         capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert out.returncode == 1
+    assert out.stderr == f"vigil run: --units {tmp_path / 'missing'}: no such directory\n"
+    assert not marker.exists()
+
+
 @SUBREAPER
 def test_enable_and_disable_persist_as_a_dropin_without_a_restart(daemon, unit_dir):
     d = daemon(UNITS)

@@ -242,6 +242,10 @@ def main(argv: Sequence[str], prog: str = "vigil run") -> int:
     except Exit as done:
         (sys.stdout if done.status == 0 else sys.stderr).write(done.text)
         return done.status
+    missing = [d for d in opts.units if not os.path.isdir(d)]
+    if missing:  # a typo must not run CMD without the services it expects
+        sys.stderr.write(f"{prog}: --units {missing[0]}: no such directory\n")
+        return 1
     if opts.units:
         from vigil.container import main as with_side_services
         return with_side_services(opts)

@@ -12,7 +12,14 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 def parser() -> argparse.ArgumentParser:
     """Also read by vigilctl's man page generator (vigil(8))."""
-    p = argparse.ArgumentParser(prog="vigil", description="Run the vigil daemon.")
+    from vigil import __version__
+    p = argparse.ArgumentParser(
+        prog="vigil", description="Run the vigil daemon.",
+        epilog="other commands: `vigil run [OPTIONS] -- CMD [ARGS...]` runs CMD as a "
+               "container's entrypoint, a drop-in for tini and dumb-init (`vigil run --help`); "
+               "`vigil check [DIR...]` validates unit files offline (`vigil check --help`). "
+               "vigilctl drives a running daemon.")
+    p.add_argument("--version", action="version", version=f"vigil {__version__}")
     p.add_argument("--units", action="append", metavar="DIR",
                    help="unit directory (repeatable; replaces the search path)")
     p.add_argument("--socket", help="control socket path (also VIGIL_SOCKET)")
