@@ -217,6 +217,27 @@ def test_a_long_run_of_failures_still_waits(unit_dir, tmp_path, cert_pair):
         e.d.stop()
 
 
+def test_each_wrong_token_from_an_address_waits_twice_as_long(unit_dir, tmp_path, cert_pair):
+    """Issue 23: the delay doubles per failure (0.25, 0.5, 1 s), measured answer
+    by answer on the endpoint, so a constant delay cannot pass (only lower
+    bounds: a loaded machine may answer later, never sooner)."""
+    # breaks: vigil/remote.py:_judge: `delay = wrong_delay(1, ...)` (a constant 0.25 s)
+    e = Endpoint(unit_dir, tmp_path, False, cert_pair)
+    try:
+        waited = []
+        for n in range(3):
+            s = e.connect()
+            began = time.monotonic()
+            s.sendall(auth_line(f"guess-{n:016d}"))
+            assert read_all(s)[0]["error"]["code"] == "permission-denied"
+            waited.append(time.monotonic() - began)
+            s.close()
+        for n, seconds in enumerate(waited):
+            assert seconds >= 0.25 * 2 ** n * 0.95, waited
+    finally:
+        e.d.stop()
+
+
 def test_failed_auths_do_not_flood_the_events(unit_dir, tmp_path, cert_pair):
     """Issue 22.2: each wrong token was an event; 100 from 100 addresses
     made 100 events. They are summed up, one event per interval."""
