@@ -1,94 +1,24 @@
 """The manager (what should be up, in what order) driven with a fake
 supervisor: the real state table, no process, a clock the test sets.
 
-The fake carries out only what the manager can see: SPAWN records that a
-process would start, ANNOUNCE tells the manager an instance settled. The test
-plays the processes: `sup.up("db")` (exec done), `sup.exit("db", 1)`.
+The fake (tests/fakes.py) is the real supervisor's queue with only the
+actions replaced: SPAWN records that a process would start, ANNOUNCE tells
+the manager an instance settled. The test plays the processes, each news a
+loop callback after which the manager drains: `sup.up("db")` (exec done),
+`sup.exit("db", 1)`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import pytest
 
+from tests.fakes import FakeSupervisor
 from vigil.events import Events
 from vigil.manager import Manager
-from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step
+from vigil.states import State
 from vigil.unit import RestartPolicy, Service, ServiceType, Unit
-
-
-class FakeLoop:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def clock(self) -> float:
-        return self.now
-
-
-class FakeSupervisor:
-    def __init__(self) -> None:
-        self.loop = FakeLoop()
-        self.instances: dict[str, Instance] = {}
-        self.queue: deque[tuple[Instance, Input]] = deque()
-        self.hook_env: dict[str, dict[str, str]] = {}
-        self.on_settled: Any = lambda inst: None
-        self.spawned: list[str] = []  # instance names, in spawn order
-        self.signalled: list[str] = []
-        self._pumping = False
-
-    def ensure_instances(self, unit: Unit) -> list[Instance]:
-        assert unit.service is not None
-        n = unit.service.instances
-        names = [unit.name] if n == 1 else [f"{unit.name}:{i}" for i in range(n)]
-        for name in names:
-            inst = self.instances.setdefault(name, Instance(name, unit.name, unit.service))
-            inst.service = unit.service
-        return [self.instances[n] for n in names]
-
-    def of_unit(self, unit: str) -> list[Instance]:
-        return [i for i in self.instances.values() if i.unit == unit]
-
-    def send(self, inst: Instance, event: Event, exit: ExitInfo | None = None,
-             detail: str = "") -> None:
-        self.queue.append((inst, Input(event, exit, detail)))
-
-    def pump(self) -> None:
-        """As the real one: not re-entered, so a START sent while an ANNOUNCE is
-        handled waits in the queue (its instance is still INACTIVE meanwhile)."""
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            self._drain_queue()
-        finally:
-            self._pumping = False
-
-    def _drain_queue(self) -> None:
-        while self.queue:
-            inst, ev = self.queue.popleft()
-            for action in step(inst, ev):
-                if action.kind is Act.SPAWN:
-                    inst.pid = 1000 + len(self.spawned)
-                    self.spawned.append(inst.name)
-                elif action.kind is Act.SIGNAL_STOP:
-                    self.signalled.append(inst.name)
-                elif action.kind is Act.ANNOUNCE:
-                    self.on_settled(inst)
-
-    # -- the test plays the processes --------------------------------------------
-    def up(self, name: str) -> None:
-        self.send(self.instances[name], Event.EXEC_OK)
-        self.pump()
-
-    def exec_failed(self, name: str) -> None:
-        self.send(self.instances[name], Event.EXEC_FAILED, detail=f"{name}: exec failed")
-        self.pump()
-
-    def exit(self, name: str, code: int | None = 0, sig: int | None = None) -> None:
-        self.send(self.instances[name], Event.EXIT, exit=ExitInfo(code, sig, False, 100.0))
-        self.pump()
 
 
 def service(**kw: Any) -> Service:
@@ -102,8 +32,8 @@ def unit(name: str, target: bool = False, svc: Service | None = None, **kw: Any)
 
 
 def manager(*units: Unit) -> tuple[Manager, FakeSupervisor, Events]:
-    sup = FakeSupervisor()
     events = Events(None)
+    sup = FakeSupervisor(events)
     m = Manager(sup, events, "host")  # type: ignore[arg-type]
     m.set_units({u.name: u for u in units})
     return m, sup, events
@@ -179,13 +109,13 @@ def test_a_unit_whose_requirement_failed_does_not_start_and_says_why():
     m.start(["api"])
     sup.exec_failed("db")
     assert sup.spawned == ["db"]
-    assert m.failed_why["web"] == "dependency 'db' failed"
-    assert m.failed_why["api"] == "dependency 'web' failed"
+    assert m.failed_why["web"] == "its requirement 'db' failed"
+    assert m.failed_why["api"] == "its requirement 'web' failed"
     assert (m.state("web"), m.settled("web"), m.state("api")) == ("failed", "failed", "failed")
     assert "web" not in m.goal and "web" not in m.waiting
     assert records(events, "unit.failed") == [
-        ("error", "web", "web not started: dependency 'db' failed"),
-        ("error", "api", "api not started: dependency 'web' failed")]
+        ("error", "web", "web not started: its requirement 'db' failed"),
+        ("error", "api", "api not started: its requirement 'web' failed")]
 
 
 def test_a_fatal_requirement_also_holds_back():
@@ -195,7 +125,7 @@ def test_a_fatal_requirement_also_holds_back():
     sup.exit("db", 1)
     assert sup.instances["db"].state is State.FATAL
     assert sup.spawned == ["db"]
-    assert m.failed_why["web"] == "dependency 'db' failed"
+    assert m.failed_why["web"] == "its requirement 'db' failed"
 
 
 def test_starting_again_forgets_the_failure():
@@ -254,6 +184,8 @@ def test_hooks_run_on_failure_and_on_success_with_the_event():
     assert sup.hook_env["alert"] == {
         "VIGIL_HOOK_UNIT": "job", "VIGIL_HOOK_INSTANCE": "job", "VIGIL_HOOK_RESULT": "failed",
         "VIGIL_HOOK_REASON": "exit 3", "VIGIL_HOOK_EXIT_CODE": "3", "VIGIL_HOOK_SIGNAL": ""}
+    sup.up("alert")
+    sup.exit("alert", 0)  # its run is over: the next event gets a run of its own
     m.start(["job"])
     sup.up("job")
     sup.exit("job", None, 9)
