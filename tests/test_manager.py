@@ -594,3 +594,141 @@ def test_a_stop_wait_for_a_unit_no_longer_loaded_is_dropped_and_the_rest_go_on()
     m.stop_waits["a-ghost"] = set()
     m.stop(["b"])
     assert "a-ghost" not in m.stop_waits and sup.signalled == ["b"]
+
+
+# -- units whose file does not load ------------------------------------------------
+def test_note_load_names_each_broken_unit_with_its_files_problems():
+    from vigil.errors import Problem
+    from vigil.loader import LoadResult
+    m, _, _ = manager(unit("ok"))
+    problems = [
+        Problem("/etc/vigil/web.toml", "not a list", key="service.exec", line=3),
+        Problem("/etc/vigil/web.d/10-env.toml", "unknown key", line=None),
+        Problem("/etc/vigil/getty@.toml", "bad type", key="service.type"),
+        Problem("/etc/vigil/getty@tty1.d/x.toml", "no such user", line=7),
+        Problem("/etc/vigil/other.toml", "not mine"),
+        Problem("/etc/vigil/webx.toml", "a name that only starts like it"),
+    ]
+    m.note_load(LoadResult(units={}, problems=problems, broken={"web", "getty@tty1", "lost"}),
+                ["web.toml:3: service.exec: not a list"])
+    assert m.problems == ["web.toml:3: service.exec: not a list"]
+    assert m.broken == {
+        "web": "web.toml:3: service.exec: not a list; web.d/10-env.toml: unknown key",
+        "getty@tty1": "getty@.toml: service.type: bad type; getty@tty1.d/x.toml:7: no such user",
+        "lost": "its file does not load (vigil check says why)"}
+    m.note_load(LoadResult(units={}, problems=[], broken=set()), [])
+    assert m.broken == {} and m.problems == []
+
+
+# -- why a unit was stopped (for `vigilctl why`) ----------------------------------------
+def test_stop_keeps_why_for_the_units_asked_and_what_requires_them():
+    m, sup, _ = manager(unit("db"), unit("slow"), unit("web", requires=["db", "slow"]),
+                        unit("api", requires=["db"]), unit("idle", requires=["db"]),
+                        unit("other"))
+    m.start(["api"])
+    sup.up("db")
+    sup.up("api")
+    m.stop(["api"])  # no reason given: none kept
+    assert m.stopped_why == {}
+    assert sup.instances["api"].state is State.STOPPING and "api" not in m.goal
+    m.start(["web"])  # slow starts; web waits for it (in the goal, not active)
+    assert m.state("web") == "waiting"
+    m.stop(["db", "other"], "by hand")
+    because = "stopped with db, other, which it requires (by hand)"
+    assert m.stopped_why == {"db": "by hand", "other": "by hand", "web": because,
+                             "api": because}  # idle: neither active nor in the goal
+    m.start(["db"])
+    assert "db" not in m.stopped_why
+
+
+def test_a_conflict_and_a_failed_requirement_and_a_removed_file_say_why_they_stopped():
+    m, sup, _ = manager(unit("a"), unit("b", conflicts=["a"]), unit("d"))
+    m.start(["a"])
+    sup.up("a")
+    m.start(["b", "d"])
+    assert m.stopped_why == {"a": "stopped because b, d conflicts with it"}
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("db", svc=never), unit("web", requires=["db"]),
+                        unit("api", requires=["web"]))
+    m.start(["api"])
+    for name in ("db", "web", "api"):
+        sup.up(name)
+    sup.exit("db", 1)
+    why = "stopped because its requirement db failed (exit 1)"
+    assert m.stopped_why == {"web": why, "api": f"stopped with web, which it requires ({why})"}
+    m, sup, _ = manager(unit("gone"))
+    m.start(["gone"])
+    sup.up("gone")
+    m.apply_reload({}, set())
+    assert m.stopped_why == {"gone": "its file is gone (reload)"}
+
+
+def test_a_change_of_only_keys_that_do_not_touch_the_process_is_an_update():
+    old = Unit(name="x", path="x.toml", service=service(), description="old",
+               raw={"unit": {"description": "old"}, "service": {"exec": "prog"}})
+    m, _, _ = manager(old)
+    new = Unit(name="x", path="x.toml", service=service(), description="new",
+               raw={"unit": {"description": "new"}, "service": {"exec": "prog"}})
+    assert [(c.unit, c.action, c.why) for c in m.plan_reload({"x": new}, set())] == [
+        ("x", "update", "changed: unit.description")]
+
+
+# -- each hook event gets a run of its own ---------------------------------------------
+def hook_reasons(sup: FakeSupervisor, hook: str) -> list[str]:
+    return [env["VIGIL_HOOK_REASON"] for env in sup.hook_queue.get(hook, [])]
+
+
+def test_hook_events_wait_for_the_run_before_and_overflow_is_dropped(monkeypatch):
+    from vigil import manager as manager_module
+    monkeypatch.setattr(manager_module, "HOOK_QUEUE_MAX", 2)
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, events = manager(unit("job", svc=never, on_failure=["alert", "page"]),
+                             unit("alert", enabled=False), unit("page", enabled=False))
+    for code in (1, 2, 3, 4):
+        m.start(["job"])
+        sup.up("job")
+        sup.exit("job", code)
+        if sup.instances["page"].state is State.STARTING:
+            sup.up("page")
+            sup.exit("page", 0)  # page's runs end at once: it gets every event
+    assert sup.spawned.count("page") == 4
+    assert sup.spawned.count("alert") == 1  # still starting: the next events wait
+    assert sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == "exit 1"
+    assert hook_reasons(sup, "alert") == ["exit 2", "exit 3"]
+    assert records(events, "hook.dropped") == [
+        ("error", "alert", "alert: 2 events already wait for it; dropping the one from job")]
+    sup.up("alert")
+    sup.exit("alert", 0)
+    assert sup.spawned.count("alert") == 2 and sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == (
+        "exit 2")
+    assert hook_reasons(sup, "alert") == ["exit 3"]
+    sup.up("alert")
+    sup.exit("alert", 0)
+    assert sup.spawned.count("alert") == 3 and sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == (
+        "exit 3")
+    assert sup.hook_queue == {}
+
+
+def test_a_hook_waiting_for_its_requirement_is_busy_until_its_run_begins():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("job", svc=never, on_failure=["alert"]),
+                        unit("alert", enabled=False, requires=["dep"]), unit("dep"))
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 1)
+    assert m.state("alert") == "waiting" and sup.spawned == ["job", "dep"]
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 2)
+    assert hook_reasons(sup, "alert") == ["exit 2"]  # alert's first run has not begun
+    sup.up("dep")  # alert's START is queued in the same pass: still busy
+    assert sup.spawned.count("alert") == 1
+    assert sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == "exit 1"
+    assert hook_reasons(sup, "alert") == ["exit 2"]
+
+
+def test_a_queued_event_of_a_hook_no_longer_loaded_is_dropped():
+    m, sup, _ = manager(unit("a"))
+    sup.hook_queue["ghost"] = [{"VIGIL_HOOK_REASON": "exit 1"}]
+    m.drain()
+    assert sup.hook_queue == {} and sup.spawned == [] and "ghost" not in sup.hook_env

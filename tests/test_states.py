@@ -475,3 +475,24 @@ def test_exit_info_success():
     assert ExitInfo(1, None, False, 0).success(frozenset({0, 1}))
     assert not ExitInfo(None, 15, False, 0).success(frozenset({0}))
 
+
+
+# -- what a re-exec keeps ----------------------------------------------------------
+def test_an_instance_record_round_trips_with_every_kept_field():
+    i = inst(State.BACKOFF, restart_delay=2.0)
+    i.want_up, i.pid, i.started_at = True, 42, 12.5
+    i.start_failures, i.failures, i.restarts = 1, 2, 3
+    i.reason, i.pending_failure = "exit 1", "not ready within 3s"
+    i.last_exit, i.port = ExitInfo(None, signal.SIGSEGV, True, 1.5), 8080
+    record = i.record()
+    assert record == {
+        "name": "u", "unit": "u", "state": "backoff", "want_up": True, "pid": 42,
+        "started_at": 12.5, "start_failures": 1, "failures": 2, "restarts": 3,
+        "reason": "exit 1", "pending_failure": "not ready within 3s",
+        "last_exit": {"code": None, "signal": signal.SIGSEGV, "core": True, "runtime": 1.5}}
+    back = Instance.from_record(record, i.service)
+    assert back == replace(i, port=None)  # the port is the run's: a resumed one finds its own
+    assert back.state is State.BACKOFF and back.last_exit == i.last_exit
+    fresh = inst(State.INACTIVE)
+    assert fresh.record()["last_exit"] is None
+    assert Instance.from_record(fresh.record(), fresh.service).last_exit is None
