@@ -471,6 +471,7 @@ def test_a_fresh_manager_knows_no_unit():
     sup = FakeSupervisor()
     m = Manager(sup, Events(None), "host")  # type: ignore[arg-type]
     assert (m.state("x"), m.settled("x"), m.active("x")) == ("unknown", "failed", False)
+    assert (m.broken, m.problems, m.stopped_why) == ({}, [], {})  # read by commands.py
     m.start([])
     assert m.t0 == 100.0 and sup.spawned == []
 
@@ -732,3 +733,25 @@ def test_a_queued_event_of_a_hook_no_longer_loaded_is_dropped():
     sup.hook_queue["ghost"] = [{"VIGIL_HOOK_REASON": "exit 1"}]
     m.drain()
     assert sup.hook_queue == {} and sup.spawned == [] and "ghost" not in sup.hook_env
+
+
+def test_a_request_a_watcher_makes_is_carried_out_in_the_same_drain():
+    m, sup, _ = manager(unit("a"), unit("b"))
+    m.start(["a", "b"])
+    sup.up("a")
+    sup.up("b")
+    kept, asked = [], []
+
+    def stopper() -> bool:
+        if not asked:
+            asked.append(True)
+            m.stop(["a"])  # inside the drain: only recorded, the drain goes on
+        return True
+
+    def not_yet() -> bool:
+        kept.append(True)
+        return False
+    m.watchers += [stopper, not_yet]
+    m.drain()
+    assert sup.signalled == ["a"] and sup.instances["a"].state is State.STOPPING
+    assert m.watchers == [not_yet] and kept  # an unsatisfied watcher stays

@@ -226,7 +226,8 @@ def test_resume_of_a_backoff_rearms_the_retry_at_its_delay():
     assert i == before
 
 
-@pytest.mark.parametrize("after, actions", [(30.0, [Action(A.ARM_RETRY, 30.0)]), (0.0, [])])
+@pytest.mark.parametrize("after, actions", [(30.0, [Action(A.ARM_RETRY, 30.0)]),
+                                            (0.5, [Action(A.ARM_RETRY, 0.5)]), (0.0, [])])
 def test_resume_of_a_fatal_unit_rearms_only_a_slow_retry(after, actions):
     i = inst(State.FATAL, retry_after_fatal=after)
     before = replace(i)
