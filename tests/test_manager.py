@@ -609,14 +609,16 @@ def test_note_load_names_each_broken_unit_with_its_files_problems():
         Problem("/etc/vigil/getty@tty1.d/x.toml", "no such user", line=7),
         Problem("/etc/vigil/other.toml", "not mine"),
         Problem("/etc/vigil/webx.toml", "a name that only starts like it"),
+        Problem("/etc/vigil/tpl@.toml", "bad key"),  # the template of tpl@a@b: up to the 1st @
     ]
-    m.note_load(LoadResult(units={}, problems=problems, broken={"web", "getty@tty1", "lost"}),
+    m.note_load(LoadResult(units={}, problems=problems,
+                           broken={"web", "getty@tty1", "lost", "tpl@a@b"}),
                 ["web.toml:3: service.exec: not a list"])
     assert m.problems == ["web.toml:3: service.exec: not a list"]
     assert m.broken == {
         "web": "web.toml:3: service.exec: not a list; web.d/10-env.toml: unknown key",
         "getty@tty1": "getty@.toml: service.type: bad type; getty@tty1.d/x.toml:7: no such user",
-        "lost": "its file does not load (vigil check says why)"}
+        "lost": "its file does not load (vigil check says why)", "tpl@a@b": "tpl@.toml: bad key"}
     m.note_load(LoadResult(units={}, problems=[], broken=set()), [])
     assert m.broken == {} and m.problems == []
 
