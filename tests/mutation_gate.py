@@ -34,7 +34,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_stopped", "return _settle_stopped(inst, None)"),
        ]},
     ("vigil.states.x_backoff_delay", "if svc.restart_delay < 0:"):
-        "a delay of 0 gives min(0, cap) * jitter = 0.0 too",
+        "a delay of 0 gives float(min(0 * 2**n, cap)) = 0.0 too",
     ("vigil.graph.xǁPlanǁbatches",
      "out: list[list[str]] = [[] for _ in range(max(level.values(), default=-2) + 1)]"):
         "range(-1) and range(0) are both empty",
@@ -63,6 +63,23 @@ EQUIVALENT: dict[tuple[str, str], str] = {
         "the two `continue`s after a change (a unit gone, a target stopped): changed is "
         "already True, so the fixed-point loop runs the pass again (the first `continue`, "
         "before any change, is killed by test_a_stop_goes_on_past_a_unit_that_still_waits)",
+    **{("vigil.manager.xǁManagerǁdrain", line):
+       "a `continue` lost after a change: the loop's final check sees the same work (the "
+       "queued event, or the same calls made again) and runs the loop again; only the "
+       "watchers run one pass early, before the pump, and none is satisfied by a change "
+       "still queued" for line in (
+           "if self._drain_starts() | self._drain_stops() & self._advance_hooks():",
+           "if self._drain_starts() & self._drain_stops() | self._advance_hooks():")},
+    **{(f"vigil.manager.xǁManagerǁ{fn}", "changed = False"):
+       "the drain loop's final check calls the same passes again and they see the change "
+       "(a unit failed for its requirement; a hook's restart, which queued an event or "
+       "left it waiting)" for fn in ("_drain_starts", "_advance_hooks")},
+    ("vigil.manager.xǁManagerǁdrain", "return"):
+        "`break` and `return` both leave the loop for the `finally`; nothing follows the loop",
+    ("vigil.manager.xǁManagerǁsettled", 'return None if (name in self.goal) and False else "down"'):
+        "a unit in the goal with every instance INACTIVE has its START queued: the pump "
+        "runs before anything reads settled, except _drain_starts, which checks the queue "
+        "itself, and start(), where 'down' only re-queues a START the table ignores",
     ("vigil.manager.xǁManagerǁapply_reload", "self.removed = set(removed)"):
         "a unit still being removed stays in units, so every later reload plans it as "
         "removed again",

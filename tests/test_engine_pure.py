@@ -1,8 +1,9 @@
-"""The engine with no process: the state table walked pair by pair, and the
-supervisor and manager driven by a fake clock and a fake spawner through
-start, crash, backoff, fatal, stop timeout, retry after fatal and reload.
+"""The engine with no process: the supervisor and manager driven by a fake
+clock and a fake spawner through start, crash, backoff, fatal, stop timeout,
+retry after fatal and reload. (The state table itself, pair by pair, is
+walked in tests/test_states.py.)
 
-The fake stands in for vigil/proc.py, the seam every process call of the
+The fake (tests/fakes.py) stands in for vigil/proc.py, the seam every process call of the
 engine goes through; the clock is the loop's; the backoff's jitter is the
 supervisor's `jitter` source. These are the fast layer; tests/test_engine.py
 and tests/test_policy.py run the same behaviour with real processes.
@@ -11,25 +12,24 @@ and tests/test_policy.py run the same behaviour with real processes.
 from __future__ import annotations
 
 import errno
-import os
+import inspect
 import signal
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 
+from tests.fakes import FakeCalls
+from vigil import supervisor
 from vigil.events import Events
 from vigil.loader import Loader
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
-from vigil.proc import ProcessCalls
 from vigil.spawner import Settings
-from vigil.states import (IGNORED, TABLE, Act, Event, ExitInfo, Input, Instance, State,
-                          backoff_delay, step)
+from vigil.states import Event, Instance, State, backoff_delay
 from vigil.supervisor import Supervisor
-from vigil.syscalls import ExecFailure, SpawnSpec
+from vigil.syscalls import ExecFailure
 from vigil.unit import Unit
 
 UNIT = """{unit}[service]
@@ -37,64 +37,6 @@ stdout = "null"
 stderr = "null"
 {extra}
 """
-
-
-class FakeCalls(ProcessCalls):
-    """Spawns nothing: hands out pids, records signals, and reports the
-    exits a test makes (each pid leads its own group, as a real one does)."""
-
-    def __init__(self) -> None:
-        self.next_pid = 1000
-        self.spawned: list[tuple[int, list[str]]] = []
-        self.signals: list[tuple[int, int]] = []
-        self.exits: list[tuple[int, int]] = []
-        self.live: set[int] = set()
-        self.dies_on: set[int] = {signal.SIGTERM, signal.SIGKILL}
-        self.pidfd_error: OSError | None = None
-        self.exec_failure: ExecFailure | None = None
-
-    def spawn(self, spec: SpawnSpec) -> tuple[int, int]:
-        self.next_pid += 1
-        self.spawned.append((self.next_pid, list(spec.argv)))
-        self.live.add(self.next_pid)
-        read_end, write_end = os.pipe2(os.O_CLOEXEC)
-        os.close(write_end)  # EOF at once: the exec "succeeded"
-        return self.next_pid, read_end
-
-    def read_report(self, fd: int) -> ExecFailure | None:
-        os.close(fd)
-        return self.exec_failure
-
-    def pidfd_open(self, pid: int) -> int:
-        if self.pidfd_error is not None:
-            raise self.pidfd_error
-        return os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)  # closed like a pidfd
-
-    def pidfd_send_signal(self, pidfd: int, signum: int) -> None:
-        raise AssertionError("every fake process leads its group: signalled by killpg")
-
-    def killpg(self, pgid: int, signum: int) -> None:
-        if pgid not in self.live:
-            raise ProcessLookupError(pgid)
-        self.signals.append((pgid, signum))
-        if signum in self.dies_on:
-            self.die(pgid, signum)
-
-    def getpgid(self, pid: int) -> int:
-        return pid
-
-    def die(self, pid: int, status: int) -> None:
-        """Ends a process: a wait status (exit code << 8, or a signal)."""
-        self.live.discard(pid)
-        self.exits.append((pid, status))
-
-    def wait_any(self) -> tuple[int, int, Any]:
-        if self.exits:
-            pid, status = self.exits.pop(0)
-            return pid, status, SimpleNamespace(ru_utime=0.0, ru_stime=0.0, ru_maxrss=0)
-        if not self.live:
-            raise ChildProcessError
-        return 0, 0, None
 
 
 class Engine:
@@ -172,30 +114,6 @@ def make(tmp_path: Path) -> Any:
         engine.loop.close()
 
 
-# -- the table ------------------------------------------------------------------
-def test_every_state_event_pair_is_handled_or_ignored_exactly_once() -> None:
-    for state in State:
-        for event in Event:
-            handled, ignored = (state, event) in TABLE, (state, event) in IGNORED
-            assert handled != ignored, f"({state.value}, {event.value}): " + (
-                "both handled and ignored" if handled else "neither handled nor ignored")
-
-
-def test_every_handler_runs_and_returns_actions(make: Any) -> None:
-    """Each cell of the table applied to an instance in its state: it
-    returns actions and leaves the instance in a state of the table."""
-    service = make({"web": ""}).manager.units["web"].service
-    exit_info = ExitInfo(1, None, False, 0.5)
-    for (state, event), _handler in TABLE.items():
-        inst = Instance("web", "web", service, state=state, pid=1234, want_up=True)
-        actions = step(inst, Input(event, exit_info, "why"))
-        assert all(a.kind in Act for a in actions), (state, event)
-        assert inst.state in State
-    for state, event in IGNORED:
-        inst = Instance("web", "web", service, state=state, pid=1234)
-        assert step(inst, Input(event, exit_info)) == [] and inst.state is state
-
-
 # -- the supervisor and manager, no process ----------------------------------------
 def test_start_runs_the_process_once_and_it_is_up(make: Any) -> None:
     e = make({"web": ""})
@@ -235,6 +153,18 @@ def test_the_jitter_source_spreads_the_backoff(make: Any, jitter: float, low: fl
     assert len(e.calls.spawned) == 1
     e.advance(high - low)
     assert len(e.calls.spawned) == 2
+
+
+@pytest.mark.parametrize("rand, jitter", [(b"\x00\x00", 0.0), (b"\xff\xff", 1.0),
+                                          (b"\x00\x80", 0x8000 / 0xFFFF)])
+def test_jitter_is_two_random_bytes(monkeypatch: pytest.MonkeyPatch, rand: bytes,
+                                    jitter: float) -> None:
+    """The daemon's jitter: 0..1 from two bytes of the kernel (no Random in PID 1)."""
+    asked: list[int] = []
+    monkeypatch.setattr(supervisor.os, "urandom", lambda n: asked.append(n) or rand)
+    assert supervisor.random_jitter() == pytest.approx(jitter)
+    assert asked == [2]
+    assert inspect.signature(Supervisor).parameters["jitter"].default is supervisor.random_jitter
 
 
 def test_early_failures_give_up_fatal_then_retry_after_fatal(make: Any) -> None:
@@ -357,3 +287,19 @@ def test_resume_after_reexec_goes_through_the_table(make: Any) -> None:
     assert inst.state is State.BACKOFF
     e.advance(0.2)
     assert inst.state is State.RUNNING and backoff_delay(inst) == 3
+
+
+def test_starting_again_after_a_failed_requirement_waits_for_it(make: Any) -> None:
+    """The dependency's START is only queued when the dependent is looked at:
+    its old 'failed' must not fail the dependent a second time."""
+    e = make({"db": "restart = \"never\"\n", "web": '[unit]\nrequires = ["db"]\n[service]\n'})
+    e.calls.exec_failure = ExecFailure("execve", errno.ENOENT)
+    e.manager.start(["web"])
+    e.turn()
+    assert e.inst("db").state is State.FAILED
+    assert e.manager.failed_why["web"] == "its requirement 'db' failed"
+    e.calls.exec_failure = None
+    e.manager.start(["web"])
+    assert "web" not in e.manager.failed_why and e.manager.state("web") == "waiting"
+    e.turn()
+    assert e.inst("db").state is State.RUNNING and e.inst("web").state is State.RUNNING

@@ -1,94 +1,24 @@
 """The manager (what should be up, in what order) driven with a fake
 supervisor: the real state table, no process, a clock the test sets.
 
-The fake carries out only what the manager can see: SPAWN records that a
-process would start, ANNOUNCE tells the manager an instance settled. The test
-plays the processes: `sup.up("db")` (exec done), `sup.exit("db", 1)`.
+The fake (tests/fakes.py) is the real supervisor's queue with only the
+actions replaced: SPAWN records that a process would start, ANNOUNCE tells
+the manager an instance settled. The test plays the processes, each news a
+loop callback after which the manager drains: `sup.up("db")` (exec done),
+`sup.exit("db", 1)`.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Any
 
 import pytest
 
+from tests.fakes import FakeSupervisor
 from vigil.events import Events
 from vigil.manager import Manager
-from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step
+from vigil.states import State
 from vigil.unit import RestartPolicy, Service, ServiceType, Unit
-
-
-class FakeLoop:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def clock(self) -> float:
-        return self.now
-
-
-class FakeSupervisor:
-    def __init__(self) -> None:
-        self.loop = FakeLoop()
-        self.instances: dict[str, Instance] = {}
-        self.queue: deque[tuple[Instance, Input]] = deque()
-        self.hook_env: dict[str, dict[str, str]] = {}
-        self.on_settled: Any = lambda inst: None
-        self.spawned: list[str] = []  # instance names, in spawn order
-        self.signalled: list[str] = []
-        self._pumping = False
-
-    def ensure_instances(self, unit: Unit) -> list[Instance]:
-        assert unit.service is not None
-        n = unit.service.instances
-        names = [unit.name] if n == 1 else [f"{unit.name}:{i}" for i in range(n)]
-        for name in names:
-            inst = self.instances.setdefault(name, Instance(name, unit.name, unit.service))
-            inst.service = unit.service
-        return [self.instances[n] for n in names]
-
-    def of_unit(self, unit: str) -> list[Instance]:
-        return [i for i in self.instances.values() if i.unit == unit]
-
-    def send(self, inst: Instance, event: Event, exit: ExitInfo | None = None,
-             detail: str = "") -> None:
-        self.queue.append((inst, Input(event, exit, detail)))
-
-    def pump(self) -> None:
-        """As the real one: not re-entered, so a START sent while an ANNOUNCE is
-        handled waits in the queue (its instance is still INACTIVE meanwhile)."""
-        if self._pumping:
-            return
-        self._pumping = True
-        try:
-            self._drain_queue()
-        finally:
-            self._pumping = False
-
-    def _drain_queue(self) -> None:
-        while self.queue:
-            inst, ev = self.queue.popleft()
-            for action in step(inst, ev):
-                if action.kind is Act.SPAWN:
-                    inst.pid = 1000 + len(self.spawned)
-                    self.spawned.append(inst.name)
-                elif action.kind is Act.SIGNAL_STOP:
-                    self.signalled.append(inst.name)
-                elif action.kind is Act.ANNOUNCE:
-                    self.on_settled(inst)
-
-    # -- the test plays the processes --------------------------------------------
-    def up(self, name: str) -> None:
-        self.send(self.instances[name], Event.EXEC_OK)
-        self.pump()
-
-    def exec_failed(self, name: str) -> None:
-        self.send(self.instances[name], Event.EXEC_FAILED, detail=f"{name}: exec failed")
-        self.pump()
-
-    def exit(self, name: str, code: int | None = 0, sig: int | None = None) -> None:
-        self.send(self.instances[name], Event.EXIT, exit=ExitInfo(code, sig, False, 100.0))
-        self.pump()
 
 
 def service(**kw: Any) -> Service:
@@ -102,8 +32,8 @@ def unit(name: str, target: bool = False, svc: Service | None = None, **kw: Any)
 
 
 def manager(*units: Unit) -> tuple[Manager, FakeSupervisor, Events]:
-    sup = FakeSupervisor()
     events = Events(None)
+    sup = FakeSupervisor(events)
     m = Manager(sup, events, "host")  # type: ignore[arg-type]
     m.set_units({u.name: u for u in units})
     return m, sup, events
@@ -179,13 +109,13 @@ def test_a_unit_whose_requirement_failed_does_not_start_and_says_why():
     m.start(["api"])
     sup.exec_failed("db")
     assert sup.spawned == ["db"]
-    assert m.failed_why["web"] == "dependency 'db' failed"
-    assert m.failed_why["api"] == "dependency 'web' failed"
+    assert m.failed_why["web"] == "its requirement 'db' failed"
+    assert m.failed_why["api"] == "its requirement 'web' failed"
     assert (m.state("web"), m.settled("web"), m.state("api")) == ("failed", "failed", "failed")
     assert "web" not in m.goal and "web" not in m.waiting
     assert records(events, "unit.failed") == [
-        ("error", "web", "web not started: dependency 'db' failed"),
-        ("error", "api", "api not started: dependency 'web' failed")]
+        ("error", "web", "web not started: its requirement 'db' failed"),
+        ("error", "api", "api not started: its requirement 'web' failed")]
 
 
 def test_a_fatal_requirement_also_holds_back():
@@ -195,7 +125,7 @@ def test_a_fatal_requirement_also_holds_back():
     sup.exit("db", 1)
     assert sup.instances["db"].state is State.FATAL
     assert sup.spawned == ["db"]
-    assert m.failed_why["web"] == "dependency 'db' failed"
+    assert m.failed_why["web"] == "its requirement 'db' failed"
 
 
 def test_starting_again_forgets_the_failure():
@@ -254,6 +184,8 @@ def test_hooks_run_on_failure_and_on_success_with_the_event():
     assert sup.hook_env["alert"] == {
         "VIGIL_HOOK_UNIT": "job", "VIGIL_HOOK_INSTANCE": "job", "VIGIL_HOOK_RESULT": "failed",
         "VIGIL_HOOK_REASON": "exit 3", "VIGIL_HOOK_EXIT_CODE": "3", "VIGIL_HOOK_SIGNAL": ""}
+    sup.up("alert")
+    sup.exit("alert", 0)  # its run is over: the next event gets a run of its own
     m.start(["job"])
     sup.up("job")
     sup.exit("job", None, 9)
@@ -539,6 +471,7 @@ def test_a_fresh_manager_knows_no_unit():
     sup = FakeSupervisor()
     m = Manager(sup, Events(None), "host")  # type: ignore[arg-type]
     assert (m.state("x"), m.settled("x"), m.active("x")) == ("unknown", "failed", False)
+    assert (m.broken, m.problems, m.stopped_why) == ({}, [], {})  # read by commands.py
     m.start([])
     assert m.t0 == 100.0 and sup.spawned == []
 
@@ -662,3 +595,165 @@ def test_a_stop_wait_for_a_unit_no_longer_loaded_is_dropped_and_the_rest_go_on()
     m.stop_waits["a-ghost"] = set()
     m.stop(["b"])
     assert "a-ghost" not in m.stop_waits and sup.signalled == ["b"]
+
+
+# -- units whose file does not load ------------------------------------------------
+def test_note_load_names_each_broken_unit_with_its_files_problems():
+    from vigil.errors import Problem
+    from vigil.loader import LoadResult
+    m, _, _ = manager(unit("ok"))
+    problems = [
+        Problem("/etc/vigil/web.toml", "not a list", key="service.exec", line=3),
+        Problem("/etc/vigil/web.d/10-env.toml", "unknown key", line=None),
+        Problem("/etc/vigil/getty@.toml", "bad type", key="service.type"),
+        Problem("/etc/vigil/getty@tty1.d/x.toml", "no such user", line=7),
+        Problem("/etc/vigil/other.toml", "not mine"),
+        Problem("/etc/vigil/webx.toml", "a name that only starts like it"),
+        Problem("/etc/vigil/tpl@.toml", "bad key"),  # the template of tpl@a@b: up to the 1st @
+    ]
+    m.note_load(LoadResult(units={}, problems=problems,
+                           broken={"web", "getty@tty1", "lost", "tpl@a@b"}),
+                ["web.toml:3: service.exec: not a list"])
+    assert m.problems == ["web.toml:3: service.exec: not a list"]
+    assert m.broken == {
+        "web": "web.toml:3: service.exec: not a list; web.d/10-env.toml: unknown key",
+        "getty@tty1": "getty@.toml: service.type: bad type; getty@tty1.d/x.toml:7: no such user",
+        "lost": "its file does not load (vigil check says why)", "tpl@a@b": "tpl@.toml: bad key"}
+    m.note_load(LoadResult(units={}, problems=[], broken=set()), [])
+    assert m.broken == {} and m.problems == []
+
+
+# -- why a unit was stopped (for `vigilctl why`) ----------------------------------------
+def test_stop_keeps_why_for_the_units_asked_and_what_requires_them():
+    m, sup, _ = manager(unit("db"), unit("slow"), unit("web", requires=["db", "slow"]),
+                        unit("api", requires=["db"]), unit("idle", requires=["db"]),
+                        unit("other"))
+    m.start(["api"])
+    sup.up("db")
+    sup.up("api")
+    m.stop(["api"])  # no reason given: none kept
+    assert m.stopped_why == {}
+    assert sup.instances["api"].state is State.STOPPING and "api" not in m.goal
+    m.start(["web"])  # slow starts; web waits for it (in the goal, not active)
+    assert m.state("web") == "waiting"
+    m.stop(["db", "other"], "by hand")
+    because = "stopped with db, other, which it requires (by hand)"
+    assert m.stopped_why == {"db": "by hand", "other": "by hand", "web": because,
+                             "api": because}  # idle: neither active nor in the goal
+    m.start(["db"])
+    assert "db" not in m.stopped_why
+
+
+def test_a_conflict_and_a_failed_requirement_and_a_removed_file_say_why_they_stopped():
+    m, sup, _ = manager(unit("a"), unit("b", conflicts=["a"]), unit("d"))
+    m.start(["a"])
+    sup.up("a")
+    m.start(["b", "d"])
+    assert m.stopped_why == {"a": "stopped because b, d conflicts with it"}
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("db", svc=never), unit("web", requires=["db"]),
+                        unit("api", requires=["web"]))
+    m.start(["api"])
+    for name in ("db", "web", "api"):
+        sup.up(name)
+    sup.exit("db", 1)
+    why = "stopped because its requirement db failed (exit 1)"
+    assert m.stopped_why == {"web": why, "api": f"stopped with web, which it requires ({why})"}
+    m, sup, _ = manager(unit("gone"))
+    m.start(["gone"])
+    sup.up("gone")
+    m.apply_reload({}, set())
+    assert m.stopped_why == {"gone": "its file is gone (reload)"}
+
+
+def test_a_change_of_only_keys_that_do_not_touch_the_process_is_an_update():
+    old = Unit(name="x", path="x.toml", service=service(), description="old",
+               raw={"unit": {"description": "old"}, "service": {"exec": "prog"}})
+    m, _, _ = manager(old)
+    new = Unit(name="x", path="x.toml", service=service(), description="new",
+               raw={"unit": {"description": "new"}, "service": {"exec": "prog"}})
+    assert [(c.unit, c.action, c.why) for c in m.plan_reload({"x": new}, set())] == [
+        ("x", "update", "changed: unit.description")]
+
+
+# -- each hook event gets a run of its own ---------------------------------------------
+def hook_reasons(sup: FakeSupervisor, hook: str) -> list[str]:
+    return [env["VIGIL_HOOK_REASON"] for env in sup.hook_queue.get(hook, [])]
+
+
+def test_hook_events_wait_for_the_run_before_and_overflow_is_dropped(monkeypatch):
+    from vigil import manager as manager_module
+    monkeypatch.setattr(manager_module, "HOOK_QUEUE_MAX", 2)
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, events = manager(unit("job", svc=never, on_failure=["alert", "page"]),
+                             unit("alert", enabled=False), unit("page", enabled=False))
+    for code in (1, 2, 3, 4):
+        m.start(["job"])
+        sup.up("job")
+        sup.exit("job", code)
+        if sup.instances["page"].state is State.STARTING:
+            sup.up("page")
+            sup.exit("page", 0)  # page's runs end at once: it gets every event
+    assert sup.spawned.count("page") == 4
+    assert sup.spawned.count("alert") == 1  # still starting: the next events wait
+    assert sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == "exit 1"
+    assert hook_reasons(sup, "alert") == ["exit 2", "exit 3"]
+    assert records(events, "hook.dropped") == [
+        ("error", "alert", "alert: 2 events already wait for it; dropping the one from job")]
+    sup.up("alert")
+    sup.exit("alert", 0)
+    assert sup.spawned.count("alert") == 2 and sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == (
+        "exit 2")
+    assert hook_reasons(sup, "alert") == ["exit 3"]
+    sup.up("alert")
+    sup.exit("alert", 0)
+    assert sup.spawned.count("alert") == 3 and sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == (
+        "exit 3")
+    assert sup.hook_queue == {}
+
+
+def test_a_hook_waiting_for_its_requirement_is_busy_until_its_run_begins():
+    never = service(restart=RestartPolicy.NEVER)
+    m, sup, _ = manager(unit("job", svc=never, on_failure=["alert"]),
+                        unit("alert", enabled=False, requires=["dep"]), unit("dep"))
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 1)
+    assert m.state("alert") == "waiting" and sup.spawned == ["job", "dep"]
+    m.start(["job"])
+    sup.up("job")
+    sup.exit("job", 2)
+    assert hook_reasons(sup, "alert") == ["exit 2"]  # alert's first run has not begun
+    sup.up("dep")  # alert's START is queued in the same pass: still busy
+    assert sup.spawned.count("alert") == 1
+    assert sup.hook_env["alert"]["VIGIL_HOOK_REASON"] == "exit 1"
+    assert hook_reasons(sup, "alert") == ["exit 2"]
+
+
+def test_a_queued_event_of_a_hook_no_longer_loaded_is_dropped():
+    m, sup, _ = manager(unit("a"))
+    sup.hook_queue["ghost"] = [{"VIGIL_HOOK_REASON": "exit 1"}]
+    m.drain()
+    assert sup.hook_queue == {} and sup.spawned == [] and "ghost" not in sup.hook_env
+
+
+def test_a_request_a_watcher_makes_is_carried_out_in_the_same_drain():
+    m, sup, _ = manager(unit("a"), unit("b"))
+    m.start(["a", "b"])
+    sup.up("a")
+    sup.up("b")
+    kept, asked = [], []
+
+    def stopper() -> bool:
+        if not asked:
+            asked.append(True)
+            m.stop(["a"])  # inside the drain: only recorded, the drain goes on
+        return True
+
+    def not_yet() -> bool:
+        kept.append(True)
+        return False
+    m.watchers += [stopper, not_yet]
+    m.drain()
+    assert sup.signalled == ["a"] and sup.instances["a"].state is State.STOPPING
+    assert m.watchers == [not_yet] and kept  # an unsatisfied watcher stays

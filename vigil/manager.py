@@ -249,7 +249,9 @@ class Manager:
                     # that just failed to start (its own requirement failed) has
                     # left the goal but must still hold back what requires it.
                     continue
-                status = self.settled(dep)
+                # a dep with an event still queued (a START just sent) is not settled yet
+                queued = any(inst.unit == dep for inst, _ in self.sup.queue)
+                status = None if queued else self.settled(dep)
                 if status is None:
                     blocked = True
                 elif status == "failed" and dep in unit.requires:
