@@ -22,9 +22,9 @@ def test_a_unit_whose_requirement_failed_does_not_start_and_says_why(daemon, tmp
     wait_for(lambda: d.status("api")["state"] == "failed", what="api failed")
     assert d.status("db")["state"] == "failed"
     assert d.status("web")["state"] == "failed"
-    assert d.call("why", units=["web"]) == "not started: dependency 'db' failed"
-    assert d.call("why", units=["api"]) == "not started: dependency 'web' failed"
-    assert "web not started: dependency 'db' failed" in d.output()
+    assert d.call("why", units=["web"]) == "not started: its requirement 'db' failed"
+    assert d.call("why", units=["api"]) == "not started: its requirement 'web' failed"
+    assert "web not started: its requirement 'db' failed" in d.output()
     assert not ran.exists(), ran.read_text()
 
 
