@@ -56,7 +56,7 @@ def test_start_of_a_dependent_whose_requirement_fails_names_it(daemon):
     d = daemon(UNITS, extra=["--no-autostart"])
     out = ctl(d, "start", "dependent")
     assert out.returncode == 1, out
-    assert "dependent: its requirement db failed: db failed: exit 1" in out.stderr
+    assert "dependent: stopped because its requirement db failed (exit 1)" in out.stderr
     why = wait_for(lambda: (w := ctl(d, "why", "dependent").stdout) and "db" in w and w)
     assert "requirement db failed" in why and "not enabled" not in why
     ctl(d, "start", "--no-block", "steady")

@@ -237,7 +237,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "deps": ("draw the dependency tree", _deps),
     "timeline": ("when each unit started and became ready", _none),
     "timers": ("units with a [timer]: next and last run (like systemctl list-timers)",
-               lambda p: p.add_argument("--json", action="store_true")),
+               lambda p: p.add_argument("--json", action="store_true", help="the timers as JSON")),
     "attach": ("connect the terminal to a console = \"pty\" unit", _attach),
     "convert": ("turn a systemd unit or timer, a crontab, a supervisord config or a Procfile "
                 "into TOML", _convert),

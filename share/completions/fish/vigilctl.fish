@@ -138,7 +138,7 @@ complete -c vigilctl -n '__fish_seen_subcommand_from deps' -l reverse -d 'what d
 complete -c vigilctl -n '__fish_seen_subcommand_from deps' -a '(__vigilctl_units)'
 complete -c vigilctl -n '__fish_seen_subcommand_from timeline' -s h -l help -d 'show this help message and exit'
 complete -c vigilctl -n '__fish_seen_subcommand_from timers' -s h -l help -d 'show this help message and exit'
-complete -c vigilctl -n '__fish_seen_subcommand_from timers' -l json -d ''
+complete -c vigilctl -n '__fish_seen_subcommand_from timers' -l json -d 'the timers as JSON'
 complete -c vigilctl -n '__fish_seen_subcommand_from attach' -s h -l help -d 'show this help message and exit'
 complete -c vigilctl -n '__fish_seen_subcommand_from attach' -l escape -x -d 'detach key (default ^], Ctrl-])'
 complete -c vigilctl -n '__fish_seen_subcommand_from attach' -a '(__vigilctl_units)'
