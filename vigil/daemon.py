@@ -125,7 +125,7 @@ class Daemon:
                 conn.close()
         if self.remote is not None:
             self.remote.close()
-        self.notify.close()
+        self.notify.hand_over()
         self.events.emit("daemon.reexec", f"re-executing vigil {os.getpid()}")
         self.events.close_file()
         once = ["--reexecuted"] if "--reexecuted" in self.argv else []

@@ -31,9 +31,15 @@ class NotifySocket:
     """A bound datagram socket that passes each message on with its
     sender's pid (from SCM_CREDENTIALS, which the kernel fills in)."""
 
-    def __init__(self, path: str, on_message: Message, owner: Creds | None = None) -> None:
+    def __init__(self, path: str, on_message: Message, owner: Creds | None = None,
+                 fd: int = -1) -> None:
         self.path = path
         self.on_message = on_message
+        if fd >= 0:  # handed over by the daemon before a re-exec: bound all along
+            self.sock = socket.socket(fileno=fd)
+            os.set_inheritable(fd, False)
+            self.sock.setblocking(False)
+            return
         try:
             os.unlink(path)
         except FileNotFoundError:
@@ -85,12 +91,14 @@ class NotifySockets:
         self.loop, self.directory, self.on_message = loop, directory, on_message
         self.sockets: dict[str, NotifySocket] = {}
 
-    def open(self, name: str, creds: Creds) -> str:
-        """(Re)binds the instance's socket for the unit's user; returns its path."""
+    def open(self, name: str, creds: Creds, fd: int = -1) -> str:
+        """(Re)binds the instance's socket for the unit's user, or takes back
+        the one a re-exec handed over (`fd`); returns its path."""
         self.close_one(name)
         self._directory()
         path = os.path.join(self.directory, name.replace("/", "_") + ".sock")
-        sock = NotifySocket(path, lambda pid, fields: self.on_message(name, pid, fields), creds)
+        sock = NotifySocket(path, lambda pid, fields: self.on_message(name, pid, fields), creds,
+                            fd)
         try:
             with as_user(creds):  # say so now, not with a restart loop on EACCES
                 os.stat(path)
@@ -118,7 +126,19 @@ class NotifySockets:
             self.loop.remove_reader(sock.sock.fileno())
             sock.close()
 
+    def fd_of(self, name: str) -> int:
+        sock = self.sockets.get(name)
+        return sock.sock.fileno() if sock is not None else -1
+
+    def hand_over(self) -> None:
+        """Re-exec: each socket stays bound and open for the new daemon (a
+        READY=1 sent meanwhile waits in it), no longer ours to close."""
+        for name, sock in list(self.sockets.items()):
+            self.loop.remove_reader(sock.sock.fileno())
+            sock.sock.detach()
+            del self.sockets[name]
+
     def close(self) -> None:
-        """All of them (shutdown, re-exec: the new daemon binds them again)."""
+        """All of them, paths included (shutdown)."""
         for name in list(self.sockets):
             self.close_one(name)

@@ -43,6 +43,7 @@ def save(daemon: Daemon) -> str:
     path = _write(os.path.join(daemon.runtime_dir, "reexec.json"), state)
     # only once the state is safe: else the daemon goes on as it was
     for fd in [fd for r in state["instances"] for _, fd in r["fds"]] + [
+            r["notify_fd"] for r in state["instances"] if r["notify_fd"] >= 0] + [
             c["fd"] for c in connections]:
         os.set_inheritable(fd, True)
     return path

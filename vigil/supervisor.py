@@ -267,7 +267,8 @@ class Supervisor:
         for inst in self.instances.values():
             proc = self.procs.get(inst.pid) if inst.pid else None
             instances.append({**inst.record(), "started_wall": proc.started_wall if proc else 0.0,
-                              "fds": self.streams.fds_of(inst.name)})
+                              "fds": self.streams.fds_of(inst.name),
+                              "notify_fd": self.notify.fd_of(inst.name)})
         return {"instances": instances, "status_text": self.status_text,
                 "hook_env": self.hook_env, "hook_queue": self.hook_queue,
                 "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
@@ -284,14 +285,15 @@ class Supervisor:
         for record in saved["instances"]:
             unit = units.get(record["unit"])
             if unit is None or unit.service is None:
-                for _, fd in record["fds"]:
-                    os.close(fd)
+                for fd in [fd for _, fd in record["fds"]] + [record.get("notify_fd", -1)]:
+                    if fd >= 0:
+                        os.close(fd)
                 continue
             inst = self.instances[record["name"]] = Instance.from_record(record, unit.service)
             if inst.pid:
                 self.adopt(inst, inst.pid, record["started_wall"], record["fds"])
                 adopted += 1
-            self.resume(inst)
+            self.resume(inst, record.get("notify_fd", -1))
         return adopted
 
     def adopt(self, inst: Instance, pid: int, started_wall: float,
@@ -308,16 +310,19 @@ class Supervisor:
             os.set_inheritable(fd, False)
             self.streams.capture(inst, stream, fd)
 
-    def resume(self, inst: Instance) -> None:
+    def resume(self, inst: Instance, notify_fd: int = -1) -> None:
         """After a re-exec: the timers and probes the instance's state needs
-        (the table's RESUME), and its NOTIFY_SOCKET again."""
+        (the table's RESUME), and its NOTIFY_SOCKET, handed over open."""
         svc = inst.service
         if (inst.state in (State.STARTING, State.RUNNING) and notifies(svc)
                 and self.settings.notify_dir):
-            try:  # the old daemon's socket closed with it; the path stays the same
-                self.notify.open(inst.name, unit_creds(svc))
+            fd, notify_fd = notify_fd, -1  # the socket owns it from here
+            try:  # bound again only when the old daemon had none to hand over
+                self.notify.open(inst.name, unit_creds(svc), fd)
             except (LaunchError, OSError) as err:
                 self.events.error(f"NOTIFY_SOCKET of {inst.name}", err)
+        if notify_fd >= 0:
+            os.close(notify_fd)
         self.send(inst, Event.RESUME)
 
     def _exec_report(self, proc: Proc) -> None:
