@@ -21,7 +21,7 @@ import signal
 import sys
 import tempfile
 
-from vigil import tini
+from vigil import execreport, tini
 from vigil.rundir import private_dir
 from vigil.daemon import Daemon
 from vigil.daemon import parse_args as daemon_args
@@ -159,7 +159,7 @@ class Container:
             return
         fd, self.cmd.report_fd = self.cmd.report_fd, -1
         self.daemon.loop.remove_reader(fd)
-        failure = tini.exec_failure(fd)
+        failure = execreport.read(fd, tini.STEPS)
         if failure is not None:
             step, err = failure
             self.status = {2: 127, 13: 126}.get(err, 1)  # ENOENT, EACCES: as a shell says

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 
+from vigil import execreport
 from vigil._sysc import ffi, lib
 
 # The child's setup steps, in the order it runs them (see _sys_build.py).
@@ -113,19 +114,9 @@ def _rlim(value: int) -> int:
 
 
 def read_report(fd: int) -> ExecFailure | None:
-    """Reads a spawn report; None means exec succeeded. Closes the fd.
-
-    Only call once the pipe is readable or the child has exited: the child
-    writes before it exits, so the data is there by then."""
-    try:
-        data = os.read(fd, 8)
-    finally:
-        os.close(fd)
-    if len(data) < 8:
-        return None
-    step = int.from_bytes(data[:4], "little", signed=True)
-    err = int.from_bytes(data[4:], "little", signed=True)
-    return ExecFailure(STEPS.get(step, f"step {step}"), err)
+    """Reads a spawn report (vigil/execreport.py); None means exec succeeded."""
+    failure = execreport.read(fd, STEPS)
+    return None if failure is None else ExecFailure(*failure)
 
 
 def set_fs_ids(uid: int, gid: int, groups: list[int] | None) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import os
 import time
 
+from vigil import execreport
+
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     import signal as _signal
@@ -60,7 +62,7 @@ def spawn_inherit(argv: list[str], env: dict[str, str] | None, fg_tty: int,
     """Starts CMD in its own process group with `signals` (blocked, ignored);
     env None: vigil's own. Returns (pid, report fd): the read end of a
     close-on-exec pipe, EOF once CMD runs, eight bytes if a step failed
-    (`exec_failure`). Every fd vigil inherited without close-on-exec passes
+    (`execreport.read`). Every fd vigil inherited without close-on-exec passes
     on, as with tini."""
     try:
         from vigil._spawn import spawn  # plain C (vigil/_spawn.c): cffi would cost ~0.9 ms
@@ -80,19 +82,6 @@ def spawn_inherit(argv: list[str], env: dict[str, str] | None, fg_tty: int,
     finally:
         os.close(write_end)
     return pid, read_end
-
-
-def exec_failure(fd: int) -> tuple[str, int] | None:
-    """(step, errno) if CMD could not be started, None if it ran. Closes fd.
-    Only once CMD has exited (or the pipe is readable): never blocks then."""
-    try:
-        data = os.read(fd, 8)
-    finally:
-        os.close(fd)
-    if len(data) < 8:
-        return None
-    step = int.from_bytes(data[:4], "little", signed=True)
-    return STEPS.get(step, f"step {step}"), int.from_bytes(data[4:], "little", signed=True)
 
 
 def controlling_terminal(fd: int) -> bool:
@@ -217,7 +206,7 @@ class Entrypoint:
     def exited(self, wait_status: int) -> None:
         code = os.waitstatus_to_exitcode(wait_status)
         status = 128 - code if code < 0 else code % 256
-        failure = exec_failure(self.report_fd)
+        failure = execreport.read(self.report_fd, STEPS)
         if failure is not None:
             self.cannot_run(*failure)
         else:
