@@ -20,6 +20,7 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from vigil import signames
 from vigil.printable import printable
 from vigil.schema import valid_name
 
@@ -55,11 +56,11 @@ def dependency(name: str, notes: list[str]) -> list[str]:
 
 
 def signal_name(value: str) -> str:
-    """KillSignal=TERM or SIGTERM, stopsignal=term: the name vigil takes."""
-    name = value.upper().removeprefix("SIG")
-    if "SIG" + name not in signal.Signals.__members__:
+    """KillSignal=TERM or SIGTERM, stopsignal=term: the name vigil takes
+    (vigil/signames.py is the one parser; a number is refused here)."""
+    if value.strip().isdigit():
         raise ValueError(f"{value!r} is not a signal name")
-    return name
+    return signal.Signals(signames.number(value)).name.removeprefix("SIG")
 
 
 def seconds(value: str) -> float:
