@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
-             "signames", "exitstatus", "execreport"),
+             "signames", "exitstatus", "execreport", "unitstates"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
@@ -159,3 +159,29 @@ def test_every_event_code_emitted_is_in_the_catalogue() -> None:
     assert "unit.ready" in emitted and "daemon.started" in emitted
     assert emitted - set(CODES) == set(), "add these to vigil/events.py CODES"
     assert set(TAGS) <= set(CODES)
+
+
+def _returned_strings(path: Path, function: str) -> set[str]:
+    tree = ast.parse(path.read_text(), str(path))
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef) and node.name == function:
+            for inner in ast.walk(node):
+                if isinstance(inner, ast.Return) and inner.value is not None:
+                    found |= {c.value for c in ast.walk(inner.value)
+                              if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    return found
+
+
+def test_every_state_the_daemon_reports_has_its_one_home() -> None:
+    """vigil/unitstates.py is what vigilctl colours and judges by: every
+    instance state and every unit-only state the manager or the broken-unit
+    row can report must be there (a new one would print uncoloured and make
+    `status` exit 0 or 3 by accident)."""
+    from vigil import manager
+    from vigil.states import State
+    from vigil.unitstates import UNIT_STATES
+    unit_only = _returned_strings(Path(manager.__file__), "state")
+    assert unit_only >= {"unknown", "skipped", "waiting"}, unit_only
+    reported = {s.value for s in State} | unit_only | {"broken"}
+    assert reported <= set(UNIT_STATES), reported - set(UNIT_STATES)

@@ -29,7 +29,7 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
     else:
         show.status(units, color(sys.stdout))
         show.next_runs(units)
-    return 0 if all(u["state"] in show.GOOD for u in units) else 3
+    return 0 if all(show.good(u["state"]) for u in units) else 3
 
 
 def cmd_timers(client: Client, opts: argparse.Namespace) -> int:

@@ -7,18 +7,23 @@ from __future__ import annotations
 import time
 
 from vigil.printable import printable
+from vigil.unitstates import UNIT_STATES
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
-COLORS = {"running": "32", "active": "32", "exited": "32", "failed": "31", "fatal": "31",
-          "backoff": "33", "starting": "33", "stopping": "33", "waiting": "33"}
-GOOD = ("running", "active", "exited", "inactive", "skipped")
+COLORS = {"up": "32", "bad": "31", "busy": "33"}  # by the state's kind; "down" plain
+
+
+def good(state: str) -> bool:
+    """Settled and fine: `vigilctl status` exits 3 when a unit is not."""
+    return UNIT_STATES.get(state) in ("up", "down")
 
 
 def paint(text: str, state: str, color: bool) -> str:
-    return f"\x1b[{COLORS[state]}m{text}\x1b[0m" if color and state in COLORS else text
+    kind = UNIT_STATES.get(state, "")
+    return f"\x1b[{COLORS[kind]}m{text}\x1b[0m" if color and kind in COLORS else text
 
 
 def age(seconds: float | None) -> str:
@@ -51,7 +56,7 @@ def status(units: list[dict[str, Any]], color: bool) -> None:
             cells[1] = paint(cells[1], row[1], color)
         print("  ".join(cells) + "  " + row[6])
     for u in units:
-        if u["why"] and u["state"] not in ("running", "active", "exited"):
+        if u["why"] and UNIT_STATES.get(u["state"]) != "up":
             print(printable(f"  {u['unit']}: {u['why']}"))
     if len(units) == 1 and units[0]["instances"]:
         runs(units[0])
