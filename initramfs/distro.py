@@ -32,13 +32,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "packaging"))
 sys.path.insert(0, str(ROOT / "initramfs"))
 import build as initramfs  # noqa: E402
-import build_deb  # noqa: E402
+import build_deb  # type: ignore[import-not-found]  # noqa: E402
 
 SUITE = "bookworm"
 # udev: systemd's getty on ttyS0 waits for the device unit udev announces,
-# and a real Debian box has it. The python3-* packages are the .deb's
+# and a real Debian box has it; kmod: modprobe, which systemd's
+# kmod-static-nodes and binfmt_misc automount need. The python3-* packages are the .deb's
 # dependencies, taken from the base so that dpkg -i needs no network.
-PACKAGES = ["systemd-sysv", "udev", "openssh-server", "cron",
+PACKAGES = ["systemd-sysv", "udev", "kmod", "openssh-server", "cron",
             "python3-cffi-backend", "python3-prctl", "python3-pyroute2", "python3-tomli-w"]
 MODULE_SKIP = ("kernel/drivers/gpu", "kernel/drivers/net/wireless", "kernel/drivers/media",
                "kernel/drivers/infiniband", "kernel/sound", "kernel/drivers/staging",
@@ -54,9 +55,12 @@ Address=10.0.2.15/24
 Gateway=10.0.2.2
 DNS=10.0.2.3
 """
-SSH_KEYS_DROPIN = """# Host keys made on the first boot (the image ships none).
+SSH_KEYS_DROPIN = """# Host keys made on the first boot (the image ships none), before the
+# unit's own configuration test, which fails without them.
 [Service]
+ExecStartPre=
 ExecStartPre=/usr/bin/ssh-keygen -A
+ExecStartPre=/usr/sbin/sshd -t
 """
 
 
@@ -149,19 +153,22 @@ def digest(deb: Path, version: str) -> str:
     return h.hexdigest()
 
 
-def build(out: Path, version: str, deb: Path) -> Path:
-    image, staging = out / "debian.ext4", out / "debian-root"
-    tarball = base_tarball(out)
+def stage(out: Path, version: str, staging: Path, modules: bool = True) -> Path:
+    """The configured root in a directory, without vigil (the base extracted,
+    the modules, the answers an installer would ask for)."""
     if staging.exists():
         shutil.rmtree(staging)
-    staging.mkdir()
-    subprocess.run(["tar", "-xpf", str(tarball), "--numeric-owner", "-C", str(staging)],
-                   check=True)
-    add_modules(staging, version)
+    staging.mkdir(parents=True)
+    subprocess.run(["tar", "-xpf", str(base_tarball(out)), "--numeric-owner", "-C",
+                    str(staging)], check=True)
+    if modules:
+        add_modules(staging, version)
     configure(staging)
-    report = install_deb(staging, deb)
-    (out / "debian-dpkg.log").write_text(report)
-    shutil.copyfile(staging / "etc/vigil/conversion.txt", out / "debian-conversion.txt")
+    return staging
+
+
+def make_image(staging: Path, image: Path) -> Path:
+    """mkfs.ext4 -d: the tree becomes a filesystem image, no loop mount."""
     tmp = image.with_suffix(".tmp")
     tmp.unlink(missing_ok=True)
     env = {**os.environ, "E2FSPROGS_FAKE_TIME": str(build_deb.EPOCH)}
@@ -170,6 +177,15 @@ def build(out: Path, version: str, deb: Path) -> Path:
                     "hash_seed=d6e1a1b0-5f0e-4c55-9a49-000000000003",
                     "-d", str(staging), str(tmp), IMAGE_SIZE], check=True, env=env)
     tmp.replace(image)
+    return image
+
+
+def build(out: Path, version: str, deb: Path) -> Path:
+    staging = stage(out, version, out / "debian-root")
+    report = install_deb(staging, deb)
+    (out / "debian-dpkg.log").write_text(report)
+    shutil.copyfile(staging / "etc/vigil/conversion.txt", out / "debian-conversion.txt")
+    image = make_image(staging, out / "debian.ext4")
     shutil.rmtree(staging)
     return image
 
