@@ -1,0 +1,69 @@
+"""The boot-debian scenario: the same stock Debian image (initramfs/distro.py),
+the same kernel and initramfs, booted with vigil and with its own systemd.
+
+Measured from QEMU's start: sshd's banner on the forwarded port, and the
+login prompt on ttyS0; then PID 1's resident set (VmRSS, over ssh), and a
+clean poweroff so that the next boot finds a clean journal. Both inits boot
+one copy of the image, made once per run of the benchmark, with ssh host
+keys already in it: neither boot spends its time on ssh-keygen.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LOGIN = "debian-vigil login:"
+INITS = {"vigil": "/usr/sbin/vigil", "systemd": "/lib/systemd/systemd"}
+POWEROFF = {"vigil": "vigilctl poweroff", "systemd": "systemctl poweroff"}
+_image: Path | None = None
+
+
+def bench_image(qemu: Any) -> Path:
+    """build/bench-debian.ext4: the image with host keys and root's key."""
+    global _image
+    if _image is None:
+        qemu.ensure_distro()
+        image = qemu.copy_sparse(qemu.BUILD / "debian.ext4", qemu.BUILD / "bench-debian.ext4")
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "etc/ssh").mkdir(parents=True)
+            subprocess.run(["ssh-keygen", "-A", "-f", tmp], check=True, capture_output=True)
+            files = {f"/etc/ssh/{key.name}": (key.read_bytes(),
+                                              0o644 if key.suffix == ".pub" else 0o600)
+                     for key in sorted((Path(tmp) / "etc/ssh").iterdir())}
+        qemu.put_files(image, files)
+        qemu.authorize(image, qemu.ssh_key())
+        _image = image
+    return _image
+
+
+def boot_debian(qemu: Any, name: str) -> dict[str, float]:
+    image = bench_image(qemu)
+    vm = qemu.VM("debian", timeout=900, root=image, init=INITS[name],
+                 log=qemu.BUILD / f"console-bench-debian-{name}.log")
+    began = time.perf_counter()
+    vm.start()
+    try:
+        login = banner = 0.0
+        deadline = time.monotonic() + 600
+        while not (login and banner):
+            if time.monotonic() > deadline or vm.proc.poll() is not None:
+                raise TimeoutError(f"boot-debian {name}: login {login:g}, banner {banner:g}")
+            if not login and LOGIN in vm.console():
+                login = time.perf_counter() - began
+            if not banner:
+                try:
+                    qemu.ssh_banner(vm.ssh_port, time.monotonic() + 0.3)
+                    banner = time.perf_counter() - began
+                except TimeoutError:
+                    pass
+        key = qemu.ssh_key()
+        status = qemu.ssh(vm.ssh_port, key, "grep VmRSS /proc/1/status").stdout.split()
+        qemu.ssh(vm.ssh_port, key, POWEROFF[name])
+        vm.wait_exit(timeout=300)
+        return {"ssh_s": banner, "login_s": login, "rss_pid1_mb": int(status[1]) / 1024}
+    finally:
+        vm.kill()
