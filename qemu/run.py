@@ -214,7 +214,8 @@ def ssh_banner(port: int, deadline: float) -> bytes:
     while time.monotonic() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=2) as conn:
-                conn.settimeout(max(0.1, min(5.0, deadline - time.monotonic())))
+                # the guest may take seconds to answer under TCG
+                conn.settimeout(max(2.0, min(5.0, deadline - time.monotonic())))
                 data = conn.recv(256)
                 if data.startswith(b"SSH-"):
                     return data
