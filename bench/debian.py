@@ -3,9 +3,9 @@ the same kernel and initramfs, booted with vigil and with its own systemd.
 
 Measured from QEMU's start: sshd's banner on the forwarded port, and the
 login prompt on ttyS0; then PID 1's resident set (VmRSS, over ssh), and a
-clean poweroff so that the next boot finds a clean journal. Both inits boot
-one copy of the image, made once per run of the benchmark, with ssh host
-keys already in it: neither boot spends its time on ssh-keygen.
+clean poweroff. Every boot starts from a fresh copy of the image (made
+before QEMU starts, outside the timing) with ssh host keys already in it:
+neither boot spends its time on ssh-keygen, nor replays the other's journal.
 """
 
 from __future__ import annotations
@@ -20,25 +20,22 @@ from typing import Any
 LOGIN = "debian-vigil login:"
 INITS = {"vigil": "/usr/sbin/vigil", "systemd": "/lib/systemd/systemd"}
 POWEROFF = {"vigil": "vigilctl poweroff", "systemd": "systemctl poweroff"}
-_image: Path | None = None
 
 
 def bench_image(qemu: Any) -> Path:
-    """build/bench-debian.ext4: the image with host keys and root's key."""
-    global _image
-    if _image is None:
-        qemu.ensure_distro()
-        image = qemu.copy_sparse(qemu.BUILD / "debian.ext4", qemu.BUILD / "bench-debian.ext4")
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "etc/ssh").mkdir(parents=True)
-            subprocess.run(["ssh-keygen", "-A", "-f", tmp], check=True, capture_output=True)
-            files = {f"/etc/ssh/{key.name}": (key.read_bytes(),
-                                              0o644 if key.suffix == ".pub" else 0o600)
-                     for key in sorted((Path(tmp) / "etc/ssh").iterdir())}
-        qemu.put_files(image, files)
-        qemu.authorize(image, qemu.ssh_key())
-        _image = image
-    return _image
+    """build/bench-debian.ext4: a copy of the image with host keys and root's key."""
+    qemu.ensure_distro()
+    image: Path = qemu.copy_sparse(qemu.BUILD / "debian.ext4",
+                                   qemu.BUILD / "bench-debian.ext4")
+    with tempfile.TemporaryDirectory() as tmp:
+        (Path(tmp) / "etc/ssh").mkdir(parents=True)
+        subprocess.run(["ssh-keygen", "-A", "-f", tmp], check=True, capture_output=True)
+        files = {f"/etc/ssh/{key.name}": (key.read_bytes(),
+                                          0o644 if key.suffix == ".pub" else 0o600)
+                 for key in sorted((Path(tmp) / "etc/ssh").iterdir())}
+    qemu.put_files(image, files)
+    qemu.authorize(image, qemu.ssh_key())
+    return image
 
 
 def boot_debian(qemu: Any, name: str) -> dict[str, float]:
