@@ -123,16 +123,28 @@ SUPERVISORS = {"vigil": vigil, "supervisord": supervisord, "runit": runit, "s6":
 def reaper_cmds(generator: list[str], work: Path) -> dict[str, list[str]]:
     """reap5000: the inits that run one command, and vigil's container mode."""
     return {
-        "vigil": [str(VENV_BIN / "vigil"), "run", "-s", "--socket",
-                  str(work / "run" / "c.sock"), "--", *generator],
+        "vigil": [str(VENV_BIN / "vigil"), "run", "-s", "--", *generator],
         "tini": ["tini", "-s", "--", *generator],
         "dumb-init": ["dumb-init", *generator],
         "catatonit": ["catatonit", "--", *generator],
     }
 
 
+def entry_cmds(cmd: list[str]) -> dict[str, list[str]]:
+    """The entrypoints started as a user would, and the bare interpreter
+    vigil runs on (`python`: the same one, isolated, doing nothing)."""
+    return {
+        "vigil": [str(VENV_BIN / "vigil"), "run", "-s", "--", *cmd],
+        "python": [sys.executable, "-I", "-c", "pass"],
+        "tini": ["tini", "-s", "--", *cmd],
+        "dumb-init": ["dumb-init", *cmd],
+        "catatonit": ["catatonit", "--", *cmd],
+    }
+
+
 def available(name: str) -> bool:
-    binary = {"vigil": str(VENV_BIN / "vigil"), "supervisord": "supervisord",
+    binary = {"vigil": str(VENV_BIN / "vigil"), "python": sys.executable,
+              "supervisord": "supervisord",
               "runit": "runsvdir", "s6": "s6-svscan", "tini": "tini", "dumb-init": "dumb-init",
               "catatonit": "catatonit", "busybox-init": "qemu-system-x86_64",
               "systemd": "/lib/systemd/systemd", "vigil-demo": "qemu-system-x86_64"}[name]
@@ -141,6 +153,9 @@ def available(name: str) -> bool:
 
 
 def version(name: str) -> str:
+    if name == "python":
+        import platform
+        return platform.python_version()
     pkg = {"vigil": "", "supervisord": "supervisor", "runit": "runit", "s6": "s6",
            "tini": "tini", "dumb-init": "dumb-init", "catatonit": "catatonit",
            "busybox-init": "busybox-static", "systemd": "systemd", "vigil-demo": ""}[name]

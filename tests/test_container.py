@@ -195,17 +195,20 @@ def test_tini_and_dumb_init_names(tmp_path):
     assert proc.returncode == 100 + signal.SIGUSR1
 
 
-def test_read_only_tmp_puts_the_socket_on_dev_shm():
-    """As on a read-only root: /tmp not writable, no XDG_RUNTIME_DIR, no --socket."""
+def test_read_only_tmp_puts_the_socket_on_dev_shm(unit_dir):
+    """As on a read-only root: /tmp not writable, no XDG_RUNTIME_DIR, no --socket.
+    (Only side services need a socket: one of its own, in a directory of its own.)"""
     if not can_unshare():
         pytest.skip("needs a mount namespace")
+    units = unit_dir({"idle.toml": '[service]\nexec = ["sleep", "1000"]\n'})
     script = (f"mount --bind /tmp /tmp && mount -o remount,bind,ro /tmp && "
-              f"exec {PY} -m vigil.cli run -s -- sh -c "
+              f"exec {PY} -m vigil.cli run -s --units {units} -- sh -c "
               f"'echo SOCKET=$VIGIL_SOCKET; {PY} -m vigilctl ping'")
     env = {k: v for k, v in os.environ.items() if k not in ("XDG_RUNTIME_DIR", "VIGIL_SOCKET")}
     done = subprocess.run(["unshare", "--mount", "--pid", "--fork", "--mount-proc",
                            "sh", "-c", script], capture_output=True, text=True, cwd=ROOT,
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
-    assert "SOCKET=/dev/shm/vigil-0/control.sock" in done.stdout
+    assert "SOCKET=/dev/shm/vigil-0/run-" in done.stdout
+    assert done.stdout.split("SOCKET=")[1].split()[0].endswith("/control.sock")
     assert "pong" in done.stdout

@@ -132,14 +132,15 @@ def test_read_group_may_look_but_not_change(unit_dir):
                 ".encode() + b'\\n')\n"
                 "    print(s.makefile().readline().strip())")
 
-        def as_user(gid: int) -> list[str]:
+        def as_user(gid: int, extra: tuple[int, ...] = ()) -> list[str]:
             out = subprocess.run(["/usr/bin/python3", "-c", code, d.socket], capture_output=True,
-                                 text=True, user=65534, group=gid, extra_groups=[], cwd="/",
-                                 timeout=30)
+                                 text=True, user=65534, group=gid, extra_groups=list(extra),
+                                 cwd="/", timeout=30)
             return out.stdout.splitlines()
-        status, stop = (json.loads(x) for x in as_user(65534))
-        assert status["ok"] and status["result"][0]["state"] == "running"
-        assert stop["error"]["code"] == "permission-denied"
+        for groups in ((65534, ()), (1, (65534,))):  # the group as primary, or supplementary
+            status, stop = (json.loads(x) for x in as_user(*groups))
+            assert status["ok"] and status["result"][0]["state"] == "running", groups
+            assert stop["error"]["code"] == "permission-denied"
         assert as_user(1) == ["no-access"], "outside the group the socket cannot be opened"
         assert d.inst("a")["pid"] == pid
     finally:

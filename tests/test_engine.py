@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import signal
 import sys
 from pathlib import Path
@@ -94,8 +95,14 @@ def test_oneshot_finishes_before_dependents_start(daemon, tmp_path):
     assert d.status("prep")["state"] == "exited"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def test_dependent_waits_for_tcp_readiness(daemon, tmp_path):
-    port = 20000 + os.getpid() % 20000
+    port = free_port()  # the kernel's choice: a fixed port may be taken
     order = tmp_path / "order"
     server = f"import socket,time; time.sleep(0.5); s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',{port})); s.listen(); open('{order}','a').write('listening '); time.sleep(1000)"
     d = daemon({
@@ -198,10 +205,11 @@ def test_a_slow_start_is_reported_while_it_lasts(daemon):
     assert "waiting for slow to be ready" in d.call("why", units=["dep"])
 
 
-def test_a_slow_stop_is_reported_while_it_lasts(daemon):
-    d = daemon({"stubborn.toml": '[service]\nexec = ["sh", "-c", "trap \'\' TERM; sleep 1000"]\n'
-                                 'stop-timeout = 2\n'}, ["--slow-report", "0.3"])
-    wait_for(lambda: d.status("stubborn")["state"] == "running")
+def test_a_slow_stop_is_reported_while_it_lasts(daemon, tmp_path):
+    armed = tmp_path / "armed"  # the stop must come after the trap is set
+    d = daemon({"stubborn.toml": f'[service]\nexec = ["sh", "-c", "trap \'\' TERM; touch {armed}; '
+                                 'sleep 1000"]\nstop-timeout = 2\n'}, ["--slow-report", "0.3"])
+    wait_for(lambda: d.status("stubborn")["state"] == "running" and armed.exists())
     d.call("stop", units=["stubborn"], no_block=True)
     wait_for(lambda: "still waiting for stubborn to stop (1 s)" in d.output(),
              what="a slow-stop report")

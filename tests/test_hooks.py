@@ -53,3 +53,36 @@ def test_on_success_hook_runs_each_time_with_the_event(daemon, tmp_path):
     d.call("restart", units=["job"])
     wait_for(lambda: out.read_text() == "job success 0\njob success 0\n",
              what="the hook to run a second time")
+
+
+BAD = '[unit]\non-failure = ["alert"]\n[service]\nexec = ["sh", "-c", "{script}"]\nrestart = "never"\n'
+ALERT = ('[unit]\nenabled = false\n[service]\ntype = "oneshot"\nrestart = "never"\n'
+         'exec = ["sh", "-c", "echo start $VIGIL_HOOK_UNIT >> {out}; sleep 0.5; '
+         'echo done $VIGIL_HOOK_UNIT $VIGIL_HOOK_EXIT_CODE >> {out}"]\n')
+
+
+def _alerts(out) -> list[str]:
+    return sorted(line for line in out.read_text().splitlines() if line.startswith("done"))
+
+
+def test_three_units_failing_together_send_three_alerts(daemon, tmp_path):
+    """One hook run per failure: neither merged into one nor cut short by the next."""
+    out = tmp_path / "alerts"
+    units = {f"bad{i}.toml": BAD.format(script=f"exit {i + 3}") for i in range(3)}
+    d = daemon({**units, "alert.toml": ALERT.format(out=out)})
+    wait_for(lambda: len(_alerts(out)) == 3, what="three alerts")
+    assert _alerts(out) == ["done bad0 3", "done bad1 4", "done bad2 5"]
+    wait_for(lambda: d.status("alert")["state"] == "exited")
+    assert len(out.read_text().splitlines()) == 6, "each alert ran once, to its end"
+
+
+def test_a_failure_while_the_hook_runs_waits_for_its_own_run(daemon, tmp_path):
+    out = tmp_path / "alerts"
+    late = f"until grep -q start {out} 2>/dev/null; do sleep 0.05; done; exit 9"
+    d = daemon({"bad0.toml": BAD.format(script="exit 3"), "bad1.toml": BAD.format(script=late),
+                "alert.toml": ALERT.format(out=out)})
+    wait_for(lambda: len(_alerts(out)) == 2, what="two alerts")
+    assert _alerts(out) == ["done bad0 3", "done bad1 9"]
+    assert out.read_text().splitlines()[:2] == ["start bad0", "done bad0 3"], \
+        "the first alert finished before the second began"
+    wait_for(lambda: d.status("alert")["state"] == "exited")

@@ -59,3 +59,80 @@ def test_reexec_keeps_scopes(unit_dir, tmp_path):
     finally:
         shell.kill()
         d.stop()
+
+
+NO_SPACE = """
+import json
+def dump(obj, f, **kw):
+    f.write('{"format": 1, "instan')
+    raise OSError(28, "injected: No space left on device")
+json.dump = dump
+"""
+
+
+def test_reexec_whose_state_cannot_be_saved_goes_on_as_it_was(unit_dir, tmp_path):
+    d = Daemon(unit_dir({"s.toml": SLEEPER}), tmp_path, python_code=NO_SPACE)
+    try:
+        pid = wait_for(lambda: d.inst("s")["state"] == "running" and d.inst("s")["pid"])
+        assert d.call("daemon-reexec") == "re-executing; the services keep running"
+        wait_for(lambda: "state not saved" in d.output(), what="the failure to be logged")
+        assert "injected: No space left on device" in d.output()
+        assert d.call("ping") == "pong" and d.proc.poll() is None
+        assert d.inst("s")["pid"] == pid
+        assert not list((tmp_path / "run").glob("reexec.json*")), "no partial state is left"
+        os.kill(pid, 9)  # and it still supervises
+        wait_for(lambda: d.inst("s")["pid"] not in (None, pid) and d.inst("s")["restarts"] == 1)
+    finally:
+        d.stop()
+
+
+SLOW = """
+[service]
+exec = ["sh", "-c", "n=$(cat {tmp}/n 2>/dev/null || echo 0); echo $((n+1)) > {tmp}/n; \
+exec sleep 1000"]
+[service.ready]
+exec = ["sh", "-c", "test -e {tmp}/ready-$(cat {tmp}/n)"]
+interval = 0.05
+"""
+
+
+def test_reexec_keeps_the_socket_and_answers_a_waiting_restart(daemon, tmp_path):
+    """A client waiting on `restart` of a slow unit gets its answer from the
+    new daemon, and a connect during the exec is never refused."""
+    import threading
+
+    from vigilctl.client import Client
+    (tmp_path / "ready-1").touch()
+    d = daemon({"slow.toml": SLOW.format(tmp=tmp_path)})
+    wait_for(lambda: d.status("slow")["state"] == "running")
+    (tmp_path / "ready-1").unlink()  # the restart's check may still read n = 1
+    waiter = Client(d.socket, timeout=60)
+    rid = waiter.send("restart", units=["slow"])
+    wait_for(lambda: d.status("slow")["state"] == "starting", what="the restart to begin")
+    failures: list[str] = []
+    answered = []
+    done = threading.Event()
+
+    def hammer() -> None:  # connects and pings all through the exec
+        while not done.is_set():
+            try:
+                answered.append(d.call("ping"))
+            except Exception as err:
+                failures.append(repr(err))
+    thread = threading.Thread(target=hammer)
+    thread.start()
+    try:
+        wait_for(lambda: len(answered) > 5, what="pings before the exec")
+        assert d.call("daemon-reexec") == "re-executing; the services keep running"
+        wait_for(lambda: "re-executed: took back" in d.output(), what="the new daemon")
+        seen = len(answered)
+        wait_for(lambda: len(answered) > seen + 5, what="pings after the exec")
+    finally:
+        done.set()
+        thread.join(timeout=60)
+    assert failures == []
+    (tmp_path / "ready-2").touch()
+    reply = waiter.reply()
+    waiter.close()
+    assert reply == {"id": rid, "ok": True, "result": {"slow": "running"}}
+    assert (tmp_path / "n").read_text().strip() == "2", "restarted once, not again"

@@ -5,6 +5,8 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from tests.daemon import ROOT, Daemon, wait_for
 
 
@@ -22,6 +24,30 @@ def test_a_symlinked_socket_directory_is_refused(tmp_path):
     assert out.returncode == 1
     assert "is not a directory (a symlink is refused)" in out.stderr
     assert list(real.iterdir()) == []
+
+
+@pytest.mark.parametrize("mode", [0o1777, 0o755, 0o770])
+def test_a_socket_in_a_directory_open_to_others_changes_nothing(tmp_path, mode):
+    """`--socket /tmp/x.sock` made the daemon chmod /tmp to 0700 (every user of
+    the machine lost /tmp); a directory vigil did not make is never changed."""
+    import os
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, mode)
+    out = start(tmp_path, shared / "control.sock")
+    assert out.returncode == 1, out.stderr
+    assert f"{shared} is open to others (mode {mode:04o})" in out.stderr
+    assert os.stat(shared).st_mode & 0o7777 == mode
+    assert list(shared.iterdir()) == []
+
+
+def test_a_socket_directory_of_its_own_is_made_private(tmp_path):
+    import os
+    d = Daemon(tmp_path, tmp_path)
+    try:
+        assert os.stat(tmp_path / "run").st_mode & 0o777 == 0o700
+    finally:
+        d.stop()
 
 
 def test_a_symlink_in_place_of_the_socket_is_refused(tmp_path):

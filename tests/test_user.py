@@ -104,13 +104,8 @@ def _alive(pid: int) -> bool:
         return False
 
 
-@pytest.fixture
-def user() -> Iterator[User]:
-    if not os.path.exists(PYTHON):
-        pytest.skip(f"{PYTHON} is missing (make setup installs it)")
-    home = Path(tempfile.mkdtemp(prefix="vigil-user-", dir="/tmp"))
-    os.chmod(home, 0o755)
-    lib = home / "lib"
+def copy_vigil(lib: Path) -> None:
+    """vigil, vigilctl and their compiled dependencies, for the system python3."""
     for package in ("vigil", "vigilctl"):
         shutil.copytree(ROOT / package, lib / package,
                         ignore=shutil.ignore_patterns("__pycache__"))
@@ -121,6 +116,15 @@ def user() -> Iterator[User]:
     shutil.copytree(Path(tomli_w.__file__).parent, lib / "tomli_w")
     for module in (prctl, _prctl, _cffi_backend):
         shutil.copy(str(module.__file__), lib)
+
+
+@pytest.fixture
+def user() -> Iterator[User]:
+    if not os.path.exists(PYTHON):
+        pytest.skip(f"{PYTHON} is missing (make setup installs it)")
+    home = Path(tempfile.mkdtemp(prefix="vigil-user-", dir="/tmp"))
+    os.chmod(home, 0o755)
+    copy_vigil(home / "lib")
     (home / "rt").mkdir(mode=0o700)
     (home / "app" / "units").mkdir(parents=True)
     if os.geteuid() == 0:
@@ -213,7 +217,10 @@ def test_first_use_ports_lock_stale_socket_and_the_holding_shell(user):
     os.kill(db_pid, signal.SIGKILL)
     wait_for(lambda: not _alive(daemon), 30, "the daemon to die")
     assert sock.exists()
-    later = user.ctl("status", "db", ok=False)
+    look = user.ctl("status", "db", ok=False)
+    assert look.returncode == 1 and "vigil is not running for" in look.stderr, \
+        "a look never starts a daemon"
+    later = user.ctl("start", "db", ok=False)
     assert "started vigil for" in later.stderr, later
     assert wait_for(lambda: user.inst("db", at)["pid"], 30, "db again") != db_pid
 

@@ -65,8 +65,10 @@ def test_logs_since_and_events(daemon):
 def test_the_shell_runs_commands_from_its_input(daemon):
     d = daemon(UNITS)
     wait_for(lambda: d.status("app")["state"] == "active")
-    out = ctl(d, stdin="stop cron\nstatus cron\nwhy wbe\nhelp\n")
+    out = ctl(d, stdin="stop cron\nstatus cron\nwhy wbe\nhelp\nlist-units cron\nhelp tail\n")
     assert "cron: inactive" in out.stdout
+    assert out.stdout.count("cron  inactive") == 2, out.stdout  # list-units is status
+    assert "usage: vigilctl logs" in out.stdout  # help of an alias
     assert "no such unit 'wbe' (did you mean 'web'?)" in out.stdout
     assert "attach" in out.stdout  # help lists the commands
     assert d.status("cron")["state"] == "inactive"

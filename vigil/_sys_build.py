@@ -37,6 +37,9 @@ struct vigil_spawn {
     int fg_tty;                  /* terminal whose foreground group it becomes; -1 none */
 };
 int vigil_spawn(const struct vigil_spawn *s);
+int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups);
+int vigil_timerfd_realtime(void);
+int vigil_timerfd_at(int fd, long long seconds, long nanoseconds);
 
 int mount(const char *source, const char *target, const char *fstype,
           unsigned long flags, const void *data);
@@ -45,7 +48,6 @@ int reboot(int cmd);
 int swapon(const char *path, int flags);
 int swapoff(const char *path);
 int vigil_finit_module(int fd, const char *params, int flags);
-int vigil_pivot_root(const char *new_root, const char *put_old);
 int sethostname(const char *name, size_t len);
 """
 
@@ -67,6 +69,7 @@ SOURCE = r"""
 #include <sys/stat.h>
 #include <sys/swap.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <termios.h>
 
 struct vigil_spawn {
@@ -204,12 +207,34 @@ int vigil_spawn(const struct vigil_spawn *s) {
     return pid < 0 ? -saved : pid;
 }
 
-int vigil_finit_module(int fd, const char *params, int flags) {
-    return syscall(SYS_finit_module, fd, params, flags);
+/* Sets this thread's filesystem identity: the uid and gid (and groups, unless
+   ngroups < 0) that the kernel checks paths against, nothing else. Raw system
+   calls: glibc's setgroups would change every thread. With a fsuid other
+   than 0 the kernel also drops the capabilities that bypass file
+   permissions, and gives them back with fsuid 0. Returns 0 or -errno. */
+int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups) {
+    if (ngroups >= 0 && syscall(SYS_setgroups, ngroups, groups) < 0) return -errno;
+    syscall(SYS_setfsgid, gid);
+    syscall(SYS_setfsuid, uid);
+    /* setfsuid reports no error; -1 (invalid) asks for the current value */
+    if ((int)syscall(SYS_setfsgid, -1) != gid || (int)syscall(SYS_setfsuid, -1) != uid)
+        return -EPERM;
+    return 0;
 }
 
-int vigil_pivot_root(const char *new_root, const char *put_old) {
-    return syscall(SYS_pivot_root, new_root, put_old);
+/* Calendar timers (vigil/timers.py): wakes at a wall-clock time, and at
+   once when the wall clock is set (read() then fails with ECANCELED). */
+int vigil_timerfd_realtime(void) {
+    return timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);
+}
+
+int vigil_timerfd_at(int fd, long long seconds, long nanoseconds) {
+    struct itimerspec spec = {{0, 0}, {(time_t)seconds, nanoseconds}};
+    return timerfd_settime(fd, TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET, &spec, NULL);
+}
+
+int vigil_finit_module(int fd, const char *params, int flags) {
+    return syscall(SYS_finit_module, fd, params, flags);
 }
 """
 

@@ -11,22 +11,21 @@ from __future__ import annotations
 import os
 import signal
 
+from vigil import mountinfo
+
 
 def own_cgroup() -> str | None:
     """Our cgroup v2 directory as mounted here, or None without cgroup2."""
     try:
         with open("/proc/self/cgroup") as f:
             rel = next((line[3:].strip() for line in f if line.startswith("0::")), None)
-        with open("/proc/self/mountinfo") as f:
-            mounts = [line.split() for line in f]
     except OSError:
         return None
     if rel is None:
         return None
-    for fields in mounts:
-        sep = fields.index("-")
-        if fields[sep + 1] == "cgroup2" and fields[3] == "/":
-            return os.path.normpath(fields[4] + rel)
+    for mount in mountinfo.read():
+        if mount.fstype == "cgroup2" and mount.root == "/":
+            return os.path.normpath(mount.target + rel)
     return None
 
 

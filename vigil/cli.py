@@ -6,22 +6,25 @@ container entrypoint with that tool's flags and defaults.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Sequence
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     name = os.path.basename(prog if prog is not None else sys.argv[0])
     if name in ("tini", "dumb-init"):
-        from vigil.container import main as run_main
+        from vigil.entry import main as run_main
         return run_main(args, name)
     if args[:1] == ["run"]:
-        from vigil.container import main as run_main
+        from vigil.entry import main as run_main
         return run_main(args[1:])
     if args[:1] == ["check"]:
+        import argparse
         parser = argparse.ArgumentParser(prog="vigil check",
                                          description="Validate unit files offline.")
         parser.add_argument("dirs", nargs="*", metavar="DIR",

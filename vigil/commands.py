@@ -6,12 +6,15 @@ import time
 from collections.abc import Callable
 
 from vigil.control import Connection
+from vigil.errors import UnitError
 from vigil.events import Events
+from vigil.loader import Incomplete
 from vigil.manager import Manager
 from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError
 from vigil.scopes import Scopes
 from vigil.states import State
+from vigil.waiting import Wait
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -20,19 +23,38 @@ if TYPE_CHECKING:
 Handler = Callable[[Connection, "Any", dict[str, "Any"]], None]
 
 
-def _names(args: dict[str, Any], manager: Manager, required: bool = True) -> list[str]:
+def _names(args: dict[str, Any], manager: Manager, required: bool = True,
+           load: bool = False, broken_ok: bool = False) -> list[str]:
+    """The unit names a request gives, each known; with `load`, an instance of a
+    template (`tp@x` for tp@.toml) is loaded first, as a dependency would be.
+    A unit whose file does not load is named with its error, never "no such
+    unit" (`broken_ok`: the command shows it)."""
     names = args.get("units", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ProtocolError("bad-args", "\"units\" must be a list of unit names")
     if required and not names:
         raise ProtocolError("bad-args", "name at least one unit")
     for name in names:
+        if name not in manager.units and load and _load_instance(manager, name):
+            continue
+        if name not in manager.units and name in manager.broken:
+            if broken_ok:
+                continue
+            raise ProtocolError("broken-unit", f"{name}: {manager.broken[name]}")
         if name not in manager.units:
             import difflib
             close = difflib.get_close_matches(name, manager.units, n=1)
             hint = f" (did you mean '{close[0]}'?)" if close else ""
             raise ProtocolError("no-such-unit", f"no such unit '{name}'{hint}")
     return names
+
+
+def _load_instance(manager: Manager, name: str) -> bool:
+    try:
+        return manager.load_instance(name)
+    except UnitError as err:
+        raise ProtocolError("no-such-unit", f"{name} does not load: "
+                            + "; ".join(str(p) for p in err.problems)) from None
 
 
 class Commands:
@@ -45,7 +67,10 @@ class Commands:
         self.scopes = scopes
         self.end_system, self.reexec = end_system, reexec
         self.events = events
+        self.timers: Any = None  # vigil.timers.Timers, set once a unit has a [timer]
         self.wait_timeout = wait_timeout
+        # what each connection waits for, so daemon-reexec can hand it over
+        self.waits: dict[Connection, list[dict[str, Any]]] = {}
         self.table: dict[str, Handler] = {
             "ping": lambda c, rid, a: c.reply(rid, "pong"),
             "status": self.status, "start": self.start, "stop": self.stop,
@@ -54,7 +79,12 @@ class Commands:
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
             "resize": self.resize, "kill": self.kill, "daemon-reexec": self.reexec_cmd,
-            "run": self.run_cmd, "scope": self.scope,
+            "run": self.run_cmd, "scope": self.scope, "timers": self.timers_cmd,
+            "problems": lambda c, rid, a: c.reply(rid, self.manager.problems),
+            "enable": lambda c, rid, a: self.enable(c, rid, a, True),
+            "disable": lambda c, rid, a: self.enable(c, rid, a, False),
+            "reset-failed": self.reset_failed,
+            "show": self.show,
             **{kind: self._ender(kind) for kind in ("reboot", "halt", "poweroff")},
         }
 
@@ -88,19 +118,34 @@ class Commands:
                           "max_rss_kb": r.max_rss_kb} for r in list(runs)[-5:]],
             })
         return {"unit": name, "state": m.state(name), "description": unit.description,
+                "enabled": unit.enabled,
                 "target": unit.is_target, "instances": insts, "why": self.explain(name),
-                "scope": self.scopes.of(name)}
+                "scope": self.scopes.of(name),
+                "next_run": self.timers.next_run(name) if self.timers is not None else None}
 
     def status(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager, required=False) or sorted(self.manager.units)
-        conn.reply(rid, [self.unit_status(n) for n in names])
+        m = self.manager
+        names = _names(args, m, required=False, broken_ok=True) or sorted(set(m.units) |
+                                                                          set(m.broken))
+        conn.reply(rid, [self.unit_status(n) if n in m.units else self._broken_status(n)
+                         for n in names])
+
+    def _broken_status(self, name: str) -> dict[str, Any]:
+        return {"unit": name, "state": "broken", "description": "", "target": False,
+                "instances": [], "why": self.explain(name), "scope": None}
 
     def list_units(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         conn.reply(rid, sorted(self.manager.units))
 
     def explain(self, name: str) -> str:
-        """One sentence on why a unit is in the state it is in."""
+        """One sentence on why a unit is in the state it is in ("" when it is
+        simply running)."""
         m = self.manager
+        if name in m.broken:
+            if name not in m.units:
+                return f"its file does not load: {m.broken[name]}"
+            return (f"its file no longer loads ({m.broken[name]}); it keeps the config it "
+                    "had")
         if name in m.graph.refused:
             return f"refused because {m.graph.refused[name]}"
         if name in m.failed_why:
@@ -115,13 +160,34 @@ class Commands:
                 return f"{inst.name} failed: {inst.reason}"
             if inst.state is State.BACKOFF:
                 return f"{inst.name} restarting after {inst.reason}"
-        if m.state(name) in ("inactive", "unknown") and not m.units[name].enabled:
-            return "not enabled: start it by hand"
+        if name in m.stopped_why and not m.active(name):
+            return m.stopped_why[name]
+        if m.state(name) in ("inactive", "unknown"):
+            if not m.units[name].enabled:
+                return "not enabled: start it by hand (or vigilctl enable)"
+            return "enabled, not running now (vigilctl start starts it)"
         return ""
 
+    def _running(self, name: str) -> str:
+        """What `why` says of a unit that is fine: its pids and uptime, or how it ended."""
+        m = self.manager
+        now = m.sup.loop.clock()
+        parts = []
+        for inst in m.sup.of_unit(name):
+            if inst.state is State.RUNNING and inst.started_at is not None:
+                parts.append(f"{inst.name} running as pid {inst.pid} for "
+                             f"{now - inst.started_at:.0f} s")
+            elif inst.state is State.EXITED:
+                parts.append(f"{inst.name} finished ({inst.last_exit or 'exit 0'})")
+        return f"{name} is {m.state(name)}" + (": " + ", ".join(parts) if parts else "")
+
+    def timers_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Each timer's schedule, next and last run (wall seconds), like list-timers."""
+        conn.reply(rid, self.timers.listing() if self.timers is not None else [])
+
     def why(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        name = _names(args, self.manager)[0]
-        conn.reply(rid, self.explain(name) or f"{name} is {self.manager.state(name)}")
+        name = _names(args, self.manager, broken_ok=True)[0]
+        conn.reply(rid, self.explain(name) or self._running(name))
 
     def logs(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         names = _names(args, self.manager, required=False)
@@ -262,84 +328,86 @@ class Commands:
         return float(timeout)
 
     def _wait(self, conn: Connection, rid: Any, names: list[str], want_up: bool,
-              args: dict[str, Any]) -> None:
-        """Replies once every unit has settled, or at the timeout."""
+              args: dict[str, Any], since: float, finished_ok: bool = False) -> None:
+        """Replies once every unit is ready and stable (or down), failed, or at
+        the timeout (vigil/waiting.py); with "progress", streams events meanwhile."""
         if args.get("no_block"):
             conn.reply(rid, {n: self.manager.state(n) for n in names})
             return
-        timeout = self._timeout(args)
-        deadline = self.manager.sup.loop.clock() + timeout
-        m = self.manager
+        wait = Wait(self.manager, conn, rid, names, want_up, self.explain, since, finished_ok)
+        wait.begin(self._timeout(args), bool(args.get("progress")))
+        if not wait.done:
+            self._keep_for_reexec(conn, wait)
 
-        done_states = ("up", "failed") if want_up else ("down", "failed")
+    def _keep_for_reexec(self, conn: Connection, wait: Wait) -> None:
+        """What daemon-reexec hands over of a wait, while it lasts."""
+        record = {"id": wait.rid, "units": wait.names, "want_up": wait.want_up,
+                  "deadline": wait.deadline, "since": wait.since,
+                  "finished_ok": wait.finished_ok}
+        if conn not in self.waits:
+            def gone() -> None:
+                self.waits.pop(conn, None)
+            conn.on_close.append(gone)
+        self.waits.setdefault(conn, []).append(record)
 
-        def answer() -> bool:
-            if conn.closed:
-                return True
-            states = {n: m.settled(n) for n in names}
-            if (not all(s in done_states for s in states.values())
-                    and m.sup.loop.clock() < deadline):
-                return False
-            failed = [n for n, s in states.items() if s != ("up" if want_up else "down")]
-            if failed:
-                conn.error(rid, "failed", "; ".join(
-                    f"{n}: {self.explain(n) or m.state(n)}" for n in failed))
-            else:
-                conn.reply(rid, {n: m.state(n) for n in names})
-            return True
+        def forget() -> None:
+            if record in self.waits.get(conn, []):
+                self.waits[conn].remove(record)
+        wait.on_end = forget
 
-        def check() -> bool:  # the watcher: the connection waits until it answers
-            if not answer():
-                return False
-            conn.wait_ends()
-            return True
-
-        def expire() -> None:
-            if check in m.watchers and check():
-                m.watchers.remove(check)
-        if not answer():
-            conn.wait_begins()
-            m.watchers.append(check)
-            conn.on_close.append(m.sup.loop.call_later(float(timeout), expire).cancel)
+    def resume(self, conn: Connection, waits: list[dict[str, Any]]) -> None:
+        """After daemon-reexec: a handed-over connection's requests go on
+        waiting, to the same deadline (the monotonic clock survives exec); a
+        restart already done is not done again."""
+        now = self.manager.sup.loop.clock()
+        for w in waits:
+            names = [n for n in w["units"] if n in self.manager.units]
+            since = w.get("since", now)
+            self._wait(conn, w["id"], names, w["want_up"],
+                       {"timeout": max(w["deadline"] - since, 0.001)}, since,
+                       bool(w.get("finished_ok", False)))
 
     def start(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        since = self.manager.sup.loop.clock()
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         scope = _pid(args, "scope")
         if scope is not None:
             self._bind(scope, names)
         self.manager.start(names)
-        self._wait(conn, rid, names, True, args)
+        self._wait(conn, rid, names, True, args, since)
 
     def stop(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        since = self.manager.sup.loop.clock()
         names = _names(args, self.manager)
         self._timeout(args)
-        self.manager.stop(names)
-        self._wait(conn, rid, names, False, args)
+        self.manager.stop(names, "stopped by hand (vigilctl stop)")
+        self._wait(conn, rid, names, False, args, since)
 
     def restart(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        names = _names(args, self.manager)
+        since = self.manager.sup.loop.clock()
+        names = _names(args, self.manager, load=True)
         self._timeout(args)
         self.manager.restart(names)
-        self._wait(conn, rid, names, True, args)
+        self._wait(conn, rid, names, True, args, since)
 
     def reload_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
-        conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        try:
+            conn.reply(rid, self.reload(bool(args.get("dry_run"))))
+        except Incomplete as err:  # an incomplete read would remove what it missed
+            self.events.emit("daemon.reload-refused", str(err).replace("\n", "; "), "error")
+            raise ProtocolError("reload-refused", str(err)) from None
 
     def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Sends a signal to the main process of each instance (or, with
         all, to its whole process group and cgroup); what happens next is the
         unit's restart policy."""
-        import signal as signals
+        from vigil import signames
         names = _names(args, self.manager)
         raw = args.get("signal", "TERM")
         try:
-            if isinstance(raw, int) and not isinstance(raw, bool):
-                signum = signals.Signals(raw)
-            else:
-                text = str(raw).upper()
-                signum = signals.Signals[text if text.startswith("SIG") else "SIG" + text]
-        except (KeyError, ValueError):
+            signum = signames.number(raw)
+        except ValueError:
             raise ProtocolError("bad-args", f"{raw!r} is not a signal") from None
         sup = self.manager.sup
         sent = {}
@@ -349,13 +417,8 @@ class Commands:
                     continue
                 if args.get("all"):
                     sup.signal_all(inst, signum)
-                else:
-                    proc = sup.procs.get(inst.pid)
-                    if proc is not None:
-                        try:
-                            signals.pidfd_send_signal(proc.pidfd, signum)
-                        except ProcessLookupError:
-                            continue
+                elif inst.pid in sup.procs and not sup.reaper.signal(inst.pid, signum):
+                    continue
                 sent[inst.name] = inst.pid
         conn.reply(rid, sent)
 
@@ -398,8 +461,9 @@ class Commands:
         except UnitError as err:
             raise ProtocolError("bad-args", str(err)) from None
         m.add_transient(unit)
+        since = m.sup.loop.clock()
         m.start([name])
-        self._wait(conn, rid, [name], True, args)
+        self._wait(conn, rid, [name], True, args, since, finished_ok=True)
 
     def scope(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Binds units to a process, or (no units) a bound daemon to one more holder."""
@@ -423,6 +487,22 @@ class Commands:
             self.scopes.bind(pid, names)
         except ValueError as err:
             raise ProtocolError("no-such-process", str(err)) from None
+
+    def enable(self, conn: Connection, rid: Any, args: dict[str, Any], on: bool) -> None:
+        """enable/disable: persisted as a drop-in (vigil/admin.py), then reloaded."""
+        from vigil import admin
+        names = _names(args, self.manager, load=True)
+        conn.reply(rid, admin.enable(self.manager, self.reload, names, on))
+
+    def reset_failed(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        from vigil import admin
+        conn.reply(rid, admin.reset_failed(self.manager, _names(args, self.manager,
+                                                                 required=False)))
+
+    def show(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        from vigil import admin
+        name = _names(args, self.manager)[0]
+        admin.show(conn, rid, self.manager, name, self.unit_status(name))
 
     def reexec_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         try:
@@ -456,7 +536,7 @@ def _pid(args: dict[str, Any], key: str) -> int | None:
     pid = args.get(key)
     if pid is None:
         return None
-    if isinstance(pid, bool) or not isinstance(pid, int) or pid < 1:
+    if isinstance(pid, bool) or not isinstance(pid, int) or not 1 <= pid <= 2**31 - 1:
         raise ProtocolError("bad-args", f"\"{key}\" must be a process id (a positive whole "
                             "number)")
     return pid

@@ -13,138 +13,95 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from vigil import cgroups, namespaces, reexec, shutdown, switchroot, sysinit
+from vigil import adopt, cgroups, namespaces, reexec
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
-from vigil.control import ControlServer, private_dir
+from vigil.control import ControlServer
 from vigil.events import Events
+from vigil.flags import group_id
+from vigil.flags import parse_args as parse_args  # container.py builds its options here
 from vigil.graph import Graph
+from vigil.limits import Limits
 from vigil.loader import SYSTEM_PATH, Loader
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
-from vigil.probes import NotifySocket
 from vigil.protocol import default_socket
+from vigil.rundir import lock, private_dir
 from vigil.scopes import Scopes
 from vigil.states import Instance, State
-from vigil.supervisor import Settings, Supervisor
+from vigil.spawner import Settings
+from vigil.supervisor import Supervisor
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     from typing import Any
 
-
-def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="vigil", description="Run the vigil daemon.")
-    p.add_argument("--units", action="append", metavar="DIR",
-                   help="unit directory (repeatable; replaces the search path)")
-    p.add_argument("--socket", help="control socket path (also VIGIL_SOCKET)")
-    p.add_argument("--runtime-dir", help="where sockets go (default: beside the socket)")
-    p.add_argument("--log-dir", help="where unit logs go (default: RUNTIME/logs)")
-    p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
-    p.add_argument("--system", action="store_true",
-                   help="system mode (the default as PID 1 of a machine): early boot, "
-                        "reboot/poweroff; refused unless PID 1 or --i-know-this-is-not-a-vm")
-    p.add_argument("--config-root", default="/", metavar="DIR",
-                   help="system mode reads etc/hostname, etc/fstab, etc/sysctl.d... here")
-    p.add_argument("--sigterm", choices=["reboot", "poweroff", "halt"], default="reboot",
-                   help="system mode: what SIGTERM to PID 1 does (SIGINT, Ctrl-Alt-Del, "
-                        "reboots; SIGPWR powers off)")
-    p.add_argument("--kill-grace", type=float, default=5.0, metavar="SECONDS",
-                   help="system mode: after the units stop, SIGTERM to what is left, then "
-                        "SIGKILL after this")
-    p.add_argument("--i-know-this-is-not-a-vm", dest="force_system", action="store_true",
-                   help=argparse.SUPPRESS)
-    p.add_argument("--reexecuted", action="store_true", help=argparse.SUPPRESS)
-    p.add_argument("--restore", metavar="FILE", help=argparse.SUPPRESS)  # daemon-reexec
-    p.add_argument("--scope", action="append", type=int, default=[], metavar="PID",
-                   help="bind the daemon to this process (repeatable): when every such "
-                        "process has exited, stop everything and exit")
-    p.add_argument("--no-autostart", action="store_true", help="start nothing until asked")
-    p.add_argument("--shutdown-timeout", type=float, default=90.0,
-                   help="seconds for all units to stop before everything is killed")
-    p.add_argument("--idle-timeout", type=float, default=60.0,
-                   help="seconds a silent control connection stays open")
-    p.add_argument("--cgroup", default="auto", metavar="auto|off|DIR",
-                   help="a cgroup v2 directory for the units' cgroups (auto: in system mode "
-                        "or in a cgroup delegated to this user)")
-    p.add_argument("--slow-report", type=float, default=5.0, metavar="SECONDS",
-                   help="report a unit still starting every SECONDS (0: never)")
-    p.add_argument("--read-group", metavar="GROUP",
-                   help="members may use read-only commands (status, logs, events, cat, ...)")
-    p.add_argument("--listen", metavar="HOST:PORT",
-                   help="also accept remote control over TCP (needs --token-file; TLS off "
-                        "loopback)")
-    p.add_argument("--token-file", help="file holding the remote token (mode 0600)")
-    p.add_argument("--tls-cert", help="TLS certificate chain for --listen")
-    p.add_argument("--tls-key", help="TLS private key for --listen")
-    p.add_argument("--quiet", action="store_true", help="no event lines on the console")
-    p.add_argument("--console-level", default="info",
-                   choices=["debug", "info", "warning", "error"],
-                   help="the least severe event shown on the console")
-    return p.parse_args(argv)
+    from vigil.shutdown import Kind
 
 
 class Daemon:
-    def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = ()) -> None:
+    def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = (),
+                 boot_log: Sequence[tuple[str, str]] = ()) -> None:
+        """Wires the objects; touches nothing of the machine but the runtime
+        directory and its lock (early boot is `vigil/boot.py`, run by `start`)."""
         self.opts, self.argv = opts, list(argv)
-        self.system = opts.system or namespaces.on_machine()
-        boot_log: list[tuple[str, str]] = []  # until the event log exists
-        if self.system:
-            sysinit.mount_basics(lambda sev, msg: boot_log.append((sev, msg)))
-            if namespaces.on_machine() and switchroot.wanted():
-                why = _switch_root()
-                boot_log.append(("error", f"staying in the initramfs: {why}"))
+        self.system = system_mode(opts)
         self.socket_path = opts.socket or default_socket(self.system)
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         private_dir(self.runtime_dir)
-        self.lock_fd = _lock(self.runtime_dir, self.socket_path)
+        self.lock_fd = lock(self.runtime_dir, self.socket_path)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
         os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
-        self.console = Console(1)
+        self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
         self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
         self.events.console_level = opts.console_level
         for severity, message in boot_log:
             self.events.emit("boot.step", message, severity)
-        self.boot = sysinit.BootOptions()
-        self.swaps: list[str] = []
-        hostname = None
-        if self.system:
-            self.boot, self.swaps, hostname = sysinit.configure(self._boot_log, opts.config_root)
-            if self.boot.debug:
-                self.events.console_level = "debug"
-            shutdown.ctrl_alt_del_to_signal(self._boot_log)
-        self.ending: shutdown.Kind | None = None  # system mode: what follows the stop
+        self.swaps: list[str] = []  # system mode: what early boot enabled, off at the end
+        self.boot_unit: str | None = None  # system mode: vigil.unit= on the kernel command line
+        self.ending: Kind | None = None  # system mode: what follows the stop
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.loader = Loader(opts.units or SYSTEM_PATH)
-        notify_path = os.path.join(self.runtime_dir, "notify.sock")
-        self.settings = Settings(log_dir=self.log_dir, runtime_dir=self.runtime_dir,
-                                 notify_socket=notify_path, cgroups=self._cgroups(),
-                                 slow_report=opts.slow_report,
-                                 unit_env=sysinit.unit_environment(opts.config_root)
-                                 if self.system else {})
+        self.settings = Settings(log_dir=self.log_dir,
+                                 notify_dir=self.runtime_dir.rstrip("/") + "-notify",
+                                 cgroups=self._cgroups(),
+                                 slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
-        self.manager = Manager(self.sup, self.events, hostname or socket.gethostname())
+        self.manager = Manager(self.sup, self.events, socket.gethostname())
+        self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never
         self.scopes = Scopes(self.manager, self.events, None if self.system else self.shutdown,
                              bound=bool(opts.scope))  # the same argv after a re-exec
         self.manager.admit = self.scopes.check
-        self.notify = NotifySocket(notify_path, self.sup.notify)
-        self.loop.add_reader(self.notify.sock.fileno(), self.notify.read)
+        self.notify = self.sup.notify  # the units' NOTIFY_SOCKETs, beside the runtime dir
         self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
                                  self.end_system, self.request_reexec, self.scopes)
         self.reexec = False
         self.can_reexec = True
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
-                                     read_gid=_group_id(opts.read_group))
+                                     read_gid=group_id(opts.read_group),
+                                     limits=Limits.parse(opts.limit), events=self.events,
+                                     listen_fd=opts.control_fd)
         self.remote = self._remote()
         self.shutting_down = False
+        self.timers: Any = None  # vigil.timers.Timers, once a unit has a [timer]
+
+    def boot(self) -> None:
+        """System mode: the rest of early boot, now that the event log exists."""
+        from vigil import boot
+        booted = boot.configure(self.opts.config_root, self._boot_log)
+        if booted.options.debug:
+            self.events.console_level = "debug"
+        self.swaps, self.boot_unit = booted.swaps, booted.options.unit
+        self.settings.unit_env = booted.unit_env
+        self.manager.hostname = booted.hostname or self.manager.hostname
 
     def request_reexec(self) -> str:
         """daemon-reexec: ends the loop; run() then saves the state and execs."""
@@ -155,18 +112,24 @@ class Daemon:
         self.loop.stopped = True
         return "re-executing; the services keep running"
 
-    def _reexec(self) -> None:
-        path = reexec.save(self)
-        self.control.close()
+    def _reexec(self) -> bool:
+        """Saves the state and executes vigil afresh; False (and the daemon
+        goes on as it was) if the state cannot be saved."""
+        try:
+            path = reexec.save(self)
+        except Exception as err:
+            self.events.error("daemon-reexec (state not saved; going on without it)", err)
+            return False
+        for conn in list(self.control.connections):
+            if conn.streaming:  # a follower's stream ends; waiting ones are handed over
+                conn.close()
         if self.remote is not None:
             self.remote.close()
         self.notify.close()
         self.events.emit("daemon.reexec", f"re-executing vigil {os.getpid()}")
         self.events.close_file()
-        args = list(self.argv)
-        if "--restore" in args:
-            del args[args.index("--restore"):args.index("--restore") + 2]
-        os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, "--restore", path])
+        once = ["--reexecuted"] if "--reexecuted" in self.argv else []
+        reexec.execute(self.argv, ["--restore", path, *reexec.hand_over_socket(self), *once])
 
     def _boot_log(self, severity: str, message: str) -> None:
         self.events.emit("boot.step", message, severity)
@@ -176,7 +139,8 @@ class Daemon:
         if not self.system:
             raise ValueError(f"{kind} is for system mode; this vigil supervises services: "
                              "use shutdown")
-        self.ending = shutdown.Kind(kind)
+        from vigil.shutdown import Kind
+        self.ending = Kind(kind)
         self.shutdown()
         return f"stopping all units, then {kind}"
 
@@ -188,7 +152,8 @@ class Daemon:
             raise RemoteError("--listen needs --token-file")
         server = RemoteServer(self.loop, self.opts.listen, read_token(self.opts.token_file),
                               self.commands.handle, self.events.error, self.opts.idle_timeout,
-                              self.opts.tls_cert, self.opts.tls_key)
+                              self.opts.tls_cert, self.opts.tls_key,
+                              Limits.parse(self.opts.limit), self.events)
         self.events.emit("daemon.remote", f"remote control on {server.address[0]}:"
                          f"{server.address[1]}" + (" with TLS" if self.opts.tls_cert else ""))
         return server
@@ -212,6 +177,7 @@ class Daemon:
         problems = [str(p) for p in result.problems + graph.problems]
         for problem in problems:
             self.events.emit("unit.invalid", problem, "error")
+        self.manager.note_load(result, problems)  # broken units are shown, not missing
         return {"units": result.units, "broken": result.broken, "problems": problems}
 
     def _with_transient(self, units: dict[str, Any]) -> dict[str, Any]:
@@ -229,35 +195,56 @@ class Daemon:
             loaded = self.load()
             changes = self.manager.apply_reload(self._with_transient(loaded["units"]),
                                                 loaded["broken"])
+            self._sync_timers()
             problems = loaded["problems"]
             self.events.emit("daemon.reloaded", f"Reloaded: {len(changes)} change(s)")
         return {"changes": [c.__dict__ for c in changes], "problems": problems,
                 "applied": not dry_run}
+
+    def _sync_timers(self) -> None:
+        """Schedules the units' [timer]s; vigil.timers is imported only once
+        a unit has one."""
+        if self.timers is None and any(u.timer for u in self.manager.units.values()):
+            from vigil.timers import Timers, wall_clock
+            wall, recheck, real = wall_clock()
+            state_dir = self.opts.state_dir or ("/var/lib/vigil" if self.system
+                                                else self.runtime_dir)
+            self.timers = self.commands.timers = Timers(
+                self.loop, self.manager, self.events, os.path.join(state_dir, "timers.json"),
+                wall=wall, recheck=recheck, use_timerfd=real)
+        if self.timers is not None:
+            self.timers.sync()
 
     def shutdown(self) -> None:
         """Stops every unit in reverse dependency order, then ends the loop."""
         if self.shutting_down:
             return
         self.shutting_down = True
+        if self.timers is not None:  # no timer starts a unit while they stop
+            self.timers.close()
         self.events.emit("daemon.stopping", "Stopping all units")
-        self.manager.goal.clear()
-        self.manager.waiting.clear()
-        self.manager.stop(list(self.manager.units))
+        self.stop_all(lambda: setattr(self.loop, "stopped", True))
+        self.loop.call_later(self.opts.shutdown_timeout, self._kill_everything)
+
+    def stop_all(self, then: Callable[[], None]) -> None:
+        """Stops every unit in reverse dependency order; `then` once all are down."""
+        m = self.manager
+        m.goal.clear()
+        m.waiting.clear()
 
         def all_down() -> bool:
-            if any(self.manager.active(n) for n in self.manager.units):
+            if any(m.active(n) for n in m.units):
                 return False
-            self.loop.stopped = True
+            then()
             return True
-        self.manager.watchers.append(all_down)
-        self.manager.drain()
-        self.loop.call_later(self.opts.shutdown_timeout, self._kill_everything)
+        m.watchers.append(all_down)
+        m.stop(list(m.units))
 
     def _kill_everything(self) -> None:
         self.events.emit("daemon.timeout", "shutdown timeout: killing what is left", "warning")
         for proc in list(self.sup.procs.values()):
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                self.sup.calls.killpg(proc.pid, signal.SIGKILL)
             except OSError:
                 pass
         self.loop.stopped = True
@@ -311,14 +298,14 @@ class Daemon:
     def _first_units(self) -> list[str]:
         """What to start: vigil.unit=, else the `default` target, else every enabled unit."""
         units = self.manager.units
-        if self.system and self.boot.unit:
-            if self.boot.unit in units:
-                return [self.boot.unit]
-            self.events.emit("boot.unit", f"vigil.unit={self.boot.unit}: no such unit; "
+        if self.system and self.boot_unit:
+            if self.boot_unit in units:
+                return [self.boot_unit]
+            self.events.emit("boot.unit", f"vigil.unit={self.boot_unit}: no such unit; "
                              "booting the default", "error")
         if self.system and "default" in units:
             return ["default"]
-        return [n for n, u in units.items() if u.enabled]
+        return [n for n, u in units.items() if u.enabled and u.timer is None]  # timers start those
 
     def _critical(self, inst: Instance) -> None:
         """System mode: a critical unit that fails sends the system to `rescue`."""
@@ -331,31 +318,44 @@ class Daemon:
             if has_rescue:
                 self.manager.start(["rescue"])
 
+    def _saved_state(self) -> dict[str, Any] | None:
+        """What daemon-reexec saved; None (said so) if there is none or it is
+        unusable, and then what runs is taken back as after a kill."""
+        if not self.opts.restore:
+            return None
+        try:
+            return reexec.load(self.opts.restore)
+        except (OSError, ValueError) as err:
+            self.events.error("restoring the state (taking back what runs instead)", err)
+            return None
+
     def run(self) -> int:
         loaded = self.load()
         self.manager.set_units(loaded["units"])
+        self._sync_timers()
         self._signals()
-        previous = self.sup.on_settled
-
-        def settled(inst: Instance) -> None:
-            previous(inst)
-            self._critical(inst)
-        self.sup.on_settled = settled
+        self.sup.settled_listeners.append(self._critical)
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
                          + (" (system mode)" if self.system else ""))
-        if self.opts.restore:
-            reexec.restore(self, self.opts.restore)
+        state = self._saved_state()
+        if state is not None:
+            reexec.restore(self, state)
             self.sup.reap()  # what exited while we were executing
             self.manager.drain()
         else:
             self._bind()
+            adopted = adopt.take_back(self)  # before anything starts: never a second copy
+            if adopted:
+                self.manager.start(adopted)
             if not self.opts.no_autostart:
                 self.manager.start(self._first_units())
         self.loop.run()
-        if self.reexec:
-            self._reexec()
+        while self.reexec and not self._reexec():
+            self.reexec = self.loop.stopped = False
+            self.loop.run()
         self.sup.reap()
+        self.manager.drain()  # the last exits are settled and announced
         self.scopes.close()
         self.control.close()
         if self.remote is not None:
@@ -368,51 +368,11 @@ class Daemon:
             for log in self.sup.streams.logs.values():
                 log.close()
             os.close(self.lock_fd)  # the lock is writable: it too would keep / busy
-            shutdown.final(self.ending, self._boot_log, self.swaps, grace=self.opts.kill_grace,
-                           overall=self.opts.shutdown_timeout)
+            from vigil import shutdown
+            shutdown.final(self.ending, self._boot_log, self.swaps,
+                           grace=self.opts.kill_grace, overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
-
-
-def _lock(runtime_dir: str, socket_path: str) -> int:
-    """One daemon per socket: a lock held for life, so a second one is refused
-    at once and a socket left by a dead daemon is known to be stale."""
-    import fcntl
-    path = os.path.join(runtime_dir, "lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.read(fd, 32).decode(errors="replace").strip() or "?"
-        os.close(fd)
-        raise OSError(f"another vigil (pid {holder}) is running on {socket_path}") from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
-    return fd
-
-
-def _switch_root() -> str:
-    """Before anything else is open: log straight to the console."""
-    def log(severity: str, message: str) -> None:
-        tag = {"error": "ERROR ", "warning": " WARN "}.get(severity, " INFO ")
-        if severity != "debug":
-            print(f"[{tag}] {message}", flush=True)
-    try:
-        return switchroot.switch(log)
-    except OSError as err:
-        return f"switching root failed: {err}"
-
-
-def _group_id(name: str | None) -> int | None:
-    if name is None:
-        return None
-    if name.isdigit():
-        return int(name)
-    import grp
-    try:
-        return grp.getgrnam(name).gr_gid
-    except KeyError:
-        raise OSError(f"--read-group: no such group '{name}'") from None
 
 
 def become_subreaper() -> bool:
@@ -425,6 +385,21 @@ def become_subreaper() -> bool:
         return False
 
 
+def system_mode(opts: argparse.Namespace) -> bool:
+    return bool(opts.system) or namespaces.on_machine()
+
+
+def start(opts: argparse.Namespace, argv: Sequence[str]) -> Daemon:
+    """The daemon, after early boot in system mode: the mounts before it is
+    built (its runtime directory is on /run), the rest once it can log."""
+    if not system_mode(opts):
+        return Daemon(opts, argv)
+    from vigil import boot
+    daemon = Daemon(opts, argv, boot.mount_and_switch())
+    daemon.boot()
+    return daemon
+
+
 def main(argv: Sequence[str]) -> int:
     opts = parse_args(argv)
     if opts.system and os.getpid() != 1 and not opts.force_system:
@@ -435,53 +410,11 @@ def main(argv: Sequence[str]) -> int:
         print("vigil: could not become a child subreaper; orphans go to PID 1",
               file=sys.stderr)
     if os.getpid() == 1:
-        return _as_pid1(opts, list(argv))
+        from vigil import pid1
+        return pid1.run(opts, list(argv))
     try:
-        daemon = Daemon(opts, argv)
+        daemon = start(opts, argv)
     except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()
-
-
-def _as_pid1(opts: argparse.Namespace, argv: list[str]) -> int:
-    """PID 1 never exits: a daemon that cannot go on is executed afresh; one
-    that cannot even start leaves a shell on the console, or keeps reaping."""
-    daemon = None
-    try:
-        daemon = Daemon(opts, argv)
-        status = daemon.run()
-    except BaseException as err:  # the last line of defence
-        print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)
-        if "--reexecuted" not in argv:  # once: failing again at once means it cannot start
-            extra = ["--reexecuted"]
-            try:  # keep the services if the state can still be written
-                if daemon is not None:
-                    extra += ["--restore", reexec.save(daemon)]
-            except Exception as save_err:
-                print(f"vigil: state not saved ({save_err!r}); services are orphaned",
-                      file=sys.stderr)
-            args = [a for a in argv if a != "--reexecuted"]
-            if "--restore" in args:
-                del args[args.index("--restore"):args.index("--restore") + 2]
-            os.execv(sys.executable, [sys.executable, "-m", "vigil.cli", *args, *extra])
-        return _last_resort()
-    if namespaces.on_machine():
-        return _last_resort()  # reboot(2) did not happen
-    return status
-
-
-def _last_resort() -> int:
-    """Nothing else works: a shell on the console if there is one; else reap forever."""
-    for shell in ("/bin/sh", "/bin/busybox"):
-        if os.access(shell, os.X_OK):
-            print(f"vigil: starting {shell} on the console", file=sys.stderr)
-            pid = os.fork()
-            if pid == 0:
-                os.execv(shell, [shell, "sh"] if shell.endswith("busybox") else [shell])
-            break
-    while True:
-        try:
-            os.wait()
-        except ChildProcessError:
-            signal.pause()

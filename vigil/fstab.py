@@ -5,6 +5,9 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from vigil.numbers import parse_number
+from vigil.mountinfo import unescape as unescape  # fstab escapes as mountinfo does
+
 # option -> (flags to set, flags to clear)
 MS = {"ro": 1, "nosuid": 2, "nodev": 4, "noexec": 8, "sync": 16, "remount": 32,
       "mand": 64, "dirsync": 128, "noatime": 1024, "nodiratime": 2048, "bind": 4096,
@@ -67,23 +70,6 @@ class FstabError(ValueError):
     pass
 
 
-def unescape(field: str) -> str:
-    """fstab and /proc/self/mountinfo write a space in a path as \\040: a
-    backslash and three octal digits (a byte, so at most \\377) is that
-    character; any other backslash is itself, as mount(8) reads it."""
-    out, i = [], 0
-    while i < len(field):
-        code = field[i + 1:i + 4]
-        if (field[i] == "\\" and len(code) == 3 and code[0] in "0123"
-                and all(c in "01234567" for c in code)):
-            out.append(chr(int(code, 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def parse(text: str, path: str = "/etc/fstab") -> tuple[list[Entry], list[str]]:
     """Entries, and the problems of lines that could not be read (skipped).
 
@@ -109,10 +95,9 @@ def _entry(raw: str, number: int) -> Entry | None:
     if len(fields) < 3:
         raise FstabError(f"expected at least 3 fields: {raw.strip()!r}")
     options = tuple(fields[3].split(",")) if len(fields) > 3 else ("defaults",)
-    try:
-        passno = int(fields[5]) if len(fields) > 5 else 0
-    except ValueError:
-        raise FstabError(f"pass number {fields[5]!r} is not a number") from None
+    passno = parse_number(fields[5], 0, 2**31 - 1) if len(fields) > 5 else 0
+    if passno is None:
+        raise FstabError(f"pass number {fields[5]!r} is not a number")
     return Entry(unescape(fields[0]), unescape(fields[1]), fields[2], options, passno, number)
 
 

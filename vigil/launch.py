@@ -2,7 +2,8 @@
 
 Everything that can fail predictably (an unknown user, a missing env-file)
 fails here, in the daemon, as a LaunchError with a message that names the
-key, before anything is forked.
+key, before anything is forked. env-files are read with the unit's
+credentials (vigil/asuser.py), never with root's.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import pwd
 import resource
 
+from vigil import envfile
+from vigil.asuser import Creds, read_regular
 from vigil.schema import CAPABILITIES
 from vigil.syscalls import SpawnSpec
 from vigil.unit import Service
@@ -23,42 +26,31 @@ class LaunchError(Exception):
     """A service cannot be started as configured; the message says why."""
 
 
-def read_env_file(path: str) -> dict[str, str]:
+def read_env_file(path: str, creds: Creds | None = None) -> dict[str, str]:
     """KEY=VALUE lines; `#` comments; quotes around a value are removed.
-    A path starting with `-` may be missing, as in systemd."""
+    A path starting with `-` may be missing, as in systemd (only missing:
+    a file the unit's user may not read is an error)."""
     optional = path.startswith("-")
     path = path.removeprefix("-")
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read(1 << 20)
+        text = read_regular(creds, path, 1 << 20).decode("utf-8", errors="replace")
     except OSError as err:
-        if optional:
+        if optional and isinstance(err, (FileNotFoundError, NotADirectoryError)):
             return {}
         raise LaunchError(f"env-file {path}: {err.strerror}") from None
-    env = {}
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#") or "=" not in line:
-            continue
-        key, _, value = line.partition("=")
-        key = key.removeprefix("export ").strip()
-        value = value.strip()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-        env[key] = value
-    return env
+    return envfile.parse(text)
 
 
 def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str],
-              base: dict[str, str] | None = None) -> dict[str, str]:
+              base: dict[str, str] | None = None, creds: Creds | None = None) -> dict[str, str]:
     """Cleared, then the system's (TZ, LANG), pass-env from the daemon,
-    env-files, env, and vigil's own."""
+    env-files (read as `creds`), env, and vigil's own."""
     env = {"PATH": DEFAULT_PATH, **(base or {})}
     for name in svc.pass_env:
         if name in daemon_env:
             env[name] = daemon_env[name]
     for path in svc.env_file:
-        env.update(read_env_file(path))
+        env.update(read_env_file(path, creds))
     env.update(svc.env)
     env.update(extra)
     return env
@@ -99,12 +91,20 @@ def apply_identity(spec: SpawnSpec, svc: Service) -> None:
         spec.groups = [_gid(g) for g in svc.supplementary_groups]
 
 
+def unit_creds(svc: Service) -> Creds:
+    """Whose permissions the paths the unit names are opened with."""
+    spec = SpawnSpec(argv=[], env={})
+    apply_identity(spec, svc)
+    return Creds.of(spec)
+
+
 def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str],
               base: dict[str, str] | None = None) -> SpawnSpec:
-    env = build_env(svc, daemon_env, extra_env, base)
-    spec = SpawnSpec(argv=list(svc.exec), env=env, search_path=env.get("PATH", DEFAULT_PATH),
-                     cwd=svc.cwd, umask=-1 if svc.umask is None else svc.umask)
-    apply_identity(spec, svc)
+    spec = SpawnSpec(argv=list(svc.exec), env={}, cwd=svc.cwd,
+                     umask=-1 if svc.umask is None else svc.umask)
+    apply_identity(spec, svc)  # first: the env-files are read as the unit's user
+    spec.env = {**spec.env, **build_env(svc, daemon_env, extra_env, base, Creds.of(spec))}
+    spec.search_path = spec.env.get("PATH", DEFAULT_PATH)
     spec.limits = [(getattr(resource, "RLIMIT_" + lim.resource.upper()), lim.soft, lim.hard)
                    for lim in svc.limits]
     spec.no_new_privs = svc.no_new_privileges

@@ -7,14 +7,15 @@ reads, it returns Units or raises UnitError, never anything else.
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from vigil.errors import Problem, UnitError
+from vigil.numbers import parse_number
 from vigil.schema import build_unit, valid_name
 from vigil.tomlpos import key_lines
 from vigil.unit import Unit
+from vigil.unitfiles import MAX_DEPTH, find_in, list_dir, read_unit_file, too_deep
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 SYSTEM_PATH = ("/etc/vigil/units", "/usr/lib/vigil/units")
 SUFFIX = ".toml"
-MAX_FILE_SIZE = 1 << 20  # a unit file is a few hundred bytes; refuse megabytes
 
 
 @dataclass
@@ -73,38 +73,28 @@ def substitute(value: Any, specifiers: dict[str, str]) -> Any:
 
 def read_toml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
     """Parses one file into (document, key lines) or raises UnitError."""
-    where = str(path)
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-    except OSError as err:
-        raise UnitError.single(where, f"cannot open: {err.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise UnitError.single(where, "not a regular file")
-        if info.st_size > MAX_FILE_SIZE:
-            raise UnitError.single(
-                where, f"too large ({info.st_size} bytes, at most {MAX_FILE_SIZE})")
-        data = os.read(fd, MAX_FILE_SIZE + 1)
-    except OSError as err:
-        raise UnitError.single(where, f"cannot read: {err.strerror}") from None
-    finally:
-        os.close(fd)
+    data = read_unit_file(path)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as err:
-        raise UnitError.single(where, f"not UTF-8 text (byte {err.start})") from None
+        raise UnitError.single(path, f"not UTF-8 text (byte {err.start})") from None
     import tomllib  # here: a container with no side services never needs it
     try:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        message = str(err)
-        line = None
-        if "(at line " in message:
-            message, _, tail = message.partition(" (at line ")
-            line = int(tail.split(",")[0]) if tail.split(",")[0].isdigit() else None
-        raise UnitError.single(where, f"TOML syntax error: {message}", line=line) from None
+        message, _, tail = str(err).partition(" (at line ")
+        line = parse_number(tail.split(",")[0], 1, 1 << 30)
+        raise UnitError.single(path, f"TOML syntax error: {message}", line=line) from None
+    except RecursionError:  # tomllib recurses once per nested table or array
+        doc = None
+    if doc is None or too_deep(doc):
+        raise UnitError.single(path, f"tables or arrays nested more than {MAX_DEPTH} deep")
     return doc, key_lines(text)
+
+
+class Incomplete(UnitError):
+    """A reload could not read the whole unit set: applying it would remove or
+    change units that are only unreadable, so nothing is applied."""
 
 
 class Loader:
@@ -112,44 +102,46 @@ class Loader:
 
     def __init__(self, search_path: Sequence[str | os.PathLike[str]]) -> None:
         self.search_path = [os.fspath(p) for p in search_path]  # no pathlib in PID 1
+        self.listed: set[str] | None = None  # directories read at the last load_all
+        self.requested: set[str] = set()  # instances named at run time (`start tp@x`)
 
     def find(self, filename: str) -> str | None:
+        """The first search directory's `filename`; UnitError if one cannot be read."""
         for directory in self.search_path:
-            candidate = os.path.join(directory, filename)
-            if os.path.isfile(candidate):
-                return candidate
+            if find_in(directory, filename):
+                return os.path.join(directory, filename)
         return None
 
-    def names(self) -> list[str]:
-        """Every unit with a file of its own (templates need an instance)."""
+    def scan(self) -> tuple[list[str], list[Problem], set[str]]:
+        """Every unit with a file of its own (templates need an instance), the
+        directories that could not be read, and those that were."""
         seen: set[str] = set()
+        problems: list[Problem] = []
+        listed: set[str] = set()
         for directory in self.search_path:
             try:
-                entries = sorted(os.listdir(directory))
-            except OSError:
+                entries = list_dir(directory, SUFFIX)
+            except UnitError as err:
+                problems.extend(err.problems)
                 continue
-            for entry in entries:
-                if not entry.endswith(SUFFIX) or not os.path.isfile(
-                        os.path.join(directory, entry)):
-                    continue
-                name = entry[: -len(SUFFIX)]
-                if not name.endswith("@"):
-                    seen.add(name)
-        return sorted(seen)
+            if entries is None:
+                if directory in (self.listed or ()):  # it was read at the last load
+                    problems.append(Problem(directory, "the directory is gone"))
+                continue
+            listed.add(directory)
+            seen.update(e[: -len(SUFFIX)] for e in entries if not e.endswith("@" + SUFFIX))
+        return sorted(seen), problems, listed
+
+    def names(self) -> list[str]:
+        return self.scan()[0]
 
     def dropins(self, name: str) -> list[str]:
         """`NAME.d/*.toml` from every directory, by file name; earlier dirs win."""
         chosen: dict[str, str] = {}
         for directory in self.search_path:
             folder = os.path.join(directory, f"{name}.d")
-            try:
-                entries = os.listdir(folder)
-            except OSError:
-                continue
-            for entry in entries:
-                path = os.path.join(folder, entry)
-                if entry.endswith(SUFFIX) and entry not in chosen and os.path.isfile(path):
-                    chosen[entry] = path
+            for entry in list_dir(folder, SUFFIX) or ():
+                chosen.setdefault(entry, os.path.join(folder, entry))
         return [chosen[k] for k in sorted(chosen)]
 
     def load(self, name: str) -> Unit:
@@ -187,10 +179,45 @@ class Loader:
         doc = substitute(doc, {"i": instance or "", "p": prefix, "n": name, "%": "%"})
         return build_unit(name, doc, path, where)
 
+    def has_template(self, name: str) -> bool:
+        """Whether `name` is an instance whose template (or own file) exists."""
+        prefix, instance = split_name(name)
+        try:
+            return bool(instance) and bool(self.find(prefix + "@" + SUFFIX)
+                                           or self.find(name + SUFFIX))
+        except UnitError:
+            return True  # unreadable: loading it says why, and keeps the old one
+
     def load_all(self, extra: Iterable[str] = ()) -> LoadResult:
-        """Every unit on the path plus the template instances they refer to."""
+        """Every unit on the path plus the template instances they refer to.
+
+        After the first load, a search directory that cannot be read raises
+        Incomplete: the daemon's reload then applies nothing."""
+        names, unreadable, listed = self.scan()
+        if unreadable and self.listed is not None:
+            raise Incomplete([*unreadable, Problem(
+                "reload", "refused: the unit set could not be read completely, so "
+                "nothing was applied (to remove a directory's units, leave it empty)")])
+        self.listed = listed
+        self.requested = {n for n in self.requested if self.has_template(n)}
+        result = LoadResult(problems=unreadable)
+        self.load_closure([*names, *extra, *sorted(self.requested)], result)
+        return result
+
+    def load_instance(self, name: str) -> LoadResult | None:
+        """A template instance named at run time, with the instances it pulls
+        in (None if `name` is no instance of a template); later load_alls keep
+        it while its template exists."""
+        if not valid_name(name) or not self.has_template(name):
+            return None
         result = LoadResult()
-        pending = list(self.names()) + list(extra)
+        self.load_closure([name], result)
+        if name in result.units:
+            self.requested.add(name)
+        return result
+
+    def load_closure(self, pending: list[str], result: LoadResult) -> None:
+        """Loads `pending` and every template instance their dependencies name."""
         while pending:
             name = pending.pop()
             if name in result.units or name in result.broken:
@@ -203,7 +230,5 @@ class Loader:
                 continue
             result.units[name] = unit
             for dep in (*unit.requires, *unit.wants, *unit.on_failure, *unit.on_success):
-                prefix, instance = split_name(dep)
-                if instance and self.find(prefix + "@" + SUFFIX):
+                if self.has_template(dep):
                     pending.append(dep)
-        return result

@@ -25,10 +25,13 @@ class Timer:
     when: float
     seq: int
     callback: Callback = field(compare=False)
+    on_cancel: Callback = field(compare=False, repr=False)
     cancelled: bool = field(default=False, compare=False)
 
     def cancel(self) -> None:
-        self.cancelled = True
+        if not self.cancelled:
+            self.cancelled = True
+            self.on_cancel()
 
 
 class Loop:
@@ -38,7 +41,10 @@ class Loop:
         self.on_error = on_error
         self.selector = selectors.DefaultSelector()
         self._timers: list[Timer] = []
+        self._cancelled = 0  # cancelled timers still in the heap
         self._seq = itertools.count()
+        # run after every callback: the daemon drives its engine here (vigil/manager.py drain)
+        self.after_each: list[Callback] = []
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._readers: dict[int, Callback] = {}
         self._writers: dict[int, Callback] = {}
@@ -81,8 +87,27 @@ class Loop:
 
     # -- timers -------------------------------------------------------------
     def call_later(self, delay: float, callback: Callback) -> Timer:
-        timer = Timer(self.clock() + max(0.0, delay), next(self._seq), callback)
+        timer = Timer(self.clock() + max(0.0, delay), next(self._seq), callback,
+                      self._timer_cancelled)
         heapq.heappush(self._timers, timer)
+        return timer
+
+    def _timer_cancelled(self) -> None:
+        """A cancelled timer would stay in the heap until it falls due (a
+        day, for a client's wait); once they are most of it, the heap is
+        rebuilt without them, so clients cannot make it grow without bound."""
+        self._cancelled += 1
+        if self._cancelled > 64 and self._cancelled * 2 > len(self._timers):
+            self._timers = [t for t in self._timers if not t.cancelled]
+            heapq.heapify(self._timers)
+            self._cancelled = 0
+
+    def _pop(self) -> Timer:
+        timer = heapq.heappop(self._timers)
+        if timer.cancelled:
+            self._cancelled -= 1
+        else:
+            timer.on_cancel = _nothing  # out of the heap: a late cancel counts nothing
         return timer
 
     # -- signals ----------------------------------------------------------
@@ -111,10 +136,15 @@ class Loop:
             callback()
         except Exception as err:
             self.on_error(what, err)
+        for hook in self.after_each:
+            try:
+                hook()
+            except Exception as err:
+                self.on_error("after " + what, err)
 
     def _next_timeout(self) -> float | None:
         while self._timers and self._timers[0].cancelled:
-            heapq.heappop(self._timers)
+            self._pop()
         if not self._timers:
             return None
         return max(0.0, self._timers[0].when - self.clock())
@@ -135,7 +165,7 @@ class Loop:
                 self._guard(f"writing fd {fd}", self._writers[fd])
         now = self.clock()
         while self._timers and (self._timers[0].cancelled or self._timers[0].when <= now):
-            timer = heapq.heappop(self._timers)
+            timer = self._pop()
             if not timer.cancelled:
                 self._guard("a timer", timer.callback)
 
@@ -151,6 +181,10 @@ class Loop:
         self.selector.close()
         self._wake_r.close()
         self._wake_w.close()
+
+
+def _nothing() -> None:
+    pass
 
 
 def _bind(handler: Callable[[int], None], signum: int) -> Callback:

@@ -1,9 +1,12 @@
 """Units as a whole: what should be up, in what order, and reload.
 
 The manager keeps the *desired* side (the goal set, what waits for what)
-and the supervisor the *current* side (instance states). After any change
-`drain` runs to a fixed point: it starts every waiting unit whose ordering
-predecessors have settled, and stops every unit whose dependents are down.
+and the supervisor the *current* side (instance states). `drain` is the one
+place that drives the engine (dinit's `process_queues`): it handles the
+supervisor's queued events and runs the manager's fixed point (start every
+waiting unit whose ordering predecessors have settled, stop every unit whose
+dependents are down) until neither has work. The loop calls it after every
+callback that queued an event, and each request ends with it.
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ import signal
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from vigil.errors import Problem, UnitError
 from vigil.events import Events
 from vigil.graph import Graph
+from vigil.loader import LoadResult
 from vigil.states import DOWN_STATES, Event, Instance, State
 from vigil.supervisor import Supervisor
 from vigil.unit import Unit, changed_keys
@@ -22,11 +27,20 @@ from vigil.unit import Unit, changed_keys
 PRIORITY = [State.STOPPING, State.STARTING, State.BACKOFF, State.FATAL, State.FAILED,
             State.RUNNING, State.EXITED, State.INACTIVE]
 
+# Events waiting for a busy hook, per hook: a bound on PID 1's memory, far
+# above what a burst of failures queues (each event is one run of the hook).
+HOOK_QUEUE_MAX = 1000
+
+# Keys that change how vigil describes or orders a unit, not its process: a
+# reload takes them without restarting it.
+NO_RESTART = frozenset({"unit.description", "unit.enabled", "unit.wants", "unit.after",
+                        "unit.before", "unit.on-failure", "unit.on-success", "unit.critical"})
+
 
 @dataclass
 class Change:
     unit: str
-    action: str  # add | remove | restart | keep-old
+    action: str  # add | remove | restart | update (no restart needed) | keep-old
     why: str
 
 
@@ -41,8 +55,14 @@ class Manager:
         self.targets_up: set[str] = set()
         self.skipped: dict[str, str] = {}  # unit -> why it does not run here
         self.failed_why: dict[str, str] = {}
+        self.stopped_why: dict[str, str] = {}  # unit -> why it was stopped, for `why`
+        # name -> why its file does not load; `problems`: every load problem
+        self.broken: dict[str, str] = {}
+        self.problems: list[str] = []
         self.removed: set[str] = set()  # dropped by reload, forgotten once down
         self.transient: set[str] = set()  # made by `vigilctl run`, with no file
+        # `start tp@x`: loads an instance of a template file (the daemon's loader)
+        self.instances_from: Callable[[str], LoadResult | None] = lambda _name: None
         self.watchers: list[Callable[[], bool]] = []
         # Says why a unit may not start (its scope is gone), or binds it.
         self.admit: Callable[[Unit], str | None] = lambda _unit: None
@@ -50,11 +70,31 @@ class Manager:
         self.times: dict[str, list[float | None]] = {}
         self.t0 = sup.loop.clock()
         self._draining = False
-        sup.on_settled = self._settled
+        sup.settled_listeners.append(self._settled)
+        sup.loop.after_each.append(self._after_callback)
 
     def set_units(self, units: dict[str, Unit]) -> None:
         self.units = dict(units)
         self.graph = Graph.build(self.units)
+
+    def load_instance(self, name: str) -> bool:
+        """Adds a template instance named at run time, and the instances it
+        pulls in, to the units; False if there is no template, UnitError if
+        it does not load. Units already loaded keep their config."""
+        result = self.instances_from(name)
+        if result is None:
+            return False
+        if name not in result.units:
+            raise UnitError(result.problems)
+        self.set_units({**result.units, **self.units})
+        self.events.emit("unit.loaded", f"{name} loaded from its template")
+        return True
+
+    def note_load(self, result: LoadResult, problems: list[str]) -> None:
+        """Remembers which unit files did not load and why: such a unit is
+        shown as broken, never as missing."""
+        self.problems = list(problems)
+        self.broken = {name: broken_reason(name, result.problems) for name in result.broken}
 
     def add_transient(self, unit: Unit) -> None:
         self.transient.add(unit.name)
@@ -124,23 +164,35 @@ class Manager:
         conflicting = {c for n in starting for c in self.units[n].conflicts} | {
             n for n, u in self.units.items() if starting & set(u.conflicts)}
         if conflicting - starting:
-            self.stop(c for c in conflicting - starting if c in self.units)
+            self.stop((c for c in conflicting - starting if c in self.units),
+                      f"stopped because {', '.join(sorted(names))} conflicts with it")
         for name in plan.order:
             self.stop_waits.pop(name, None)
+            self.stopped_why.pop(name, None)
             self.failed_why.pop(name, None)
-            self.skipped.pop(name, None)
-            if name not in self.goal or self.settled(name) in ("down", "failed"):
+            # A skipped unit is looked at again: its condition may hold now.
+            was_skipped = self.skipped.pop(name, None) is not None
+            if was_skipped or name not in self.goal or self.settled(name) in ("down", "failed"):
                 self.goal.add(name)
                 self.waiting.add(name)
         self.drain()
 
-    def stop(self, names: Iterable[str]) -> None:
-        victims = set(names)
+    def stop(self, names: Iterable[str], why: str = "") -> None:
+        """Stops the units and what requires them; `why` is kept for `why`."""
+        asked = set(names)
+        victims = set(asked)
         for name in list(victims):
             unit = self.units.get(name)
             if unit is not None and unit.is_target:
                 victims |= set(unit.requires) | set(unit.wants)
         victims = self.graph.required_by(victims)
+        if why:
+            named = ", ".join(sorted(asked))
+            for name in victims:
+                if name in asked:
+                    self.stopped_why[name] = why
+                elif self.active(name) or name in self.goal:
+                    self.stopped_why[name] = f"stopped with {named}, which it requires ({why})"
         self.goal -= victims
         self.waiting -= victims
         plan = self.graph.stop_plan(victims)
@@ -157,22 +209,32 @@ class Manager:
                 continue
             for inst in self.sup.ensure_instances(unit):
                 self.sup.send(inst, Event.RESTART)
-        self.sup.pump()
         self.drain()
 
     # -- the fixed point ----------------------------------------------------
+    def _after_callback(self) -> None:
+        if self.sup.queue:
+            self.drain()
+
     def drain(self) -> None:
+        """Runs the engine until neither queue has work. A request made while
+        it runs (by a settled listener or a watcher) only queues: this call
+        picks it up before it returns."""
         if self._draining:
             return
         self._draining = True
         try:
-            changed = True
-            while changed:
-                changed = self._drain_starts() | self._drain_stops()
-            self._forget_removed()
-            for watcher in list(self.watchers):
-                if watcher():
-                    self.watchers.remove(watcher)
+            while True:
+                self.sup.pump()
+                if self._drain_starts() | self._drain_stops() | self._advance_hooks():
+                    continue
+                self._forget_removed()
+                for watcher in list(self.watchers):
+                    if watcher() and watcher in self.watchers:
+                        self.watchers.remove(watcher)
+                if not self.sup.queue and not (self._drain_starts() | self._drain_stops()
+                                               | self._advance_hooks()):
+                    break
         finally:
             self._draining = False
 
@@ -181,10 +243,15 @@ class Manager:
         for name in sorted(self.waiting):
             unit = self.units[name]
             blocked, failed_dep = False, None
-            for dep in self.graph.after(name):
-                if dep not in self.goal:
-                    continue  # ordering binds only units that are starting together
-                status = self.settled(dep)
+            for dep in sorted(self.graph.after(name)):  # by name: the same run every time
+                if dep not in self.goal and dep not in self.failed_why:
+                    # Ordering binds only units that are starting together; a unit
+                    # that just failed to start (its own requirement failed) has
+                    # left the goal but must still hold back what requires it.
+                    continue
+                # a dep with an event still queued (a START just sent) is not settled yet
+                queued = any(inst.unit == dep for inst, _ in self.sup.queue)
+                status = None if queued else self.settled(dep)
                 if status is None:
                     blocked = True
                 elif status == "failed" and dep in unit.requires:
@@ -192,8 +259,8 @@ class Manager:
             if failed_dep is not None:
                 self.waiting.discard(name)
                 self.goal.discard(name)
-                self.failed_why[name] = f"dependency '{failed_dep}' failed"
-                self.events.emit("unit.failed", f"{name} not started: dependency "
+                self.failed_why[name] = f"its requirement '{failed_dep}' failed"
+                self.events.emit("unit.failed", f"{name} not started: its requirement "
                                  f"'{failed_dep}' failed", "error", unit=name)
                 changed = True
             elif not blocked:
@@ -219,7 +286,6 @@ class Manager:
                 continue
             for inst in self.sup.of_unit(name):
                 self.sup.send(inst, Event.STOP)
-            self.sup.pump()
         return changed
 
     def _begin(self, unit: Unit) -> None:
@@ -242,10 +308,9 @@ class Manager:
             return
         for inst in self.sup.ensure_instances(unit):
             self.sup.send(inst, Event.START)
-        self.sup.pump()
 
     def _settled(self, inst: Instance) -> None:
-        """An instance finished changing: propagate failures, start hooks, drain."""
+        """An instance finished changing: propagate failures, queue hooks."""
         unit = self.units.get(inst.unit)
         times = self.times.get(inst.unit)
         if times is not None and times[1] is None and self.settled(inst.unit) == "up":
@@ -256,14 +321,16 @@ class Manager:
             if dependents:
                 self.events.emit("unit.stopping", f"stopping {', '.join(sorted(dependents))}: "
                                  f"required {inst.unit} failed", "warning", unit=inst.unit)
-                self.stop(dependents)
+                self.stop(dependents, f"stopped because its requirement {inst.unit} failed "
+                          f"({inst.reason})")
             self._run_hooks(unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
             self._run_hooks(unit.on_success, inst)
-        self.drain()
 
     def _run_hooks(self, hooks: tuple[str, ...], inst: Instance) -> None:
-        """Starts (or runs again) each hook unit with the event in its environment."""
+        """Queues the event for each hook unit; `_advance_hooks` gives each
+        event a run of its own, so events that come together, or while the
+        hook runs, are neither merged nor cut short."""
         last = inst.last_exit
         env = {"VIGIL_HOOK_UNIT": inst.unit, "VIGIL_HOOK_INSTANCE": inst.name,
                "VIGIL_HOOK_RESULT": "success" if inst.state is State.EXITED else inst.state.value,
@@ -274,8 +341,36 @@ class Manager:
         for hook in hooks:
             if hook not in self.units or hook == inst.unit:
                 continue
-            self.sup.hook_env[hook] = env
-            self.restart([hook])
+            queue = self.sup.hook_queue.setdefault(hook, [])
+            if len(queue) >= HOOK_QUEUE_MAX:
+                self.events.emit("hook.dropped", f"{hook}: {len(queue)} events already wait "
+                                 f"for it; dropping the one from {inst.name}", "error",
+                                 unit=hook)
+                continue
+            queue.append(env)
+
+    def _advance_hooks(self) -> bool:
+        """Runs the next queued event of every hook whose previous run is over."""
+        changed = False
+        for hook in list(self.sup.hook_queue):
+            queue = self.sup.hook_queue[hook]
+            if hook in self.units and queue and self._hook_busy(hook):
+                continue
+            if hook in self.units and queue:
+                self.sup.hook_env[hook] = queue.pop(0)
+                self.restart([hook])
+                changed = True
+            if not queue or hook not in self.units:
+                del self.sup.hook_queue[hook]
+        return changed
+
+    def _hook_busy(self, hook: str) -> bool:
+        """A run of the hook is on its way or under way (a long-running hook
+        that is up has had its run; the next event restarts it)."""
+        if hook in self.waiting or any(inst.unit == hook for inst, _ in self.sup.queue):
+            return True
+        return any(inst.state in (State.STARTING, State.STOPPING, State.BACKOFF)
+                   for inst in self.sup.of_unit(hook))
 
     # -- reload -------------------------------------------------------------
     def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
@@ -290,7 +385,8 @@ class Manager:
                 changes.append(Change(name, "add", "new unit"))
             elif old != fresh:
                 keys = changed_keys(old.raw, fresh.raw) or ["(equivalent text)"]
-                changes.append(Change(name, "restart", "changed: " + ", ".join(keys)))
+                action = "update" if all(k in NO_RESTART for k in keys) else "restart"
+                changes.append(Change(name, action, "changed: " + ", ".join(keys)))
         return changes
 
     def apply_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
@@ -300,16 +396,17 @@ class Manager:
             if change.action == "keep-old":
                 merged[change.unit] = self.units[change.unit]
         removed = [c.unit for c in changes if c.action == "remove"]
-        restart = [c.unit for c in changes if c.action == "restart" and
-                   (c.unit in self.goal or self.active(c.unit))]
-        self.stop(removed)
+        restart = [c.unit for c in changes if c.action == "restart" and (
+            self.active(c.unit) or (c.unit in self.goal and merged[c.unit].timer is None))]
+        self.stop(removed, "its file is gone (reload)")
         self.removed |= set(removed)
         old_units = self.units
         self.set_units({**merged, **{n: old_units[n] for n in removed}})
         for name in restart:
             self._resize(name)
         self.restart(restart)
-        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled]
+        added = [c.unit for c in changes if c.action == "add" and merged[c.unit].enabled
+                 and merged[c.unit].timer is None]  # a timer starts those
         self.start(added)
         return changes
 
@@ -320,7 +417,6 @@ class Manager:
         for inst in self.sup.of_unit(name):
             if inst.name not in keep:
                 self.sup.send(inst, Event.STOP)
-                self.sup.pump()
 
     def _forget_removed(self) -> None:
         for name in list(self.removed):
@@ -330,3 +426,24 @@ class Manager:
                 for inst in self.sup.of_unit(name):
                     self.sup.instances.pop(inst.name, None)
                 self.graph = Graph.build(self.units)
+
+
+def broken_reason(name: str, problems: list[Problem]) -> str:
+    """The problems of one unit's files (NAME.toml, NAME.d/, or its
+    template's), each with the file's name and line."""
+    import os
+    prefix, at, _ = name.partition("@")
+    stems = {name, prefix + at}
+    mine = []
+    for problem in problems:
+        folder, file = os.path.split(problem.path)
+        if file.removesuffix(".toml") in stems:
+            where = file
+        elif os.path.basename(folder).removesuffix(".d") in stems:
+            where = f"{os.path.basename(folder)}/{file}"
+        else:
+            continue
+        line = f":{problem.line}" if problem.line is not None else ""
+        key = f" {problem.key}:" if problem.key else ""
+        mine.append(f"{where}{line}:{key} {problem.message}")
+    return "; ".join(mine) or "its file does not load (vigil check says why)"

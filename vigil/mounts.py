@@ -9,42 +9,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from vigil import syscalls
-from vigil.fstab import MS, Entry, resolve, unescape
+from vigil import mountinfo, syscalls
+from vigil.fstab import MS, Entry, resolve
+from vigil.mountinfo import Mount
 
 Log = Callable[[str, str], None]  # (severity, message)
-
-MNT_DETACH = 2
-
-
-@dataclass(frozen=True)
-class Mount:
-    id: int
-    parent: int
-    target: str
-    fstype: str
-    source: str
 
 
 def mounted() -> list[Mount]:
     """The mount table of our namespace, in mount order."""
-    try:
-        with open("/proc/self/mountinfo") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        fields = line.split()
-        try:
-            sep = fields.index("-")
-            found.append(Mount(int(fields[0]), int(fields[1]), unescape(fields[4]),
-                               fields[sep + 1], fields[sep + 2]))
-        except (ValueError, IndexError):
-            continue  # not a line the kernel writes: nothing to unmount there
-    return found
+    return mountinfo.read()
 
 
 def is_mountpoint(path: str) -> bool:

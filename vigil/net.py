@@ -108,7 +108,7 @@ def parse(doc: dict[str, Any], path: str) -> Config:
             raise ConfigError(f"{where}.mtu: {mtu!r} is not 68..65535")
         iface.mtu = mtu
         wait = conf.get("wait", 10.0)
-        if not isinstance(wait, (int, float)) or wait < 0:
+        if not isinstance(wait, (int, float)) or not 0 <= wait <= 3600:
             raise ConfigError(f"{where}.wait: {wait!r} is not a number of seconds")
         iface.wait = float(wait)
         interfaces.append(iface)

@@ -16,6 +16,10 @@ from dataclasses import dataclass
 
 from vigil.printable import printable
 
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
+
 MAX_LINE = 64 * 1024  # a longer line is cut into pieces of this size
 TAIL_LINES = 2000
 
@@ -92,6 +96,14 @@ class Tail:
         self.lines.setdefault(line.unit, deque(maxlen=self.size)).append(line)
         for follower in list(self.followers):
             follower(line)
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        return {unit: [line.__dict__ for line in lines] for unit, lines in self.lines.items()}
+
+    def restore(self, saved: dict[str, list[dict[str, Any]]]) -> None:
+        for unit, lines in saved.items():
+            for line in lines:
+                self.lines.setdefault(unit, deque(maxlen=self.size)).append(Line(**line))
 
     def get(self, units: list[str] | None = None) -> list[Line]:
         chosen = self.lines if not units else {u: self.lines.get(u, deque()) for u in units}

@@ -3,8 +3,8 @@
 TCP and HTTP checks are non-blocking sockets watched by the selector, each
 attempt bounded by a timer. Exec checks are processes reaped by the one
 reaper (the supervisor hands us a way to spawn them). Services can also say
-they are ready themselves: sd_notify datagrams on NOTIFY_SOCKET, or a line on
-a readiness fd (s6 style).
+they are ready themselves: sd_notify datagrams on NOTIFY_SOCKET (see
+vigil/notify.py), or a line on a readiness fd (s6 style).
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-import struct
 from collections.abc import Callable
 
 from vigil.loop import Loop
@@ -154,42 +153,3 @@ class Prober:
         self.cancelled = True
         if self.attempt is not None:
             self.attempt.finish(False, "cancelled")
-
-
-class NotifySocket:
-    """The daemon's NOTIFY_SOCKET: datagrams with the sender's credentials,
-    so READY=1 is believed only from the process it claims to come from."""
-
-    def __init__(self, path: str, on_message: Callable[[int, dict[str, str]], None]) -> None:
-        self.path = path
-        self.on_message = on_message
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
-        self.sock.bind(path)
-        os.chmod(path, 0o666)  # services run as any user; credentials say who sent it
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        self.sock.setblocking(False)
-
-    def read(self) -> None:
-        while True:
-            try:
-                data, ancillary, _flags, _addr = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
-            except (BlockingIOError, InterruptedError):
-                return
-            pid = 0
-            for level, kind, payload in ancillary:
-                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
-                    pid = struct.unpack("iII", payload[:12])[0]
-            fields = {}
-            for line in data.decode("utf-8", "replace").splitlines():
-                key, sep, value = line.partition("=")
-                if sep:
-                    fields[key] = value
-            if pid:
-                self.on_message(pid, fields)
-
-    def close(self) -> None:
-        self.sock.close()

@@ -7,12 +7,13 @@ problem (with the key and the line) instead of stopping at the first, so
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Mapping
 
+from vigil import signames
 from vigil.errors import Problem, UnitError
-from vigil.unit import (Health, Limit, Output, OutputKind, Probe, ProbeKind, Ready,
-                        RestartPolicy, Service, ServiceType, Unit)
+from vigil.numbers import parse_number
+from vigil.unit import (Health, Limit, Output, OutputKind, Overlap, Probe, ProbeKind, Ready,
+                        RestartPolicy, Service, ServiceType, Timer, Unit)
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -128,24 +129,20 @@ def valid_name(name: str) -> bool:
 
 
 def signal_number(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if 1 <= value < signal.NSIG:
-            return int(value)
-        raise Invalid(f"{value} is not a signal number")
-    text = string(value).upper()
-    name = text if text.startswith("SIG") else "SIG" + text
+    if not isinstance(value, int) or isinstance(value, bool):
+        value = string(value)
     try:
-        return int(signal.Signals[name])
-    except KeyError:
-        raise Invalid(f"{value!r} is not a signal name (TERM, INT, HUP, ...)") from None
+        return signames.number(value)
+    except ValueError as err:
+        raise Invalid(str(err)) from None
 
 
 def umask(value: Any) -> int:
     if isinstance(value, str):
-        try:
-            value = int(value, 8)
-        except ValueError:
-            raise Invalid(f"{value!r} is not an octal umask such as \"022\"") from None
+        number = parse_number(value, 0, 0o777, base=8)
+        if number is None:
+            raise Invalid(f"{value!r} is not an octal umask such as \"022\"")
+        return number
     return int(integer(0, 0o777)(value))
 
 
@@ -197,18 +194,97 @@ def console(value: Any) -> str | None:
     raise Invalid(f"{text!r} is not pty, tty, none or a /dev path")
 
 
+SPAN_UNITS = {"us": 1e-6, "usec": 1e-6, "ms": 1e-3, "msec": 1e-3, "s": 1, "sec": 1,
+              "second": 1, "seconds": 1, "m": 60, "min": 60, "minute": 60, "minutes": 60,
+              "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600, "d": 86400, "day": 86400,
+              "days": 86400, "w": 604800, "week": 604800, "weeks": 604800,
+              "M": 2629800, "month": 2629800, "months": 2629800,  # 30.44 days, as systemd
+              "y": 31557600, "year": 31557600, "years": 31557600}  # 365.25 days
+
+
+_LETTERS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def duration(value: Any) -> float:
+    """Seconds, or a span such as "15m", "0.5s", "1h 30m" (systemd's units)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    else:
+        seconds, text = 0.0, string(value).replace(" ", "")
+        if not text:
+            raise Invalid("empty time span")
+        while text:
+            digits = len(text) - len(text.lstrip("0123456789."))
+            letters = len(text[digits:]) - len(text[digits:].lstrip(_LETTERS))
+            number, unit = text[:digits], text[digits:digits + letters] or "s"
+            if not number or unit not in SPAN_UNITS or number.count(".") > 1 \
+                    or number == ".":
+                raise Invalid(f"{value!r} is not a time span (such as 30, \"15m\", "
+                              "\"1h 30m\", \"0.5s\")")
+            seconds += float(number) * SPAN_UNITS[unit]
+            text = text[digits + letters:]
+    if not 0.001 <= seconds <= 86400 * 3660:
+        raise Invalid(f"{value!r} is out of range (1ms to 10 years)")
+    return seconds
+
+
+def calendars(value: Any) -> tuple[str, ...]:
+    """One or more calendar expressions, checked by vigil.calendar (loaded
+    only here: a unit without a calendar never imports it)."""
+    from vigil.calendar import parse
+    texts = string_list(value)
+    for text in texts:
+        try:
+            parse(text)
+        except ValueError as err:
+            raise Invalid(f"{text!r}: {err}") from None
+    return texts
+
+
+def regex(value: Any) -> str:
+    """A regular expression searched in each line of a service's output."""
+    import re
+    text = string(value)
+    if not text:
+        raise Invalid("an empty pattern matches every line")
+    try:
+        re.compile(text)
+    except re.error as err:
+        raise Invalid(f"{text!r} is not a regular expression: {err}") from None
+    return text
+
+
 def table(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise Invalid(f"expected a table, got {_type_name(value)}")
     return value
 
 
+# The spawner carries ids as a C int, and 4294967295 is (uid_t)-1, "no change"
+MAX_ID = 2**31 - 1
+_DIGITS = frozenset("0123456789")
+_NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ._-") | _DIGITS
+
+
 def user_or_group(value: Any) -> str:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return str(value)
+    """A number 0 to MAX_ID (as text: ASCII digits only) or a portable name.
+
+    Only ASCII is taken: the launcher treats an all-digit string as an id, and
+    "٠" or "²" are digits to Python but no user's name."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
     text = string(value)
     if not text:
         raise Invalid("empty name")
+    if text[0] == "-" or set(text) <= _DIGITS:  # an id, or an attempt at -1
+        number = parse_number(text, 0, MAX_ID)
+        if number is None:
+            raise Invalid(f"{text!r} is not an id from 0 to {MAX_ID}")
+        return str(number)
+    name = text.removesuffix("$")  # a machine account's trailing $
+    if not name or not set(name) <= _NAME_CHARS or len(text) > 256:
+        raise Invalid(f"{text!r} is not a user or group name (ASCII letters, digits, "
+                      "'.', '_' and '-') or an id")
     return text
 
 
@@ -240,10 +316,10 @@ def rlimit_value(value: Any) -> tuple[int, int]:
 
 def scope_pid(value: Any) -> int:
     text = string(value)
-    number = text.removeprefix("pid:")
-    if number == text or not number.isdigit() or int(number) < 2:
+    pid = parse_number(text.removeprefix("pid:"), 2, 2**31 - 1) if text.startswith("pid:") else None
+    if pid is None:
         raise Invalid(f"expected \"pid:N\" (a process to be bound to), got {text!r}")
-    return int(number)
+    return pid
 
 
 def _http_url_problem(url: str) -> str | None:
@@ -294,14 +370,19 @@ SERVICE_KEYS: dict[str, Check] = {
 }
 PROBE_KEYS: dict[str, Check] = {
     "tcp": lambda v: v, "http": string, "exec": argv, "notify": boolean,
-    "fd": integer(3, 1023),
+    "fd": integer(3, 1023), "log": regex,
 }
 READY_KEYS: dict[str, Check] = {**PROBE_KEYS, "timeout": number(0.001, 86400),
                                 "interval": number(0.001, 3600)}
+TIMER_KEYS: dict[str, Check] = {
+    "calendar": calendars, "every": duration, "after-boot": duration,
+    "randomize": lambda v: 0.0 if v in (0, "0") else duration(v), "persistent": boolean,
+    "overlap": choice(Overlap),
+}
 HEALTH_KEYS: dict[str, Check] = {
     "tcp": PROBE_KEYS["tcp"], "http": string, "exec": argv,
     "interval": number(0.01, 86400), "timeout": number(0.001, 3600),
-    "retries": integer(1, 1000),
+    "retries": integer(1, 1000), "log-fails": regex, "silence": duration,
 }
 
 
@@ -367,6 +448,8 @@ class Builder:
                 self.problem(f"{where}.notify", "notify = false means nothing; remove it")
                 return None
             return Probe(ProbeKind.NOTIFY)
+        if kind == "log":
+            return Probe(ProbeKind.LOG, pattern=value)
         return Probe(ProbeKind.FD, fd=value)
 
     def tcp_probe(self, key: str, value: Any) -> Probe | None:
@@ -376,7 +459,7 @@ class Builder:
         if isinstance(value, str):
             host, _, text = value.rpartition(":")
             host = host.strip("[]") or "127.0.0.1"
-            port = int(text) if text.isdigit() else -1
+            port = parse_number(text, 1, 65535) or -1
         if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
             self.problem(key, f"{value!r} is not a port (1-65535), \"host:port\" or \"port\"")
             return None
@@ -390,8 +473,8 @@ def build_unit(name: str, doc: dict[str, Any], path: str,
     `where` maps dotted keys to the (file, line) that set them."""
     b = Builder(name, path, where)
     for top in doc:
-        if top not in ("unit", "service"):
-            hint = _close(top, ("unit", "service"), n=1)
+        if top not in ("unit", "service", "timer"):
+            hint = _close(top, ("unit", "service", "timer"), n=1)
             b.problem(top, f"unknown table '{top}'"
                       + (f" (did you mean '{hint[0]}'?)" if hint else ""))
     unit_values = b.section("unit", doc.get("unit", {}), UNIT_KEYS)
@@ -400,10 +483,39 @@ def build_unit(name: str, doc: dict[str, Any], path: str,
         service = _build_service(b, b.section("service", doc["service"], SERVICE_KEYS))
     elif "service" in doc:
         b.problem("service", "expected a table")
+    timer = _build_timer(b, doc["timer"], service is not None) if "timer" in doc else None
     if b.problems:
         raise UnitError(b.problems)
     fields = {k.replace("-", "_"): v for k, v in unit_values.items()}
-    return Unit(name=name, service=service, path=path, raw=doc, where=dict(where), **fields)
+    return Unit(name=name, service=service, timer=timer, path=path, raw=doc,
+                where=dict(where), **fields)
+
+
+def _build_timer(b: Builder, table: Any, has_service: bool) -> Timer | None:
+    """[timer]: at least one of calendar, every, after-boot, on a service."""
+    values = b.section("timer", table, TIMER_KEYS)
+    if not isinstance(table, dict):
+        return None
+    if not has_service and "service" not in b.rejected:
+        b.problem("timer", "a [timer] runs the unit's [service]; this unit has none")
+    if not {"calendar", "every", "after-boot"} & (set(values) | set(table)):
+        b.problem("timer", "a [timer] needs calendar, every or after-boot")
+        return None
+    fields = {k.replace("-", "_"): v for k, v in values.items()}
+    return Timer(**fields)
+
+
+def _check_output_rules(b: Builder, fields: dict[str, Any], ready: Ready | None) -> None:
+    """Rules on the output read the lines vigil captures: a pipe to the log or
+    the console, or a pty; with both streams elsewhere they would never run."""
+    rules = [key for key, on in (("service.ready", ready is not None and ready.probe.kind
+                                  is ProbeKind.LOG), ("service.health", "log_fails" in fields
+                                                      or "silence" in fields)) if on]
+    piped = (OutputKind.LOG, OutputKind.CONSOLE)
+    if rules and not fields.get("pty") and not any(
+            fields.get(s, Output(OutputKind.LOG)).kind in piped for s in ("stdout", "stderr")):
+        b.problem(rules[0], "rules on the output need stdout or stderr to be log or console "
+                  "(vigil reads no other)")
 
 
 def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
@@ -418,11 +530,17 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         if probe:
             ready = Ready(probe, r.get("timeout", 90.0), r.get("interval", 0.1))
     if "health" in values:
-        h = b.section("service.health", values.pop("health"), HEALTH_KEYS)
-        probe = b.probe("service.health", h, ("tcp", "http", "exec"))
-        if probe:
-            health = Health(probe, h.get("interval", 10.0), h.get("timeout", 5.0),
-                            h.get("retries", 3))
+        raw = values.pop("health")
+        h = b.section("service.health", raw, HEALTH_KEYS)
+        for rule in ("log-fails", "silence"):  # rules on the output, with or without a probe
+            if rule in h:
+                values[rule] = h.pop(rule)
+        kinds = ("tcp", "http", "exec")
+        if any(k in raw for k in kinds) or not {"log-fails", "silence"} & set(raw):
+            probe = b.probe("service.health", h, kinds)
+            if probe:
+                health = Health(probe, h.get("interval", 10.0), h.get("timeout", 5.0),
+                                h.get("retries", 3))
     limits = []
     for res, value in b.section("service.limits", values.pop("limits", {}),
                                 {r: rlimit_value for r in RLIMITS}).items():
@@ -447,8 +565,11 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         b.problem("service.instances", "a forking service cannot have instances")
     if kind is ServiceType.ONESHOT and fields.get("restart") is RestartPolicy.ALWAYS:
         b.problem("service.restart", "restart = \"always\" makes no sense for a oneshot")
-    if ready and ready.probe.kind is ProbeKind.NOTIFY and kind is ServiceType.ONESHOT:
-        b.problem("service.ready", "a oneshot is ready when it exits; notify does not apply")
+    if ready and ready.probe.kind in (ProbeKind.NOTIFY, ProbeKind.LOG) \
+            and kind is ServiceType.ONESHOT:
+        b.problem("service.ready", f"a oneshot is ready when it exits; "
+                  f"{ready.probe.kind.value} does not apply")
+    _check_output_rules(b, fields, ready)
     try:
         return Service(ready=ready, health=health, limits=tuple(limits), **fields)
     except TypeError as err:  # only if the tables above and Service disagree: a bug

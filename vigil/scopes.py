@@ -51,7 +51,7 @@ class Scopes:
         if pid < 1 or pid == os.getpid():
             raise ValueError(f"pid {pid} cannot be a scope")
         try:
-            pidfd = os.pidfd_open(pid)
+            pidfd = self.manager.sup.calls.pidfd_open(pid)
         except ProcessLookupError:
             raise ValueError(f"scope pid {pid}: no such process") from None
         except OSError as err:
@@ -106,9 +106,9 @@ class Scopes:
         self.events.emit("scope.ended", f"scope pid {pid} exited"
                          + (f": stopping {', '.join(left)}" if left else ""))
         self.ending += 1
-        self._stop_next(left)
+        self._stop_next(left, f"its scope (pid {pid}) exited")
 
-    def _stop_next(self, left: list[str]) -> None:
+    def _stop_next(self, left: list[str], why: str) -> None:
         """Stops `left[0]`; when it is down, the next; then maybe the daemon."""
         m = self.manager
         while left and not (m.active(left[0]) or left[0] in m.waiting):
@@ -122,10 +122,10 @@ class Scopes:
         def down() -> bool:
             if m.active(name) or name in m.stop_waits:
                 return False
-            self.loop.call_later(0, lambda: self._stop_next(left[1:]))
+            self.loop.call_later(0, lambda: self._stop_next(left[1:], why))
             return True
         m.watchers.append(down)
-        m.stop([name])
+        m.stop([name], why)
 
     def _maybe_exit(self) -> None:
         if self.on_empty is None or self.live or self.ending:

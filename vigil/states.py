@@ -10,12 +10,15 @@ so this module can be tested without a single process.
 from __future__ import annotations
 
 import enum
-import os
-import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vigil.exitstatus import ExitInfo as ExitInfo  # where the engine has always found it
 from vigil.unit import RestartPolicy, Service, ServiceType
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class State(enum.Enum):
@@ -45,6 +48,8 @@ class Event(enum.Enum):
     RETRY = "retry"
     HEALTH_FAILED = "health-failed"
     FORKED = "forked"             # a forking launcher exited 0; the pid-file names the daemon
+    ACTION_FAILED = "action-failed"  # carrying out an action raised (detail says which)
+    RESUME = "resume"             # after a re-exec: re-arm what the state needs
 
 
 class Act(enum.Enum):
@@ -64,36 +69,7 @@ class Act(enum.Enum):
 class Action:
     kind: Act
     delay: float = 0.0
-
-
-@dataclass(frozen=True)
-class ExitInfo:
-    code: int | None
-    signal: int | None
-    core: bool
-    runtime: float
-
-    @classmethod
-    def from_status(cls, status: int, runtime: float) -> ExitInfo:
-        if os.WIFSIGNALED(status):
-            return cls(None, os.WTERMSIG(status), os.WCOREDUMP(status), runtime)
-        return cls(os.WEXITSTATUS(status), None, False, runtime)
-
-    def success(self, codes: frozenset[int]) -> bool:
-        return self.signal is None and self.code in codes
-
-    def shell_status(self) -> int:
-        """The status a shell would report: the code, or 128 + signal."""
-        return 128 + self.signal if self.signal is not None else (self.code or 0)
-
-    def __str__(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                name = f"signal {self.signal}"
-            return f"killed by {name}" + (" (core dumped)" if self.core else "")
-        return f"exit {self.code}"
+    jitter: bool = False  # ARM_RETRY of a backoff: the supervisor spreads it by +-10%
 
 
 @dataclass
@@ -114,6 +90,27 @@ class Instance:
     reason: str = ""
     pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
     port: int | None = None  # the $PORT of the current run
+
+    def record(self) -> dict[str, Any]:
+        """What a re-exec keeps of it (JSON)."""
+        record = {key: getattr(self, key) for key in KEPT}
+        record.update(name=self.name, unit=self.unit, state=self.state.value,
+                      last_exit=None if self.last_exit is None else self.last_exit.__dict__)
+        return record
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any], service: Service) -> Instance:
+        inst = cls(record["name"], record["unit"], service)
+        for key in KEPT:
+            setattr(inst, key, record[key])
+        inst.state = State(record["state"])
+        if record["last_exit"]:
+            inst.last_exit = ExitInfo(**record["last_exit"])
+        return inst
+
+
+KEPT = ("state", "want_up", "pid", "started_at", "start_failures", "failures", "restarts",
+        "reason", "pending_failure")
 
 
 @dataclass(frozen=True)
@@ -223,13 +220,16 @@ def _health_failed(inst: Instance, ev: Input) -> list[Action]:
 
 
 def backoff_delay(inst: Instance) -> float:
-    """restart-delay doubled per failure in a row, capped, with +-10% jitter."""
+    """restart-delay doubled per failure in a row, capped (the supervisor
+    adds the jitter, from a source tests can fix)."""
     svc = inst.service
     if svc.restart_delay <= 0:
         return 0.0
-    base = min(svc.restart_delay * 2 ** max(0, inst.failures - 1), svc.restart_delay_max)
-    jitter = int.from_bytes(os.urandom(2), "little") / 0xFFFF  # no Random per instance
-    return float(base * (0.9 + 0.2 * jitter))
+    return float(min(svc.restart_delay * 2 ** max(0, inst.failures - 1), svc.restart_delay_max))
+
+
+def _arm_backoff(inst: Instance) -> Action:
+    return Action(Act.ARM_RETRY, backoff_delay(inst), jitter=True)
 
 
 def _after_failure(inst: Instance, runtime: float, early: bool, why: str) -> list[Action]:
@@ -247,7 +247,7 @@ def _after_failure(inst: Instance, runtime: float, early: bool, why: str) -> lis
         return actions
     inst.state = State.BACKOFF
     inst.reason = why
-    return [Action(Act.CANCEL_TIMERS), Action(Act.ARM_RETRY, backoff_delay(inst))]
+    return [Action(Act.CANCEL_TIMERS), _arm_backoff(inst)]
 
 
 def _exited(inst: Instance, ev: Input) -> list[Action]:
@@ -282,6 +282,23 @@ def _stopped(inst: Instance, ev: Input) -> list[Action]:
     return _settle_stopped(inst, ev)
 
 
+def _resume_stopping(inst: Instance, _: Input) -> list[Action]:
+    return [Action(Act.SIGNAL_STOP), Action(Act.ARM_STOP, inst.service.stop_timeout)]
+
+
+def _resume_backoff(inst: Instance, _: Input) -> list[Action]:
+    return [_arm_backoff(inst)]
+
+
+def _resume_fatal(inst: Instance, _: Input) -> list[Action]:
+    delay = inst.service.retry_after_fatal
+    return [Action(Act.ARM_RETRY, delay)] if delay > 0 else []
+
+
+def _resume_health(inst: Instance, _: Input) -> list[Action]:
+    return [Action(Act.START_HEALTH)]
+
+
 def _kill(inst: Instance, _: Input) -> list[Action]:
     return [Action(Act.KILL), Action(Act.ARM_STOP, inst.service.stop_timeout)]
 
@@ -311,6 +328,15 @@ TABLE: dict[tuple[State, Event], Handler] = {
     (S.FATAL, E.RETRY): _retry_after_fatal,
     (S.RUNNING, E.HEALTH_FAILED): _health_failed,
     (S.STARTING, E.FORKED): _forked,
+    # an action that raised: a process we cannot supervise as configured has failed
+    (S.STARTING, E.ACTION_FAILED): _kill_for,
+    (S.RUNNING, E.ACTION_FAILED): _kill_for,
+    # after a re-exec (the exec report of a STARTING one was lost with the old daemon)
+    (S.STARTING, E.RESUME): _exec_ok,
+    (S.RUNNING, E.RESUME): _resume_health,
+    (S.STOPPING, E.RESUME): _resume_stopping,
+    (S.BACKOFF, E.RESUME): _resume_backoff,
+    (S.FATAL, E.RESUME): _resume_fatal,
 }
 
 # Pairs that are legitimately nothing to do (a late timer, a repeated request).
@@ -334,6 +360,9 @@ IGNORED: frozenset[tuple[State, Event]] = frozenset({
     *((s, E.EXIT) for s in (S.INACTIVE, S.EXITED, S.BACKOFF, S.FATAL)),
     # the supervisor adopts a forked daemon only while starting; else it kills it
     *((s, E.FORKED) for s in State if s is not S.STARTING),
+    # stopping: the stop timer escalates to SIGKILL; down: nothing runs to fail
+    *((s, E.ACTION_FAILED) for s in State if s not in (S.STARTING, S.RUNNING)),
+    *((s, E.RESUME) for s in (S.INACTIVE, S.EXITED, S.FAILED)),
 })
 
 

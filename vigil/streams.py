@@ -2,7 +2,9 @@
 terminal, /dev/null, a file, or pipes), and reading its output back into its
 log, the tail, the console or a terminal that `vigilctl attach` can reach.
 
-The read ends outlive a daemon-reexec: `capture` takes them back.
+The read ends outlive a daemon-reexec: `capture` takes them back. A
+terminal or file a unit names is opened with the unit's credentials
+(vigil/asuser.py), as the service itself could.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
+from vigil.asuser import Creds, open_as
 from vigil.events import Events
+from vigil.launch import LaunchError
 from vigil.loop import Loop
 from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.states import Instance
@@ -26,12 +30,19 @@ class Streams:
         self.logs: dict[str, LogFile] = {}
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
+        # rules on the output (vigil/logwatch.py): a sink for an instance, or None
+        self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
+
+    def fds_of(self, name: str) -> list[tuple[str, int]]:
+        """The instance's open output fds, as (stream, fd)."""
+        return [(stream, fd) for fd, (owner, stream) in self.captures.items() if owner == name]
 
     def stdio(self, inst: Instance, spec: SpawnSpec, child_fds: list[int],
               reads: list[tuple[str, int]]) -> None:
         """Sets the child's fds 0-2 in `spec`; the ends the child gets go to
         `child_fds` (closed here after the fork), ours to read to `reads`."""
         svc = inst.service
+        creds = Creds.of(spec)
         if svc.pty:
             master, slave = os.openpty()
             os.set_blocking(master, False)
@@ -40,17 +51,17 @@ class Streams:
             spec.fd_in = spec.fd_out = spec.fd_err = slave
             spec.controlling_tty = True
         elif svc.tty:
-            tty = os.open(svc.tty, os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            tty = open_as(creds, svc.tty, os.O_RDWR)
             child_fds.append(tty)
             spec.fd_in = spec.fd_out = spec.fd_err = tty
             spec.controlling_tty = True
         else:
             spec.fd_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
             child_fds.append(spec.fd_in)
-            spec.fd_out = self._output_fd(inst, "stdout", child_fds, reads)
-            spec.fd_err = self._output_fd(inst, "stderr", child_fds, reads)
+            spec.fd_out = self._output_fd(inst, "stdout", creds, child_fds, reads)
+            spec.fd_err = self._output_fd(inst, "stderr", creds, child_fds, reads)
 
-    def _output_fd(self, inst: Instance, stream: str, child_fds: list[int],
+    def _output_fd(self, inst: Instance, stream: str, creds: Creds, child_fds: list[int],
                    reads: list[tuple[str, int]]) -> int:
         out = inst.service.stdout if stream == "stdout" else inst.service.stderr
         if out.kind is OutputKind.INHERIT:
@@ -59,8 +70,11 @@ class Streams:
             fd = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
         elif out.kind is OutputKind.FILE:
             assert out.path is not None
-            fd = os.open(out.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-                         | os.O_NOFOLLOW, 0o640)
+            try:
+                fd = open_as(creds, out.path,
+                             os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW)
+            except OSError as err:
+                raise LaunchError(f"{stream} {out.path}: {err.strerror}") from None
         else:
             read_fd, fd = os.pipe2(os.O_CLOEXEC)
             os.set_blocking(read_fd, False)
@@ -83,6 +97,9 @@ class Streams:
             sinks.append(_writer(log, self.events, inst))
         else:
             sinks.append(self.console.service_line)
+        rules = self.line_hook(inst)
+        if rules is not None:
+            sinks.append(rules)
         on_raw = None
         if stream == "pty":
             terminal = self.terminals[inst.name] = Terminal(fd)

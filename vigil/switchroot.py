@@ -14,9 +14,11 @@ from collections.abc import Callable
 
 from vigil import mounts, syscalls, sysinit
 from vigil.fstab import MS, resolve
+from vigil.numbers import parse_seconds
 
 Log = Callable[[str, str], None]
 NEW_ROOT = "/newroot"
+MAX_ROOT_TIMEOUT = 3600.0  # a root device later than an hour is not coming
 
 
 def wanted() -> bool:
@@ -64,10 +66,11 @@ def switch(log: Log) -> str:
     """Does the switch and executes the new init; returns why it could not."""
     args = sysinit.cmdline_args(sysinit.read_cmdline())
     device = resolve(args["root"])
-    try:
-        timeout = float(args.get("vigil.root-timeout") or 30)
-    except ValueError:
-        log("warning", f"vigil.root-timeout={args['vigil.root-timeout']!r} is not a number: 30s")
+    given = args.get("vigil.root-timeout") or "30"
+    timeout = parse_seconds(given, MAX_ROOT_TIMEOUT)
+    if timeout is None:
+        log("warning", f"vigil.root-timeout={given!r} is not a number of seconds up to "
+                       f"{MAX_ROOT_TIMEOUT:g}: 30s")
         timeout = 30.0
     sysinit.load_modules(sysinit.wanted_modules("/", log), log)
     if not _wait_for(device, timeout, log):

@@ -128,6 +128,15 @@ def read_report(fd: int) -> ExecFailure | None:
     return ExecFailure(STEPS.get(step, f"step {step}"), err)
 
 
+def set_fs_ids(uid: int, gid: int, groups: list[int] | None) -> None:
+    """This thread's filesystem identity: the ids (and groups, unless None)
+    that paths are checked against; nothing else of the process changes."""
+    keep = ffi.new("unsigned int[]", groups or [0])
+    result = lib.vigil_fs_ids(uid, gid, -1 if groups is None else len(groups), keep)
+    if result < 0:
+        raise OSError(-result, os.strerror(-result), f"taking the ids {uid}:{gid}")
+
+
 def _check(result: int, what: str) -> None:
     if result < 0:
         err = ffi.errno
@@ -144,7 +153,11 @@ def umount(target: str, flags: int = 0) -> None:
 
 
 def reboot(command: int) -> None:
-    _check(lib.reboot(command), "reboot")
+    """`command` as linux/reboot.h writes it (unsigned magic, 0xCDEF0123 for
+    halt); the C prototype takes an int, so it goes as its 32-bit two's
+    complement (cffi refused halt's value with OverflowError)."""
+    signed = command - (1 << 32) if command >= 1 << 31 else command
+    _check(lib.reboot(signed), "reboot")
 
 
 def swapon(path: str, flags: int = 0) -> None:
@@ -159,8 +172,18 @@ def finit_module(fd: int, params: str = "", flags: int = 0, name: str = "module"
     _check(lib.vigil_finit_module(fd, params.encode(), flags), name)
 
 
-def pivot_root(new_root: str, put_old: str) -> None:
-    _check(lib.vigil_pivot_root(new_root.encode(), put_old.encode()), new_root)
+def timerfd_realtime() -> int:
+    """A non-blocking timerfd on CLOCK_REALTIME (os.timerfd_create is 3.13+)."""
+    fd = int(lib.vigil_timerfd_realtime())
+    _check(fd, "timerfd")
+    return fd
+
+
+def timerfd_at(fd: int, when: float) -> None:
+    """Arms it for the wall time `when` (epoch seconds), cancelled by a step
+    of the clock; a time already past fires at once. 0 disarms it."""
+    seconds = int(when)
+    _check(lib.vigil_timerfd_at(fd, seconds, int((when - seconds) * 1e9)), "timerfd")
 
 
 def sethostname(name: str) -> None:

@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from vigil import mounts, namespaces, syscalls
+from vigil import envfile, mounts, namespaces, syscalls
+from vigil.asuser import read_regular
 from vigil.fstab import parse as parse_fstab
 
 Log = Callable[[str, str], None]
@@ -104,11 +105,14 @@ LOCALE_KEYS = ("LANG", "LANGUAGE", "LC_CTYPE", "LC_NUMERIC", "LC_TIME", "LC_COLL
 def unit_environment(root: str = "/") -> dict[str, str]:
     """TZ from /etc/timezone and the locale from /etc/locale.conf (or Debian's
     /etc/default/locale): what every unit gets in system mode."""
-    from vigil.launch import read_env_file
     env: dict[str, str] = {}
     for name in ("etc/default/locale", "etc/locale.conf"):
-        env.update({k: v for k, v in read_env_file("-" + os.path.join(root, name)).items()
-                    if k in LOCALE_KEYS})
+        try:
+            text = read_regular(None, os.path.join(root, name), 1 << 20).decode(
+                "utf-8", errors="replace")  # not a FIFO: PID 1 would block on it
+        except OSError:  # missing, or unreadable: no locale from it, and the boot goes on
+            continue
+        env.update({k: v for k, v in envfile.parse(text).items() if k in LOCALE_KEYS})
     try:
         zone = read_text(os.path.join(root, "etc/timezone")).strip()
         if zone:

@@ -44,6 +44,28 @@ class ProbeKind(enum.Enum):
     EXEC = "exec"
     NOTIFY = "notify"
     FD = "fd"
+    LOG = "log"  # a line of the service's output matches `pattern`
+
+
+class Overlap(enum.Enum):
+    """What a timer does when its unit is still running at the next elapse."""
+    SKIP = "skip"
+    QUEUE = "queue"  # one run waits for the current one to end
+    RESTART = "restart"  # the running one is stopped and started afresh
+
+
+@dataclass(frozen=True)
+class Timer:
+    """[timer]: when the unit runs. Calendars follow the wall clock (kept as
+    text: vigil.calendar parses them, imported only for units that have one);
+    `every` and `after_boot` are seconds on the monotonic and boot clocks."""
+
+    calendar: tuple[str, ...] = ()
+    every: float | None = None
+    after_boot: float | None = None
+    randomize: float = 0.0
+    persistent: bool = False
+    overlap: Overlap = Overlap.SKIP
 
 
 @dataclass(frozen=True)
@@ -63,6 +85,7 @@ class Probe:
     url: str = ""
     argv: tuple[str, ...] = ()
     fd: int = 0
+    pattern: str = ""  # a regular expression, for LOG
 
 
 @dataclass(frozen=True)
@@ -119,6 +142,8 @@ class Service:
     stderr: Output = Output(OutputKind.LOG)
     ready: Ready | None = None
     health: Health | None = None
+    log_fails: str | None = None  # [service.health] log-fails: a line matching restarts it
+    silence: float | None = None  # [service.health] silence: no line for so long restarts it
     limits: tuple[Limit, ...] = ()
     no_new_privileges: bool = False
     capability_bounding_set: tuple[str, ...] | None = None
@@ -149,6 +174,7 @@ class Unit:
     critical: bool = False
     scope: int | None = None  # a pid: the unit stops when that process exits
     service: Service | None = None
+    timer: Timer | None = None
     # Where it came from and the merged TOML, for `cat` and reload diffs;
     # not part of equality (a moved file with the same content is unchanged).
     path: str = field(default="", compare=False)

@@ -1,7 +1,7 @@
-"""`vigilctl convert FILE`: a systemd .service/.target or a supervisord
-config becomes vigil units (TOML written with tomli-w). Whatever cannot be
-carried over is listed, in the output as comments and on stderr, rather than
-dropped silently.
+"""`vigilctl convert FILE`: a systemd .service/.target/.timer, a crontab,
+a supervisord config or a Procfile becomes vigil units (TOML written with
+tomli-w). Whatever cannot be carried over is listed, in the output as
+comments and on stderr, rather than dropped silently.
 
 The input is not trusted to be well-formed: a name becomes a unit (and a
 file name) only if it is a valid unit name, every comment is escaped so that
@@ -206,11 +206,19 @@ def convert(path: str, text: str) -> list[Converted]:
     if base.endswith((".service", ".target")):
         from vigilctl.systemd import from_systemd
         return from_systemd(path, text)
+    if base.endswith(".timer"):
+        from vigilctl.systemd import from_timer
+        return from_timer(path, text)
+    from vigilctl.cron import is_crontab
+    if is_crontab(path):
+        from vigilctl.cron import from_crontab
+        return from_crontab(path, text)
     if base == "Procfile" or base.startswith("Procfile."):
         return from_procfile(text)
     if re.search(r"^\[program:", text, re.M) or base.endswith((".conf", ".ini")):
         return from_supervisord(text)
-    raise ValueError("not a systemd .service/.target, a supervisord config or a Procfile")
+    raise ValueError("not a systemd .service/.target/.timer, a crontab, a supervisord config "
+                     "or a Procfile")
 
 
 def main(path: str, out_dir: str | None) -> int:

@@ -4,8 +4,11 @@ first use, one per project and user.
 A project is a directory holding `vigil.toml` (which may say
 `units = "path"`; default `units`) or a `units/` directory of unit files,
 found in the working directory or a parent; `vigilctl --units DIR` names one
-directly. Its daemon's socket is in the user's runtime directory, named
-after the project, so several projects run side by side.
+directly. It is used only when it is the caller's (vigilctl/trust.py): its
+daemon runs the unit files as the caller, root included. Its daemon's
+socket is in the user's first private runtime place, named after the
+project, so several projects run side by side; only start, restart and run
+start one.
 """
 
 from __future__ import annotations
@@ -17,33 +20,73 @@ import sys
 import time
 from pathlib import Path
 
-from vigilctl.client import Client, ClientError, RequestFailed
+from vigil.protocol import private_base, user_dirs
+from vigilctl import trust
+from vigilctl.client import Client, ClientError, NotRunning, RequestFailed
 
 
 def find(units: str | None, start: Path | None = None) -> Path | None:
-    """The project's unit directory, or None when this is not a project."""
+    """The project's unit directory, or None when this is not a project.
+    A project found (or named) is used only when it is the caller's: see
+    _trusted; else a one-line refusal naming the path and why."""
     if units:
-        return Path(units).resolve()
+        named = Path(units).resolve()
+        _trusted(named.parent, named)
+        return named
+    from vigil import projectdir
+    try:
+        return projectdir.find(start or Path.cwd(), _trusted)
+    except projectdir.ProjectError as err:
+        raise ClientError(str(err)) from None
+
+
+def find_procfile(start: Path | None = None) -> Path | None:
+    """The nearest Procfile of the working directory or a parent: later
+    commands there reach the daemon `vigilctl up` runs for it. Nothing of
+    it is read: its daemon's socket is in the caller's private place, made
+    by the caller's own `up` (which checked the Procfile), and the client
+    checks that socket as any other."""
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
-        marker = folder / "vigil.toml"
-        if marker.is_file():
-            import tomllib
-            try:
-                conf = tomllib.loads(marker.read_text())
-            except (OSError, tomllib.TOMLDecodeError) as err:
-                raise ClientError(f"{marker}: {err}") from None
-            return (folder / str(conf.get("units", "units"))).resolve()
-        if (folder / "units").is_dir() and any((folder / "units").glob("*.toml")):
-            return (folder / "units").resolve()
+        if (folder / "Procfile").is_file():
+            return folder / "Procfile"
     return None
 
 
+def connect_procfile(procfile: Path, timeout: float) -> Client:
+    """A client of the daemon `vigilctl up` runs for this Procfile; only
+    `up` starts one."""
+    try:
+        return Client(socket_for(procfile), timeout=timeout)
+    except NotRunning:
+        raise ClientError(f"vigil is not running for {procfile} (`vigilctl up` starts "
+                          "it)") from None
+
+
+def _trusted(folder: Path, units: Path | None = None, marker: Path | None = None) -> None:
+    """Refuses, in one line, a project whose directory, vigil.toml or unit
+    files (trust.check_units) are not the caller's to run."""
+    try:
+        trust.check(folder)
+        if marker:
+            trust.check(marker)
+        if units:
+            trust.check_units(str(units))
+    except trust.Untrusted as err:
+        raise trust.refuse(f"the project in {folder}", err) from None
+
+
 def socket_for(units: Path) -> str:
-    runtime = os.environ.get("XDG_RUNTIME_DIR")
-    base = Path(runtime) / "vigil" if runtime else Path(f"/tmp/vigil-{os.getuid()}")
+    """The socket of the daemon for these units, in the user's first private
+    place (a /tmp/vigil-UID someone else made is passed over, and said so)."""
+    from vigilctl.main import say
+    base = private_base(say)
+    if base is None:
+        raise ClientError("no private place for a daemon's socket: " + ", ".join(user_dirs()) +
+                          " all belong to someone else")
     digest = hashlib.sha256(str(units).encode()).hexdigest()[:10]
-    return str(base / "p" / f"{units.parent.name[:16] or 'root'}-{digest}" / "control.sock")
+    return os.path.join(base, "p", f"{units.parent.name[:16] or 'root'}-{digest}",
+                        "control.sock")
 
 
 def holder() -> int | None:
@@ -64,23 +107,50 @@ def hold(client: Client, pid: int | None) -> None:
         pass
 
 
+def connect(units: Path, timeout: float, may_start: bool, hold_it: bool) -> Client:
+    """A client of the project's daemon, started first when none runs and
+    the command may (a read-only one never starts one)."""
+    path = socket_for(units)
+    try:
+        client = Client(path, timeout=timeout)
+    except NotRunning:
+        if not may_start:
+            raise ClientError(f"vigil is not running for {units} (`vigilctl start` starts "
+                              "it)") from None
+        start(units, path, holder())
+        return Client(path, timeout=timeout)
+    if hold_it:
+        hold(client, holder())
+    return client
+
+
 def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) -> None:
     """Starts the project's daemon in a session of its own and waits until it
     answers. Bound to `scope`, it stops everything and exits once that
     process and every other holder have exited."""
     directory = os.path.dirname(socket)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
     bind = ["--scope", str(scope)] if scope is not None else []
-    log = open(os.path.join(directory, "daemon.log"), "ab")  # noqa: SIM115 - the child's
-    daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
-                               "--socket", socket, *bind], stdin=subprocess.DEVNULL, stdout=log,
-                              stderr=log, start_new_session=True, cwd=str(units.parent))
-    log.close()
+    folder = trust.private_dir(directory)
+    try:  # O_NOFOLLOW under the checked directory: a planted symlink is not followed
+        log = os.open("daemon.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW |
+                      os.O_CLOEXEC, 0o600, dir_fd=folder)
+    except OSError as err:
+        raise ClientError(f"{directory}/daemon.log: {err.strerror}") from None
+    finally:
+        os.close(folder)
+    try:
+        daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
+                                   "--socket", socket, *bind], stdin=subprocess.DEVNULL,
+                                  stdout=log, stderr=log, start_new_session=True,
+                                  cwd=str(units.parent))
+    finally:
+        os.close(log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            Client(socket, timeout=2).close()
+            first = Client(socket, timeout=2)
             print(f"vigilctl: started vigil for {units} (pid {daemon.pid})", file=sys.stderr)
+            _say_problems(first)
             return
         except ClientError:
             if daemon.poll() is not None:  # lost a race to another vigilctl: use that one
@@ -94,19 +164,36 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
     raise ClientError(f"vigil for {units} did not answer within {timeout:g}s")
 
 
+def _say_problems(client: Client) -> None:
+    """First use: the load errors the new daemon found, one line each."""
+    from vigil.printable import printable_lines
+    try:
+        for problem in client.call("problems"):
+            print(f"vigilctl: problem: {printable_lines(problem)}", file=sys.stderr)
+    except ClientError:
+        pass
+    finally:
+        client.close()
+
+
 def up(procfile: str, detach: bool, timeout: float) -> int:
     """foreman/honcho's `start`: the Procfile's processes as units of a daemon
     bound to this vigilctl (or, detached, to its shell); their output here
     until Ctrl-C, which stops them."""
     path = Path(procfile).resolve()
+    dotenv = path.parent / ".env"
+    try:  # its lines run as the caller: the caller's, as a project's unit files
+        for mine in [path.parent, path] + ([dotenv] if dotenv.exists() else []):
+            trust.check(mine)
+    except trust.Untrusted as err:
+        raise trust.refuse(str(path), err) from None
     socket = socket_for(path)
-    os.makedirs(os.path.dirname(socket), mode=0o700, exist_ok=True)  # the daemon's, private
     unit_dir = Path(os.path.dirname(socket)) / "units"
     names = _write_units(path, unit_dir)
     scope = holder() if detach else os.getpid()
     try:
         client = Client(socket, timeout=timeout)
-    except ClientError:
+    except NotRunning:
         start(unit_dir, socket, scope)
         client = Client(socket, timeout=timeout)
     else:
@@ -115,15 +202,25 @@ def up(procfile: str, detach: bool, timeout: float) -> int:
     import signal
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        states = client.call("start", units=names)
+        from vigilctl.progress import Progress
+        progress = Progress(names, "starting")
+        try:
+            states = client.call_reporting("start", progress.report, progress.draw,
+                                           units=names, progress=True)
+        finally:
+            progress.done()
         for name in names:
             print(f"{name}: {states[name]}", file=sys.stderr)
         if detach:
+            print(f"vigilctl: {path.parent} is served by vigil on {socket}; vigilctl in that "
+                  "directory (or with --socket) reaches it", file=sys.stderr)
             return 0 if all(states[n] == "running" for n in names) else 3
         client.call("logs", units=names, lines=0, follow=True)
-        width = max(map(len, names)) + 2
+        from vigilctl.main import color
+        from vigilctl.show import log_line
+        width, colored = max(map(len, names)) + 2, color(sys.stdout)
         for line in client.stream():
-            print(f"{line['clock']} {line['instance']:<{width}}| {line['text']}", flush=True)
+            print(log_line(line, colored, width, "|"), flush=True)
         print("vigilctl: the daemon has gone away", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -152,17 +249,21 @@ def _write_units(procfile: Path, unit_dir: Path) -> list[str]:
     if problems or not units:
         raise ClientError("; ".join(problems) or f"{procfile}: no processes")
     import tomli_w
-    unit_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     dotenv = procfile.parent / ".env"
-    for unit in units:
-        service = unit.doc["service"]
-        service["cwd"] = str(procfile.parent)
-        service["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
-        if dotenv.is_file():
-            service["env-file"] = [str(dotenv)]
-        text = f"# From {procfile} by vigilctl up; rewritten on each up.\n"
-        (unit_dir / f"{unit.name}.toml").write_text(text + tomli_w.dumps(unit.doc))
-    for old in unit_dir.glob("*.toml"):
-        if old.stem not in {u.name for u in units}:
-            old.unlink()
-    return [u.name for u in units]
+    names = [u.name for u in units]
+    folder = trust.private_dir(str(unit_dir))
+    try:
+        for unit in units:
+            service = unit.doc["service"]
+            service["cwd"] = str(procfile.parent)
+            service["env"] = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+            if dotenv.is_file():
+                service["env-file"] = [str(dotenv)]
+            text = f"# From {procfile} by vigilctl up; rewritten on each up.\n"
+            trust.write(folder, f"{unit.name}.toml", text + tomli_w.dumps(unit.doc))
+        for old in trust.entries(folder):
+            if old.endswith(".toml") and old[:-5] not in names:
+                os.unlink(old, dir_fd=folder)
+    finally:
+        os.close(folder)
+    return names

@@ -25,7 +25,8 @@ class Shell:
         self.parser, self.base = parser, base
         sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
         self.subparsers: dict[str, argparse.ArgumentParser] = dict(sub.choices)
-        self.commands = sorted([*self.subparsers, *EXTRA])
+        from vigilctl.options import ALIASES
+        self.commands = sorted([*self.subparsers, *ALIASES, *EXTRA])
         self._units: list[str] | None = None
 
     def units(self) -> list[str]:
@@ -78,8 +79,11 @@ class Shell:
             return 2
         if not words:
             return 0
+        from vigilctl.options import ALIASES, resolve
+        words = resolve(words)  # list-units, tail
         if words[0] == "help":
-            target = self.subparsers.get(words[1]) if len(words) > 1 else None
+            name = ALIASES.get(words[1], words[1]) if len(words) > 1 else ""
+            target = self.subparsers.get(name)
             (target or self.parser).print_help()
             return 0
         try:

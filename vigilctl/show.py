@@ -95,25 +95,62 @@ def deps(graph: dict[str, dict[str, Any]], root: str, color: bool, reverse: bool
     walk(root, "", (root,))
 
 
+def span(seconds: float, sign: str = "") -> str:
+    """A duration people read at a glance: 250ms, 12.3s, 5m03s, 2h05m."""
+    if seconds < 1:
+        return f"{sign}{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{sign}{seconds:.1f}s"
+    s = int(seconds)
+    return f"{sign}{s // 60}m{s % 60:02d}s" if s < 3600 else \
+        f"{sign}{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def timeline(data: dict[str, Any]) -> None:
-    print(f"{'TOOK':>9}  {'BEGAN':>9}  {'READY':>9}  UNIT")
+    """BEGAN and READY count from the first unit's start: at boot that is
+    the daemon's start, in a project the first `start` (which may come
+    minutes after its daemon), so the numbers stay small either way."""
+    zero = min((row["began"] for row in data["units"]), default=0.0)
+    when = "the daemon started" if zero < 1 else f"the first start ({span(zero)} after the " \
+        "daemon started)"
+    print(f"{'TOOK':>9}  {'BEGAN':>9}  {'READY':>9}  UNIT   (times since {when})")
     for row in data["units"]:
-        took = "-" if row["took"] is None else f"{row['took'] * 1000:.0f}ms"
-        ready = "not yet" if row["ready"] is None else f"+{row['ready'] * 1000:.0f}ms"
-        began = f"+{row['began'] * 1000:.0f}ms"
-        print(f"{took:>9}  {began:>9}  {ready:>9}  {row['unit']}")
+        took = "-" if row["took"] is None else span(row["took"])
+        ready = "not yet" if row["ready"] is None else span(row["ready"] - zero, "+")
+        print(f"{took:>9}  {span(row['began'] - zero, '+'):>9}  {ready:>9}  "
+              f"{printable(row['unit'])}")
     if data["chain"]:
         print("\ncritical chain (each waited for the one above):")
         for depth, row in enumerate(data["chain"]):
-            print(f"{'  ' * depth}{row['unit']} @{row['began'] * 1000:.0f}ms "
-                  f"+{row['took'] * 1000:.0f}ms")
+            print(f"{'  ' * depth}{printable(row['unit'])} @{span(row['began'] - zero)} "
+                  f"+{span(row['took'])}")
 
 
-def stream_line(x: dict[str, Any], cmd: str) -> str:
+PALETTE = ("36", "33", "32", "35", "34", "96", "93", "92", "95", "94")
+
+
+def unit_color(name: str) -> str:
+    """The same colour for a unit in every run: from its name, not its order."""
+    import zlib
+    return PALETTE[zlib.crc32(name.encode()) % len(PALETTE)]
+
+
+def log_line(x: dict[str, Any], color: bool, width: int = 0, sep: str = ":") -> str:
+    """A service's output line after its time and instance; on a terminal the
+    instance is coloured and a stderr line marked with a red `!`."""
+    name = printable(x["instance"])
+    text = printable(x["text"])
+    if not color:
+        return f"{x['clock']} {name:<{width}}{sep} {text}"
+    err = "\x1b[31m!\x1b[0m " if x.get("stream") == "stderr" else ""
+    return f"{x['clock']} \x1b[{unit_color(x['unit'])}m{name:<{width}}\x1b[0m{sep} {err}{text}"
+
+
+def stream_line(x: dict[str, Any], cmd: str, color: bool = False) -> str:
     """One line of `logs` (a service's output, after its instance's name) or
     of `events`: what the service wrote cannot begin a line of its own."""
     if cmd == "logs":
-        return f"{x['clock']} {x['instance']}: {printable(x['text'])}"
+        return log_line(x, color)
     clock = time.strftime("%H:%M:%S", time.localtime(x["time"]))
     return f"{clock} {x['severity']:7} {x['code']:16} {printable(x['message'])}"
 
@@ -130,7 +167,7 @@ def parse_since(text: str, now: float | None = None) -> float:
         return now - float(m.group(1)) * UNITS[m.group(2)]
     if re.fullmatch(r"\d+(\.\d+)?", text):
         return float(text)
-    m = re.fullmatch(r"(\d{1,2}):(\d{2})(?::(\d{2}))?", text)
+    m = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)(?::([0-5]\d))?", text)
     if m:
         t = time.localtime(now)
         return time.mktime((t.tm_year, t.tm_mon, t.tm_mday, int(m.group(1)), int(m.group(2)),
@@ -141,3 +178,31 @@ def parse_since(text: str, now: float | None = None) -> float:
     except ValueError:
         raise ValueError(f"cannot read time {text!r}: use 10m, 2h, 14:05, 2026-11-24T14:05 "
                          "or epoch seconds") from None
+
+
+def timers(rows: list[dict[str, Any]]) -> None:
+    """`vigilctl timers`: like systemctl list-timers, soonest first."""
+    def when(t: float | None) -> str:
+        return "-" if t is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+    table = [("NEXT", "LEFT", "LAST", "PASSED", "UNIT", "SCHEDULE")]
+    for r in sorted(rows, key=lambda r: (r["next"] is None, r["next"] or 0)):
+        left = "-" if r["next"] is None else age(max(0.0, r["next"] - r["now"]))
+        passed = "-" if r["last"] is None else age(max(0.0, r["now"] - r["last"])) + " ago"
+        extra = (" (persistent)" if r["persistent"] else "") + (
+            " [a run is queued]" if r["queued"] else "")
+        table.append((when(r["next"]), left, when(r["last"]), passed, printable(r["unit"]),
+                      printable(r["schedule"]) + extra))
+    widths = [max(len(row[i]) for row in table) for i in range(5)]
+    for row in table:
+        print("  ".join(row[i].ljust(widths[i]) for i in range(5)) + "  " + row[5])
+    print(f"\n{len(rows)} timer(s)")
+
+
+def next_runs(units: list[dict[str, Any]]) -> None:
+    """Under `status`: when each timer unit runs next."""
+    for u in units:
+        if u.get("next_run") is not None:
+            clock = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(u["next_run"]))
+            print(printable(f"  {u['unit']}: next run {clock} "
+                            f"(in {age(max(0.0, u['next_run'] - time.time()))})"))

@@ -194,3 +194,68 @@ def _limit(value: str) -> Any:
     soft, _, hard = value.partition(":")
     one = [v if v == "infinity" else int(v) for v in (soft, hard or soft)]
     return one[0] if one[0] == one[1] else one
+
+
+# -- .timer ----------------------------------------------------------------------
+
+TIMER_SPANS = {"OnBootSec": "after-boot", "OnStartupSec": "after-boot",
+               "OnUnitActiveSec": "every", "OnUnitInactiveSec": "every",
+               "RandomizedDelaySec": "randomize"}
+
+
+def from_timer(path: str, text: str) -> list[Converted]:
+    """A .timer becomes the [timer] of the unit it starts (Unit=, else the
+    .service of the same name); that .service, if it sits beside the timer,
+    is converted with it, so the result is one whole unit."""
+    notes: list[str] = []
+    sections = parse_systemd(text, notes)
+    base = os.path.basename(path)
+    target = base.removesuffix(".timer") + ".service"
+    for key, value in sections.get("Timer", []):
+        if key == "Unit":
+            target = value
+    service_path = os.path.join(os.path.dirname(path), target)
+    if os.path.basename(service_path) == target and os.path.isfile(service_path):
+        with open(service_path, encoding="utf-8") as f:
+            out = from_systemd(service_path, f.read())[0]
+    else:
+        out = named(unit_name(target, notes), {}, base)
+        notes.append(f"{target} is not beside the timer: merge this [timer] into its unit")
+    out.notes.extend(notes)
+    timer: dict[str, Any] = {}
+    for key, value in sections.get("Timer", []):
+        try:
+            _timer_key(out, timer, key, value)
+        except ValueError as err:
+            out.notes.append(f"[Timer] {key}={value}: cannot read {err}")
+    for key, value in sections.get("Unit", []):
+        if key == "Description" and "description" not in out.doc.get("unit", {}):
+            out.set("unit", "description", value)
+    if not {"calendar", "every", "after-boot"} & set(timer):
+        out.notes.append("no OnCalendar, OnBootSec or OnUnitActiveSec: the [timer] needs one")
+    out.doc["timer"] = timer
+    return [out]
+
+
+def _timer_key(out: Converted, timer: dict[str, Any], key: str, value: str) -> None:
+    if key == "OnCalendar":
+        from vigil.calendar import parse
+        try:
+            parse(value)
+        except ValueError as err:
+            out.notes.append(f"OnCalendar={value}: {err}; dropped")
+            return
+        timer.setdefault("calendar", []).append(value)
+    elif key in TIMER_SPANS:
+        timer[TIMER_SPANS[key]] = timespan(value)
+        if key == "OnUnitInactiveSec":
+            out.notes.append("OnUnitInactiveSec approximated by every (from each start, "
+                             "not from each end)")
+        if key == "OnStartupSec":
+            out.notes.append("OnStartupSec approximated by after-boot")
+    elif key == "Persistent":
+        timer["persistent"] = value in ("yes", "true", "1", "on")
+    elif key == "AccuracySec":
+        out.notes.append(f"AccuracySec={value}: vigil's timers are exact; dropped")
+    elif key != "Unit":
+        out.notes.append(f"[Timer] {key}={value} has no vigil equivalent")
