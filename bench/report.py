@@ -164,8 +164,8 @@ NOTES = [
     "- boot-debian: build/debian.ext4 (make distro: Debian bookworm minbase, systemd-sysv, "
     "udev, kmod, openssh-server, cron, vigil's .deb), the same kernel and initramfs, "
     "`init=/usr/sbin/vigil` against `init=/lib/systemd/systemd`, alternating on one copy "
-    "of the image with its ssh host keys made beforehand; eth0 gets the same static "
-    "address from vigil-net and from systemd-networkd. See docs/debian.md.",
+    "of the image with its ssh host keys made beforehand; eth0 gets its address by DHCP "
+    "from QEMU under both (vigil-net, systemd-networkd). See docs/debian.md.",
     "- container: `ENTRYPOINT -- true` launched as a CI wrapper would, not in a namespace; "
     "each launch is followed by one of the bare interpreter vigil runs on (`python -I -c "
     "pass`), and the ratio is taken launch by launch. `vigil run` without side services is "

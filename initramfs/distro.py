@@ -12,8 +12,8 @@ Then, in a staging directory: the running kernel's modules (without the
 desktop and wireless drivers no VM has), hostname, fstab, an empty root
 password for the serial console (keys only over ssh, as sshd's default
 says), no ssh host keys (each image makes its own on first boot, under
-either init), the same static address for QEMU's user network under both
-inits (vigil-net and systemd-networkd), and `dpkg -i` of the .deb, whose
+either init), DHCP on QEMU's user network under both inits (vigil-net and
+systemd-networkd), and `dpkg -i` of the .deb, whose
 post-install converts the services. `mkfs.ext4 -d` makes the image without
 loop mounts. A digest of every input decides whether to rebuild.
 """
@@ -51,9 +51,13 @@ NETWORKD = """[Match]
 Name=eth0
 
 [Network]
-Address=10.0.2.15/24
-Gateway=10.0.2.2
-DNS=10.0.2.3
+DHCP=ipv4
+"""
+# QEMU's user network has a DHCP server (10.0.2.15 for the guest); both inits ask it.
+VIGIL_NETWORK = """# eth0 from QEMU's DHCP server, as systemd-networkd's DHCP=ipv4 under systemd.
+[interfaces.eth0]
+dhcp = true
+wait = 10
 """
 SSH_KEYS_DROPIN = """# Host keys made on the first boot (the image ships none), before the
 # unit's own configuration test, which fails without them.
@@ -121,7 +125,7 @@ def configure(root: Path) -> None:
         link.unlink(missing_ok=True)
         link.symlink_to(f"/lib/systemd/system/{unit}")
     (root / "etc/vigil").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(ROOT / "initramfs/etc/vigil/network.toml", root / "etc/vigil/network.toml")
+    (root / "etc/vigil/network.toml").write_text(VIGIL_NETWORK)
     _chroot(root, "passwd", "-d", "root")
 
 
@@ -148,7 +152,7 @@ def _chroot(root: Path, *cmd: str) -> str:
 def digest(deb: Path, version: str) -> str:
     h = hashlib.sha256()
     for part in (Path(__file__).read_bytes(), deb.read_bytes(), sources().read_bytes(),
-                 (ROOT / "initramfs/etc/vigil/network.toml").read_bytes(), version.encode()):
+                 version.encode()):
         h.update(hashlib.sha256(part).digest())
     return h.hexdigest()
 

@@ -78,10 +78,12 @@ def test_vigilctl_status_over_ssh(vigil_vm):
     done = ssh(vigil_vm.ssh_port, ssh_key(), "vigilctl status --json")
     assert done.returncode == 0, done.stderr
     states = {unit["unit"]: unit["state"] for unit in json.loads(done.stdout)}
-    for unit in ("ssh", "cron", "getty@ttyS0", "udev"):
+    for unit in ("ssh", "cron", "getty@ttyS0", "udev", "network"):  # network keeps a lease
         assert states[unit] == "running", states
-    for unit in ("network", "ssh-keys", "systemd-tmpfiles-setup", "udev-trigger"):
+    for unit in ("ssh-keys", "systemd-tmpfiles-setup", "udev-trigger"):
         assert states[unit] == "exited", states
+    done = ssh(vigil_vm.ssh_port, ssh_key(), "vigilctl logs network")
+    assert "eth0 up 10.0.2.15/24 (DHCP, 86400s)" in done.stdout, done.stdout + done.stderr
 
 
 def test_converted_units_and_report(vigil_vm):
