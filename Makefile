@@ -6,14 +6,17 @@
 # busybox-static (the guest's shell and tools), e2fsprogs (mkfs.ext4 -d), cpio
 # (reads the image back in a test). python3: the system's, for the tests run
 # as an unprivileged user (the venv's may live where only root can read).
+# The Debian image (make distro, tests/test_debian.py): mmdebstrap builds the
+# root from this machine's apt sources; openssh-client logs in to its sshd.
 # tini: `vigil run` is tested beside it, same input, same result.
 APT_PACKAGES := libcap-dev util-linux procps iproute2 openssl qemu-system-x86 \
-	linux-image-amd64 busybox-static e2fsprogs cpio python3 tini
+	linux-image-amd64 busybox-static e2fsprogs cpio python3 mmdebstrap openssh-client tini
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test soak run run-host image bench bench-quick bench-setup lint check clean
+.PHONY: setup test soak run run-host image deb wheel distro run-distro bench bench-quick \
+	bench-setup lint check clean
 
 setup: $(VENV)/.installed
 
@@ -29,7 +32,7 @@ $(VENV)/.installed: pyproject.toml Makefile setup.py vigil/_sys_build.py vigil/_
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
 	touch $@
 
-test: setup image
+test: setup image distro
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 # Ten minutes of chaos against the invariants (make test runs one minute).
@@ -41,6 +44,27 @@ soak: setup
 # the units or the builder change (build.py compares a digest of its inputs).
 image: setup
 	$(PY) initramfs/build.py --out build --if-stale
+
+# vigil for Debian: build/vigil_VERSION_amd64.deb (docs/debian.md), and the
+# wheel for pip users (python -m build, in an isolated environment).
+deb: setup
+	$(PY) packaging/build_deb.py --out build
+
+wheel: setup
+	$(PY) -m pip install -q build
+	$(PY) -m build --wheel --outdir build .
+
+# A stock Debian bookworm root with the .deb installed: build/debian.ext4,
+# rebuilt when the .deb, the builder or the apt sources change (the
+# mmdebstrap base is cached in build/ apart from that).
+distro: setup image
+	$(PY) initramfs/distro.py --out build --if-stale
+
+# Boots it with vigil as PID 1 (INIT=/lib/systemd/systemd for its own
+# systemd): on a terminal its serial login, otherwise status and poweroff.
+INIT ?= /usr/sbin/vigil
+run-distro: setup distro
+	$(PY) qemu/run.py --flavour debian --init $(INIT)
 
 # The demo: boots the VM. On a terminal, its console (log in as root; Ctrl-A X
 # or `poweroff` leaves); otherwise boot, status from the host, poweroff.
@@ -84,8 +108,10 @@ bench-quick: bench-setup
 	$(PY) bench/report.py bench/results/quick.json
 
 lint: setup
-	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench
-	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py bench/measure.py bench/report.py bench/peers.py
+	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench packaging
+	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py initramfs/distro.py qemu/run.py \
+		packaging/build_deb.py packaging/convert_debian.py bench/measure.py bench/report.py \
+		bench/peers.py bench/debian.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
