@@ -6,7 +6,7 @@ What goes in: the vigil and vigilctl packages under
 /usr/lib/python3/dist-packages with bytecode compiled now (unchecked-hash
 .pyc files, so no timestamp decides whether they are used) and the compiled
 cffi module vigil._sysc (built here from vigil/_sys_build.py); /usr/sbin/vigil,
-/usr/sbin/vigil-net and /usr/bin/vigilctl; the shipped units (units/system
+/usr/sbin/vigil-net, /usr/sbin/vigil-devlog and /usr/bin/vigilctl; the shipped units (units/system
 and units/debian) in /usr/lib/vigil/units; the post-install conversion of the
 system's own systemd units (packaging/convert_debian.py) that writes admin
 units to /etc/vigil/units; man pages. Its Python dependencies are Debian's
@@ -144,6 +144,7 @@ def build(out: Path) -> Path:
         compile_sysc(tree / SITE / "vigil", out / "deb-cffi")
         for path, text in (("usr/sbin/vigil", launcher("vigil.cli")),
                            ("usr/sbin/vigil-net", launcher("vigil.net")),
+                           ("usr/sbin/vigil-devlog", launcher("vigil.devlog")),
                            ("usr/bin/vigilctl", launcher("vigilctl.main")),
                            ("usr/lib/vigil/convert-debian",
                             (ROOT / "packaging" / "convert_debian.py").read_text())):

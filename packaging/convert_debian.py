@@ -33,7 +33,7 @@ WANTS_DIRS = [Path(f"{top}/{target}.target.wants")
 CONVERT_ALSO = {"systemd-tmpfiles-setup"}
 REPLACED = {
     "systemd-journald": "vigil keeps every service's output itself (vigilctl logs); "
-                        "nothing listens on /dev/log",
+                        "the shipped devlog unit takes /dev/log (vigilctl logs devlog)",
     "systemd-journal-flush": "no journal (see systemd-journald)",
     "systemd-modules-load": "vigil's early boot loads /etc/modules-load.d/*.conf and /etc/modules",
     "systemd-sysctl": "vigil's early boot applies /etc/sysctl.d/*.conf and /etc/sysctl.conf",

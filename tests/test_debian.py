@@ -78,12 +78,24 @@ def test_vigilctl_status_over_ssh(vigil_vm):
     done = ssh(vigil_vm.ssh_port, ssh_key(), "vigilctl status --json")
     assert done.returncode == 0, done.stderr
     states = {unit["unit"]: unit["state"] for unit in json.loads(done.stdout)}
-    for unit in ("ssh", "cron", "getty@ttyS0", "udev", "network"):  # network keeps a lease
+    for unit in ("ssh", "cron", "getty@ttyS0", "udev", "network", "devlog"):  # network: a lease
         assert states[unit] == "running", states
     for unit in ("ssh-keys", "systemd-tmpfiles-setup", "udev-trigger"):
         assert states[unit] == "exited", states
     done = ssh(vigil_vm.ssh_port, ssh_key(), "vigilctl logs network")
     assert "eth0 up 10.0.2.15/24 (DHCP, 86400s)" in done.stdout, done.stdout + done.stderr
+
+
+def test_syslog_messages_reach_vigils_logs(vigil_vm):
+    """/dev/log under vigil: what a program sends to syslog is in `logs devlog`."""
+    done = ssh(vigil_vm.ssh_port, ssh_key(), "logger -p auth.warning -t vigiltest hello-devlog")
+    assert done.returncode == 0, done.stderr
+    def logged() -> str:
+        out = ssh(vigil_vm.ssh_port, ssh_key(), "vigilctl logs devlog").stdout
+        return out if "vigiltest" in out else ""
+    out = wait_for(logged, timeout=60, what="the syslog line in vigilctl logs devlog")
+    line = next(x for x in out.splitlines() if "vigiltest" in x)
+    assert "auth.warning uid=0 pid=" in line and line.endswith("vigiltest: hello-devlog"), line
 
 
 def test_converted_units_and_report(vigil_vm):

@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
-             "signames", "exitstatus", "execreport", "unitstates"),
+             "signames", "exitstatus", "execreport", "unitstates",
+             "sdnotify"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
@@ -37,7 +38,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode
-    "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net", "dhcp"),
+    "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net", "dhcp",
+               "devlog"),
     # the daemon and what wires or drives the whole
     "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
                "container", "cli", "entry", "tini"),

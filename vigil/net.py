@@ -32,7 +32,6 @@ import argparse
 import errno
 import ipaddress
 import os
-import socket
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.dhcp import ACK, Client, Reply
+from vigil.sdnotify import notify
 
 
 class ConfigError(ValueError):
@@ -295,15 +295,6 @@ class Keeper(threading.Thread):
                 pass
 
 
-def notify_ready() -> None:
-    """READY=1 to the supervisor's socket, when there is one (sd_notify's protocol)."""
-    path = os.environ.get("NOTIFY_SOCKET", "")
-    if not path:
-        return
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-        sock.sendto(b"READY=1", "\0" + path[1:] if path.startswith("@") else path)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="vigil-net", description="Network setup.")
     p.add_argument("--config", default="/etc/vigil/network.toml")
@@ -333,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vigil-net: {problem}", file=sys.stderr, flush=True)
     if problems:
         return 1
-    notify_ready()
+    notify()
     for keeper in keepers:
         keeper.join()
         print(f"vigil-net: interfaces.{keeper.iface.name}: {keeper.problem}", file=sys.stderr)
