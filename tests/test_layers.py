@@ -25,7 +25,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
     "model": ("unit", "unitfiles", "schema", "loader", "graph", "check", "calendar", "dropins",
-              "projectdir"),
+              "projectdir", "unitchanges"),
     # the contracts with the outside: the wire format (daemon and client) and
     # the daemon's command line (read by vigilctl's man page generator)
     "protocol": ("protocol", "flags"),
@@ -34,7 +34,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # instances and units: state table, supervisor, reaper, manager and helpers
     "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
                "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups", "timers",
-               "logwatch"),
+               "logwatch", "hooks"),
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode

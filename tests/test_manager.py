@@ -682,8 +682,8 @@ def hook_reasons(sup: FakeSupervisor, hook: str) -> list[str]:
 
 
 def test_hook_events_wait_for_the_run_before_and_overflow_is_dropped(monkeypatch):
-    from vigil import manager as manager_module
-    monkeypatch.setattr(manager_module, "HOOK_QUEUE_MAX", 2)
+    from vigil import hooks
+    monkeypatch.setattr(hooks, "HOOK_QUEUE_MAX", 2)
     never = service(restart=RestartPolicy.NEVER)
     m, sup, events = manager(unit("job", svc=never, on_failure=["alert", "page"]),
                              unit("alert", enabled=False), unit("page", enabled=False))

@@ -19,7 +19,7 @@ import struct
 import sys
 from collections.abc import Sequence
 
-from vigil.sdnotify import notify
+from vigil import sdnotify
 
 FACILITIES = ("kern", "user", "mail", "daemon", "auth", "syslog", "lpr", "news", "uucp",
               "cron", "authpriv", "ftp", "ntp", "security", "console", "solaris-cron",
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as err:
         print(f"vigil-devlog: {opts.socket}: {err.strerror or err}", file=sys.stderr)
         return 1
-    notify()
+    sdnotify.notify()
     serve(sock)
     return 0
 

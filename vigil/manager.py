@@ -11,38 +11,25 @@ callback that queued an event, and each request ends with it.
 
 from __future__ import annotations
 
-import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
-from vigil.errors import Problem, UnitError
+from vigil import hooks, unitchanges
+from vigil.errors import UnitError
 from vigil.events import Events
 from vigil.graph import Graph
 from vigil.loader import LoadResult
 from vigil.states import DOWN_STATES, Event, Instance, State
 from vigil.supervisor import Supervisor
-from vigil.unit import Unit, changed_keys
+from vigil.unit import Unit
+from vigil.unitchanges import Change
+
+TYPE_CHECKING = False  # typing is not imported at start (issue 17)
+if TYPE_CHECKING:
+    from typing import Any
 
 # How a unit's several instances add up to one state, most telling first.
 PRIORITY = [State.STOPPING, State.STARTING, State.BACKOFF, State.FATAL, State.FAILED,
             State.RUNNING, State.EXITED, State.INACTIVE]
-
-# Events waiting for a busy hook, per hook: a bound on PID 1's memory, far
-# above what a burst of failures queues (each event is one run of the hook).
-HOOK_QUEUE_MAX = 1000
-
-# Keys that change how vigil describes or orders a unit, not its process: a
-# reload takes them without restarting it.
-NO_RESTART = frozenset({"unit.description", "unit.enabled", "unit.wants", "unit.after",
-                        "unit.before", "unit.on-failure", "unit.on-success", "unit.critical"})
-
-
-@dataclass
-class Change:
-    unit: str
-    action: str  # add | remove | restart | update (no restart needed) | keep-old
-    why: str
-
 
 class Manager:
     def __init__(self, sup: Supervisor, events: Events, hostname: str) -> None:
@@ -94,11 +81,32 @@ class Manager:
         """Remembers which unit files did not load and why: such a unit is
         shown as broken, never as missing."""
         self.problems = list(problems)
-        self.broken = {name: broken_reason(name, result.problems) for name in result.broken}
+        self.broken = {name: unitchanges.broken_reason(name, result.problems)
+                       for name in result.broken}
 
     def add_transient(self, unit: Unit) -> None:
         self.transient.add(unit.name)
         self.set_units({**self.units, unit.name: unit})
+
+    # -- daemon-reexec ------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The wanted side, and the units `vigilctl run` made (they have no file)."""
+        return {"goal": sorted(self.goal), "waiting": sorted(self.waiting),
+                "targets_up": sorted(self.targets_up), "skipped": self.skipped,
+                "failed_why": self.failed_why, "times": self.times,
+                "transient": {n: self.units[n].raw for n in self.transient if n in self.units}}
+
+    def restore(self, saved: dict[str, Any]) -> None:
+        """After set_units: the wanted side as it was, for units that still exist."""
+        from vigil.schema import build_unit
+        for name, doc in saved.get("transient", {}).items():
+            self.add_transient(build_unit(name, doc, f"<vigilctl run {name}>", {}))
+        units = set(self.units)
+        self.goal = set(saved["goal"]) & units
+        self.waiting = set(saved["waiting"]) & units
+        self.targets_up = set(saved["targets_up"]) & units
+        self.skipped, self.failed_why = saved["skipped"], saved["failed_why"]
+        self.times = saved["times"]
 
     # -- what a unit is doing ---------------------------------------------------
     def state(self, name: str) -> str:
@@ -226,14 +234,14 @@ class Manager:
         try:
             while True:
                 self.sup.pump()
-                if self._drain_starts() | self._drain_stops() | self._advance_hooks():
+                if self._drain_starts() | self._drain_stops() | hooks.advance(self):
                     continue
                 self._forget_removed()
                 for watcher in list(self.watchers):
                     if watcher() and watcher in self.watchers:
                         self.watchers.remove(watcher)
                 if not self.sup.queue and not (self._drain_starts() | self._drain_stops()
-                                               | self._advance_hooks()):
+                                               | hooks.advance(self)):
                     break
         finally:
             self._draining = False
@@ -323,71 +331,13 @@ class Manager:
                                  f"required {inst.unit} failed", "warning", unit=inst.unit)
                 self.stop(dependents, f"stopped because its requirement {inst.unit} failed "
                           f"({inst.reason})")
-            self._run_hooks(unit.on_failure, inst)
+            hooks.queue(self, unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
-            self._run_hooks(unit.on_success, inst)
-
-    def _run_hooks(self, hooks: tuple[str, ...], inst: Instance) -> None:
-        """Queues the event for each hook unit; `_advance_hooks` gives each
-        event a run of its own, so events that come together, or while the
-        hook runs, are neither merged nor cut short."""
-        last = inst.last_exit
-        env = {"VIGIL_HOOK_UNIT": inst.unit, "VIGIL_HOOK_INSTANCE": inst.name,
-               "VIGIL_HOOK_RESULT": "success" if inst.state is State.EXITED else inst.state.value,
-               "VIGIL_HOOK_REASON": inst.reason,
-               "VIGIL_HOOK_EXIT_CODE": "" if last is None or last.code is None else str(last.code),
-               "VIGIL_HOOK_SIGNAL": "" if last is None or last.signal is None else
-               signal.Signals(last.signal).name}
-        for hook in hooks:
-            if hook not in self.units or hook == inst.unit:
-                continue
-            queue = self.sup.hook_queue.setdefault(hook, [])
-            if len(queue) >= HOOK_QUEUE_MAX:
-                self.events.emit("hook.dropped", f"{hook}: {len(queue)} events already wait "
-                                 f"for it; dropping the one from {inst.name}", "error",
-                                 unit=hook)
-                continue
-            queue.append(env)
-
-    def _advance_hooks(self) -> bool:
-        """Runs the next queued event of every hook whose previous run is over."""
-        changed = False
-        for hook in list(self.sup.hook_queue):
-            queue = self.sup.hook_queue[hook]
-            if hook in self.units and queue and self._hook_busy(hook):
-                continue
-            if hook in self.units and queue:
-                self.sup.hook_env[hook] = queue.pop(0)
-                self.restart([hook])
-                changed = True
-            if not queue or hook not in self.units:
-                del self.sup.hook_queue[hook]
-        return changed
-
-    def _hook_busy(self, hook: str) -> bool:
-        """A run of the hook is on its way or under way (a long-running hook
-        that is up has had its run; the next event restarts it)."""
-        if hook in self.waiting or any(inst.unit == hook for inst, _ in self.sup.queue):
-            return True
-        return any(inst.state in (State.STARTING, State.STOPPING, State.BACKOFF)
-                   for inst in self.sup.of_unit(hook))
+            hooks.queue(self, unit.on_success, inst)
 
     # -- reload -------------------------------------------------------------
     def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
-        changes = []
-        for name in sorted(set(self.units) | set(new)):
-            old, fresh = self.units.get(name), new.get(name)
-            if fresh is None and name in broken and old is not None:
-                changes.append(Change(name, "keep-old", "the new file does not load"))
-            elif fresh is None:
-                changes.append(Change(name, "remove", "its file is gone"))
-            elif old is None:
-                changes.append(Change(name, "add", "new unit"))
-            elif old != fresh:
-                keys = changed_keys(old.raw, fresh.raw) or ["(equivalent text)"]
-                action = "update" if all(k in NO_RESTART for k in keys) else "restart"
-                changes.append(Change(name, action, "changed: " + ", ".join(keys)))
-        return changes
+        return unitchanges.plan(self.units, new, broken)
 
     def apply_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
         changes = self.plan_reload(new, broken)
@@ -426,24 +376,3 @@ class Manager:
                 for inst in self.sup.of_unit(name):
                     self.sup.instances.pop(inst.name, None)
                 self.graph = Graph.build(self.units)
-
-
-def broken_reason(name: str, problems: list[Problem]) -> str:
-    """The problems of one unit's files (NAME.toml, NAME.d/, or its
-    template's), each with the file's name and line."""
-    import os
-    prefix, at, _ = name.partition("@")
-    stems = {name, prefix + at}
-    mine = []
-    for problem in problems:
-        folder, file = os.path.split(problem.path)
-        if file.removesuffix(".toml") in stems:
-            where = file
-        elif os.path.basename(folder).removesuffix(".d") in stems:
-            where = f"{os.path.basename(folder)}/{file}"
-        else:
-            continue
-        line = f":{problem.line}" if problem.line is not None else ""
-        key = f" {problem.key}:" if problem.key else ""
-        mine.append(f"{where}{line}:{key} {problem.message}")
-    return "; ".join(mine) or "its file does not load (vigil check says why)"

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vigil.dhcp import ACK, Client, Reply
-from vigil.sdnotify import notify
+from vigil import sdnotify
 
 
 class ConfigError(ValueError):
@@ -324,7 +324,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vigil-net: {problem}", file=sys.stderr, flush=True)
     if problems:
         return 1
-    notify()
+    sdnotify.notify()
     for keeper in keepers:
         keeper.join()
         print(f"vigil-net: interfaces.{keeper.iface.name}: {keeper.problem}", file=sys.stderr)

@@ -24,13 +24,12 @@ if TYPE_CHECKING:
     from typing import Any, NoReturn
 
     from vigil.daemon import Daemon
-    from vigil.manager import Manager
 
 FORMAT = 1
 def save(daemon: Daemon) -> str:
     """Writes the state, each owner's own snapshot, and clears close-on-exec
     on the fds that must survive."""
-    state = {"format": FORMAT, **daemon.sup.snapshot(), **_manager_snapshot(daemon.manager),
+    state = {"format": FORMAT, **daemon.sup.snapshot(), **daemon.manager.snapshot(),
              "swaps": daemon.swaps, "scopes": daemon.scopes.snapshot(),
              "tail": daemon.tail.snapshot(),
              "timers": daemon.timers.snapshot() if daemon.timers is not None else None}
@@ -139,7 +138,7 @@ def load(path: str) -> dict[str, Any]:
 
 def restore(daemon: Daemon, state: dict[str, Any]) -> int:
     """Takes the saved processes back; returns how many are running."""
-    _manager_restore(daemon.manager, state)
+    daemon.manager.restore(state)
     adopted = daemon.sup.restore(state, daemon.manager.units)
     daemon.swaps = state["swaps"]
     daemon.tail.restore(state["tail"])
@@ -157,25 +156,3 @@ def restore(daemon: Daemon, state: dict[str, Any]) -> int:
         daemon.commands.resume(conn, record["waits"])
     daemon.events.emit("daemon.restored", f"re-executed: took back {adopted} process(es)")
     return adopted
-
-
-# The manager's part, here until manager.py has room for it (it is at its
-# 400-line bound); Manager.snapshot/restore are where these belong.
-def _manager_snapshot(m: Manager) -> dict[str, Any]:
-    """The wanted side, and the units `vigilctl run` made (they have no file)."""
-    return {"goal": sorted(m.goal), "waiting": sorted(m.waiting),
-            "targets_up": sorted(m.targets_up), "skipped": m.skipped,
-            "failed_why": m.failed_why, "times": m.times,
-            "transient": {n: m.units[n].raw for n in m.transient if n in m.units}}
-
-
-def _manager_restore(m: Manager, saved: dict[str, Any]) -> None:
-    """After set_units: the wanted side as it was, for units that still exist."""
-    from vigil.schema import build_unit
-    for name, doc in saved.get("transient", {}).items():
-        m.add_transient(build_unit(name, doc, f"<vigilctl run {name}>", {}))
-    m.goal = set(saved["goal"]) & set(m.units)
-    m.waiting = set(saved["waiting"]) & set(m.units)
-    m.targets_up = set(saved["targets_up"]) & set(m.units)
-    m.skipped, m.failed_why = saved["skipped"], saved["failed_why"]
-    m.times = saved["times"]
