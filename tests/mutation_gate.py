@@ -68,12 +68,13 @@ EQUIVALENT: dict[tuple[str, str], str] = {
        "queued event, or the same calls made again) and runs the loop again; only the "
        "watchers run one pass early, before the pump, and none is satisfied by a change "
        "still queued" for line in (
-           "if self._drain_starts() | self._drain_stops() & self._advance_hooks():",
-           "if self._drain_starts() & self._drain_stops() | self._advance_hooks():")},
-    **{(f"vigil.manager.xǁManagerǁ{fn}", "changed = False"):
+           "if self._drain_starts() | self._drain_stops() & hooks.advance(self):",
+           "if self._drain_starts() & self._drain_stops() | hooks.advance(self):")},
+    **{(fn, "changed = False"):
        "the drain loop's final check calls the same passes again and they see the change "
        "(a unit failed for its requirement; a hook's restart, which queued an event or "
-       "left it waiting)" for fn in ("_drain_starts", "_advance_hooks")},
+       "left it waiting)" for fn in ("vigil.manager.xǁManagerǁ_drain_starts",
+                                     "vigil.hooks.x_advance")},
     ("vigil.manager.xǁManagerǁdrain", "return"):
         "`break` and `return` both leave the loop for the `finally`; nothing follows the loop",
     ("vigil.manager.xǁManagerǁsettled", 'return None if (name in self.goal) and False else "down"'):
