@@ -30,6 +30,8 @@ WANTS_DIRS = [Path(f"{top}/{target}.target.wants")
               for target in ("sysinit", "sockets", "timers", "getty", "multi-user")]
 # systemd's own services that vigil needs converted: the tmpfiles.d setup
 # (/run, /var/log, /tmp entries the packages ask for).
+# Shipped in units/debian and started at boot: devlog takes /dev/log (journald's job).
+DEBIAN_WANTS = ["devlog"]
 CONVERT_ALSO = {"systemd-tmpfiles-setup"}
 REPLACED = {
     "systemd-journald": "vigil keeps every service's output itself (vigilctl logs); "
@@ -99,11 +101,11 @@ def convert(unit: Path, name: str) -> tuple[bool, str]:
 
 
 def default_dropin(converted: list[str]) -> None:
-    """default wants the converted services too (a drop-in's list replaces
-    the unit's, so it repeats the shipped ones)."""
+    """default wants the converted services too, and the Debian flavour's own
+    (a drop-in's list replaces the unit's, so it repeats the shipped ones)."""
     with open(SHIPPED / "default.toml", "rb") as f:
         wants = list(tomllib.load(f)["unit"]["wants"])
-    wants += [name for name in converted if name not in wants]
+    wants += [name for name in [*DEBIAN_WANTS, *converted] if name not in wants]
     dropin = ETC_UNITS / "default.d" / "converted.toml"
     dropin.parent.mkdir(parents=True, exist_ok=True)
     body = ", ".join(f'"{name}"' for name in wants)

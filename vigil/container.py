@@ -26,7 +26,6 @@ from vigil.rundir import private_dir
 from vigil.daemon import Daemon
 from vigil.daemon import parse_args as daemon_args
 from vigil.entry import RunOptions
-from vigil.loader import Loader
 from vigil.loop import Timer
 from vigil.printable import printable
 from vigil.states import ExitInfo, Instance, State
@@ -95,19 +94,17 @@ class Container:
         level = ["error", "warning", "info", "debug"][min(opts.verbosity, 3)]
         # vigil's lines and the side services' console output go to stderr:
         # CMD's stdout stays CMD's
+        # side services only from --units, never the system path; no re-exec
+        # (the entrypoint's own arguments are not the daemon's)
+        units = [arg for path in opts.units for arg in ("--units", path)]
         try:
             self.daemon = Daemon(daemon_args(["--socket", socket_path, "--shutdown-timeout",
                                               str(opts.kill_timeout), "--console-level", level,
-                                              "--console-fd", "2"]))
+                                              "--console-fd", "2", *units]),
+                                 can_reexec=False, warn_orphans=opts.warn_zombies)
         except BaseException:
             self.remove_own_dir()
             raise
-        d = self.daemon
-        d.loader = Loader(opts.units)  # side services only from --units, never the system path
-        d.can_reexec = False
-        if opts.warn_zombies:
-            d.events.quiet_codes.discard("orphan.reaped")
-            d.sup.reaper.orphan_severity = "warning"
         self.phase = Phase.SIDE_STARTING
         self.cmd: Proc | None = None
         self.status = 0

@@ -44,9 +44,11 @@ if TYPE_CHECKING:
 
 class Daemon:
     def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = (),
-                 boot_log: Sequence[tuple[str, str]] = ()) -> None:
+                 boot_log: Sequence[tuple[str, str]] = (), can_reexec: bool = True,
+                 warn_orphans: bool = False) -> None:
         """Wires the objects; touches nothing of the machine but the runtime
-        directory and its lock (early boot is `vigil/boot.py`, run by `start`)."""
+        directory and its lock (early boot is `vigil/boot.py`, run by `start`).
+        A container's entrypoint cannot re-exec and may warn of each orphan."""
         self.opts, self.argv = opts, list(argv)
         self.system = system_mode(opts)
         self.socket_path = opts.socket or default_socket(self.system)
@@ -58,7 +60,8 @@ class Daemon:
         self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
-        self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
+        self.events.quiet_codes |= {"unit.state", "unit.exit"} | (
+            set() if warn_orphans else {"orphan.reaped"})
         self.events.console_level = opts.console_level
         for severity, message in boot_log:
             self.events.emit("boot.step", message, severity)
@@ -73,6 +76,8 @@ class Daemon:
                                  cgroups=self._cgroups(),
                                  slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
+        if warn_orphans:
+            self.sup.reaper.orphan_severity = "warning"
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never
@@ -83,7 +88,7 @@ class Daemon:
         self.commands = Commands(self.manager, self.tail, self.events, self.reload, self.shutdown,
                                  self.end_system, self.request_reexec, self.scopes)
         self.reexec = False
-        self.can_reexec = True
+        self.can_reexec = can_reexec
         self.control = ControlServer(self.loop, self.socket_path, self.commands.handle,
                                      self.events.error, idle_timeout=opts.idle_timeout,
                                      read_gid=group_id(opts.read_group),
