@@ -179,15 +179,21 @@ class Connection:
         if rest or len(line) > MAX_AUTH:
             self.fail(None, "bad-request", "send auth alone and wait for its answer")
             return
-        try:
-            req = parse_request(line)
-        except ProtocolError as err:
-            self.fail(None, err.code, str(err))
+        req = self._parse(line)
+        if req is None:
             return
         if req["cmd"] != "auth":
             self.fail(req.get("id"), "permission-denied", self._denied(req["cmd"]))
             return
         self._request(line)
+
+    def _parse(self, line: bytes) -> dict[str, Any] | None:
+        """The request, or None once a malformed one has been answered."""
+        try:
+            return parse_request(line)
+        except ProtocolError as err:
+            self.fail(None, err.code, str(err))
+            return None
 
     def _request(self, line: bytes) -> None:
         if len(line) > MAX_REQUEST:
@@ -195,10 +201,8 @@ class Connection:
             return
         if not line.strip():
             return
-        try:
-            req = parse_request(line)
-        except ProtocolError as err:
-            self.fail(None, err.code, str(err))
+        req = self._parse(line)
+        if req is None:
             return
         rid = req.get("id")
         if not self.server.allowed(self, req["cmd"]):

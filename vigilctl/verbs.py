@@ -34,27 +34,29 @@ def _status(client: Client, names: list[str]) -> list[dict[str, Any]] | None:
         return None
 
 
-def is_active(client: Client, opts: argparse.Namespace) -> int:
-    """systemctl is-active: prints each state; 0 if one is active, 3 if none,
-    4 for a unit that does not exist."""
+def _words(client: Client, opts: argparse.Namespace) -> list[str] | None:
+    """Each unit's state in systemctl's words, printed unless --quiet; None
+    for a unit that does not exist."""
     units = _status(client, opts.units)
     if units is None:
-        return 4
+        return None
     words = [ACTIVE.get(u["state"], u["state"]) for u in units]
     if not opts.quiet:
         print("\n".join(words))
-    return 0 if "active" in words else 3
+    return words
+
+
+def is_active(client: Client, opts: argparse.Namespace) -> int:
+    """systemctl is-active: prints each state; 0 if one is active, 3 if none,
+    4 for a unit that does not exist."""
+    words = _words(client, opts)
+    return 4 if words is None else 0 if "active" in words else 3
 
 
 def is_failed(client: Client, opts: argparse.Namespace) -> int:
     """systemctl is-failed: 0 if one of them is failed, else 1."""
-    units = _status(client, opts.units)
-    if units is None:
-        return 4
-    words = [ACTIVE.get(u["state"], u["state"]) for u in units]
-    if not opts.quiet:
-        print("\n".join(words))
-    return 0 if "failed" in words else 1
+    words = _words(client, opts)
+    return 4 if words is None else 0 if "failed" in words else 1
 
 
 def is_enabled(client: Client, opts: argparse.Namespace) -> int:
