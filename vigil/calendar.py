@@ -56,9 +56,6 @@ class Calendar:
     def zone(self) -> tzinfo:
         return zone(self.zone_name)
 
-    def next_after(self, after: datetime) -> datetime | None:
-        return next_elapse(self, after)
-
 
 def zone(name: str | None) -> tzinfo:
     """UTC, a named zone, or (None) the local zone: TZ, else /etc/localtime."""

@@ -231,7 +231,7 @@ class Container:
         except OSError:
             pass
 
-    def settled(self, inst: Instance, chained: object) -> None:
+    def settled(self, inst: Instance) -> None:
         """A side service settled: a critical one that failed ends the container."""
         unit = self.daemon.manager.units.get(inst.unit)
         if (unit is None or not unit.critical or inst.state not in (State.FAILED, State.FATAL)
@@ -258,7 +258,7 @@ class Container:
             d.loop.on_signal(sig, self.forward)
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # giving CMD the terminal must not stop us
-        d.sup.settled_listeners.append(lambda inst: self.settled(inst, None))
+        d.sup.settled_listeners.append(self.settled)
         d.sup.reap()
         d.manager.start(n for n, u in d.manager.units.items() if u.enabled)
         d.manager.watchers.append(self._side_settled)
