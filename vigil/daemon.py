@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from vigil import adopt, cgroups, namespaces, reexec
+from vigil import adopt, cgroups, logstore, namespaces, reexec
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
@@ -54,10 +54,13 @@ class Daemon:
         private_dir(self.runtime_dir)
         self.lock_fd = lock(self.runtime_dir, self.socket_path)
         self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
-        os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
+        self.store = logstore.Store(self.log_dir, getattr(opts, "log_max_total", 0),
+                                    getattr(opts, "log_max_age", 0.0))
+        self.store.open()  # an earlier boot's files move to boots/ first
         self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
+        self.events.store = self.store.file(logstore.EVENTS, 4 << 20, 3)
         self.events.quiet_codes |= {"unit.state", "orphan.reaped", "unit.exit"}
         self.events.console_level = opts.console_level
         for severity, message in boot_log:
@@ -67,12 +70,14 @@ class Daemon:
         self.ending: Kind | None = None  # system mode: what follows the stop
         self.loop = Loop(self.events.error)
         self.tail = Tail()
+        self.events.context = self.tail.last  # a failure event carries the last lines
         self.loader = Loader(opts.units or SYSTEM_PATH)
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
                                  cgroups=self._cgroups(),
                                  slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
+        self.sup.streams.store = self.store
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never
