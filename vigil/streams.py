@@ -95,8 +95,10 @@ class Streams:
             log = self.logs[inst.name] = self.store.file(inst.name, svc.log_max_size,
                                                          svc.log_keep)
             sinks.append(_writer(log, self.events, inst, self.store))
-        else:
+        else:  # shown on the console, and kept in the store beside the log ("+": no unit's)
             sinks.append(self.console.service_line)
+            kept = self.store.file(inst.name + "+console", svc.log_max_size, svc.log_keep)
+            sinks.append(_writer(kept, self.events, inst, self.store))
         rules = self.line_hook(inst)
         if rules is not None:
             sinks.append(rules)

@@ -1,0 +1,108 @@
+"""The log store (vigil/logstore.py) as a real daemon writes it: every line
+stamped, the events in the same store, limits by size and age, boots, and
+a failure's last lines in its event."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+import pytest
+
+from tests.daemon import Daemon, wait_for
+
+SUBREAPER = pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
+STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+\.\d{6} (\S+) (\S+) (\S+) (\S+) (.*)$")
+
+
+def test_every_line_is_stamped_and_events_share_the_store(daemon, tmp_path):
+    # breaks: vigil/streams.py:_writer writing `line.text + "\n"` (no stamp), or
+    # vigil/events.py:Events.emit without its `self.store.write(...)`.
+    d = daemon({"web.toml": '[service]\nexec = ["sh", "-c", "echo hello; echo oops >&2; '
+                            'exec sleep 1000"]\n'})
+    logs = tmp_path / "run" / "logs"
+    pid = wait_for(lambda: d.inst("web")["pid"])
+    lines = wait_for(lambda: len(t := (logs / "web.log").read_text().splitlines()) == 2 and t)
+    parsed = [STAMP.match(line) for line in lines]
+    assert all(parsed), lines
+    assert [m.groups() for m in parsed if m] == [("web", "web", "stdout", str(pid), "hello"),
+                                                 ("web", "web", "stderr", str(pid), "oops")]
+    events = (logs / "@events.log").read_text().splitlines()
+    ready = [STAMP.match(x) for x in events if " unit.ready " in x]
+    assert ready and ready[0] and ready[0].group(1) == "web" and ready[0].group(3) == "event"
+    stamps = [line[:27] for line in lines + events]
+    assert all(STAMP.match(x) for x in events)
+    assert sorted(stamps) == sorted(stamps, key=lambda s: s)  # text order is time order
+
+
+@SUBREAPER
+def test_total_limit_drops_the_oldest_rotated_files(daemon, tmp_path):
+    # breaks: vigil/logstore.py:Store.prune returning at once (every rotated
+    # file is kept: 10 x 4 KiB, past the 16 KiB bound).
+    d = daemon({"chatty.toml": '[service]\ntype = "oneshot"\nlog-max-size = 4096\nlog-keep = 10\n'
+                               'exec = ["sh", "-c", "i=0; while [ $i -lt 1200 ]; do '
+                               'echo line-$i-padding-padding; i=$((i+1)); done"]\n'},
+               extra=["--log-max-total", "16K"])
+    wait_for(lambda: d.status("chatty")["state"] == "exited")
+    logs = tmp_path / "run" / "logs"
+    wait_for(lambda: "line-1199-" in (logs / "chatty.log").read_text(), what="the last line")
+    rotated = sorted(logs.glob("chatty.log.*"), key=lambda p: int(p.suffix[1:]))
+    total = sum(p.stat().st_size for p in logs.iterdir() if p.is_file())
+    assert total <= 16 * 1024, (total, [p.name for p in logs.iterdir()])
+    assert rotated and rotated[0].name == "chatty.log.1", "the newest rotated file is kept"
+    assert len(rotated) < 10, "the oldest went first"
+
+
+@SUBREAPER
+def test_age_limit_drops_old_rotated_files(daemon, tmp_path):
+    # breaks: vigil/logstore.py:Store.prune without its `too_old` test.
+    go = tmp_path / "go"
+    burst = ('i=0; while [ $i -lt 300 ]; do echo {0}-$i-padding-padding; i=$((i+1)); done')
+    daemon({"chatty.toml": '[service]\nlog-max-size = 4096\nlog-keep = 10\n'
+                               f'exec = ["sh", "-c", "{burst.format("line")}; while [ ! -e {go} ]; do sleep 0.05; '
+                               f'done; {burst.format("again")}; exec sleep 1000"]\n'},
+               extra=["--log-max-age", "1h"])
+    logs = tmp_path / "run" / "logs"
+    wait_for(lambda: len(list(logs.glob("chatty.log.*"))) >= 2, what="rotated files")
+    day_ago = time.time() - 86400
+    for path in logs.glob("chatty.log.*"):
+        os.utime(path, (day_ago, day_ago))
+    go.touch()
+    wait_for(lambda: "again-299-" in (logs / "chatty.log").read_text(), what="the second burst")
+    old = [p.name for p in logs.glob("chatty.log.*") if p.stat().st_mtime < day_ago + 60]
+    assert old == [], f"files older than --log-max-age kept: {old}"
+    assert list(logs.glob("chatty.log.*")), "the fresh rotated files stay"
+
+
+def test_an_earlier_boot_moves_under_boots(unit_dir, tmp_path):
+    # breaks: vigil/logstore.py:Store._claim returning early whatever the id
+    # (the old boot's lines would stay mixed with the new one's).
+    units = unit_dir({"web.toml": '[service]\nexec = ["sh", "-c", "echo hi; exec sleep 1000"]\n'})
+    d = Daemon(units, tmp_path)
+    logs = tmp_path / "run" / "logs"
+    try:
+        wait_for(lambda: "hi" in (logs / "web.log").read_text())
+    finally:
+        d.stop()
+    (logs / "boot_id").write_text("0123456789abcdef 2020-01-01T00:00:00.000000Z\n")
+    d = Daemon(units, tmp_path)
+    try:
+        wait_for(lambda: (logs / "web.log").exists())
+        archived = logs / "boots" / "20200101T000000Z-0123456789abcdef"
+        assert (archived / "web.log").read_text().count(" hi\n") == 1
+        assert (archived / "@events.log").exists()
+        assert (logs / "boot_id").read_text().split()[0] != "0123456789abcdef"
+    finally:
+        d.stop()
+
+
+@SUBREAPER
+def test_failure_event_and_status_carry_the_last_lines(daemon):
+    # breaks: vigil/events.py:Events.emit without the `extra["lines"] = ...` context.
+    d = daemon({"crash.toml": '[service]\nrestart = "never"\nexec = ["sh", "-c", '
+                              '"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo step-$i; done; '
+                              'echo dying >&2; exit 4"]\n'})
+    wait_for(lambda: d.status("crash")["state"] == "failed")
+    failed = [e for e in d.call("events", lines=200) if e["code"] == "unit.failed"]
+    assert failed and failed[-1]["lines"] == [f"step-{i}" for i in range(4, 13)] + ["dying"]

@@ -1,0 +1,105 @@
+"""`vigilctl logs`: the records shown (short, json, cat), the boots
+listed, and -f, which polls this boot's files for growth."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any
+
+from vigil.printable import printable
+from vigilctl.logs import BLOCK, BOOT_FILE, Query, Segment, Store, epoch, split
+
+
+def render(boot: str, parts: list[str], output: str, color: bool) -> str:
+    wall, mono, unit, instance, stream, pid, text = parts
+    if output == "cat":
+        return printable(text)
+    if output == "json":
+        record: dict[str, Any] = {
+            "time": epoch(wall), "monotonic": float(mono), "boot": boot, "unit": unit,
+            "instance": instance, "stream": stream, "pid": int(pid) if pid.isdigit() else None,
+            "text": text}
+        if stream == "event":
+            code, severity, message = ([*text.split(" ", 2), "", ""])[:3]
+            record.update(code=code, severity=severity, message=message)
+        return json.dumps(record)
+    from vigilctl.show import log_line
+    clock = time.strftime("%H:%M:%S", time.localtime(epoch(wall)))
+    name = instance if instance != "-" else "vigil"
+    return log_line({"clock": clock, "instance": name, "unit": unit, "stream": stream,
+                     "text": text}, color)
+
+
+def list_boots(store: Store, boots: list[tuple[str, int]]) -> None:
+    for n, (boot, fd) in enumerate(boots):
+        first, last = "", ""
+        for names in store.chains(fd, lambda base: True).values():
+            for name in (names[0], names[-1]):
+                file_fd = store.open(fd, name)
+                if file_fd < 0:
+                    continue
+                segment = Segment(file_fd)
+                head = segment.line_at(0)[2]
+                tail = next(segment.backward(), "")[:27]
+                first = min(first or head, head) if head else first
+                last = max(last, tail)
+                os.close(file_fd)
+        print(f"{n - len(boots) + 1:3} {boot} {first or '-'} {last or '-'}")
+
+
+def follow(store: Store, q: Query, ends: dict[str, tuple[int, int]], output: str,
+           color: bool) -> None:
+    """-f: this boot's files, polled for growth; a rotated file is read to
+    its end before its successor. Ends with Ctrl-C."""
+    open_files: dict[str, list[int]] = {}  # base -> [fd, inode, offset]
+    rests: dict[str, bytes] = {}
+    while True:
+        batch: list[list[str]] = []
+        for name in os.listdir(store.fd):
+            base, dot, rest = name.partition(".log")
+            if not dot or rest or not q.file(base):
+                continue
+            try:
+                inode = os.stat(name, dir_fd=store.fd, follow_symlinks=False).st_ino
+            except OSError:
+                continue
+            held = open_files.get(base)
+            if held is not None and held[1] != inode:
+                batch += _drain(held, base, rests, q)
+                os.close(held[0])
+                held = None
+            if held is None:
+                fd = store.open(store.fd, name)
+                if fd < 0:
+                    continue
+                start = ends.pop(base, (inode, 0))
+                held = open_files[base] = [fd, inode, start[1] if start[0] == inode else 0]
+            batch += _drain(held, base, rests, q)
+        batch.sort(key=lambda parts: parts[0])
+        for parts in batch:
+            print(render(store_boot(store), parts, output, color))
+        sys.stdout.flush()
+        time.sleep(0.2)
+
+
+def store_boot(store: Store) -> str:
+    return store._read(store.fd, BOOT_FILE).split(" ")[0] or "current"
+
+
+def _drain(held: list[int], base: str, rests: dict[str, bytes], q: Query) -> list[list[str]]:
+    data = rests.pop(base, b"")
+    while chunk := os.pread(held[0], BLOCK * 16, held[2]):
+        held[2] += len(chunk)
+        data += chunk
+    *complete, rest = data.split(b"\n")
+    if rest:
+        rests[base] = rest
+    found = []
+    for raw in complete:
+        parts = split(raw.decode("utf-8", "replace"))
+        if parts is not None and q.keeps(parts) and q.in_range(parts[0]):
+            found.append(parts)
+    return found
