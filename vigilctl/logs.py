@@ -277,7 +277,7 @@ def select(boots: list[tuple[str, int]], which: str | None) -> list[tuple[str, i
 
 
 def gather(store: Store, boots: list[tuple[str, int]], q: Query, count: int | None,
-           ends: dict[str, tuple[int, int]]) -> Iterator[tuple[str, list[str]]]:
+           ends: dict[str, list[int]]) -> Iterator[tuple[str, list[str]]]:
     """(boot, record) in time order: all of them, or the last `count`."""
     streams: list[Iterator[tuple[str, list[str]]]] = []
     for boot, fd in boots:
@@ -287,8 +287,8 @@ def gather(store: Store, boots: list[tuple[str, int]], q: Query, count: int | No
                 file_fd = store.open(fd, name)
                 if file_fd >= 0:
                     segments.append(Segment(file_fd))
-                    if fd == store.fd and name == base + ".log":
-                        ends[base] = (os.fstat(file_fd).st_ino, segments[-1].size)
+                    if fd == store.fd and name == base + ".log":  # where -f goes on
+                        ends[base] = [file_fd, os.fstat(file_fd).st_ino, segments[-1].size]
             if count is None:
                 streams.append(_forward(boot, segments, q))
             else:
@@ -366,7 +366,7 @@ def run(opts: Any, directory: str, color: bool) -> int:
     count = opts.lines
     if count is None and not (q.since or q.until or q.grep):
         count = 50
-    ends: dict[str, tuple[int, int]] = {}
+    ends: dict[str, list[int]] = {}
     for boot, parts in gather(store, select(boots, opts.boot), q, count, ends):
         print(render(boot, parts, output, color))
     if opts.follow:

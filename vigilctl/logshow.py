@@ -50,12 +50,14 @@ def list_boots(store: Store, boots: list[tuple[str, int]]) -> None:
         print(f"{n - len(boots) + 1:3} {boot} {first or '-'} {last or '-'}")
 
 
-def follow(store: Store, q: Query, ends: dict[str, tuple[int, int]], output: str,
+def follow(store: Store, q: Query, ends: dict[str, list[int]], output: str,
            color: bool) -> None:
-    """-f: this boot's files, polled for growth; a rotated file is read to
-    its end before its successor. Ends with Ctrl-C."""
-    open_files: dict[str, list[int]] = {}  # base -> [fd, inode, offset]
+    """-f: this boot's files, polled for growth. A file that was rotated is
+    read to its end, then the files rotated after it, oldest first, then
+    the new one: every line once. Ends with Ctrl-C."""
+    held_files: dict[str, list[int]] = dict(ends)  # base -> [fd, inode, offset]
     rests: dict[str, bytes] = {}
+    boot = store_boot(store)
     while True:
         batch: list[list[str]] = []
         for name in os.listdir(store.fd):
@@ -66,23 +68,43 @@ def follow(store: Store, q: Query, ends: dict[str, tuple[int, int]], output: str
                 inode = os.stat(name, dir_fd=store.fd, follow_symlinks=False).st_ino
             except OSError:
                 continue
-            held = open_files.get(base)
+            held = held_files.get(base)
             if held is not None and held[1] != inode:
-                batch += _drain(held, base, rests, q)
+                batch += _drain(held, base, rests, q) + _rotated(store, base, held[1], q)
                 os.close(held[0])
                 held = None
             if held is None:
                 fd = store.open(store.fd, name)
                 if fd < 0:
                     continue
-                start = ends.pop(base, (inode, 0))
-                held = open_files[base] = [fd, inode, start[1] if start[0] == inode else 0]
+                held = held_files[base] = [fd, inode, 0]
             batch += _drain(held, base, rests, q)
         batch.sort(key=lambda parts: parts[0])
         for parts in batch:
-            print(render(store_boot(store), parts, output, color))
+            print(render(boot, parts, output, color))
         sys.stdout.flush()
         time.sleep(0.2)
+
+
+def _rotated(store: Store, base: str, inode: int, q: Query) -> list[list[str]]:
+    """The files rotated after the one with `inode` (now BASE.log.N): N-1 .. 1."""
+    numbered: dict[int, int] = {}
+    for name in os.listdir(store.fd):
+        stem, dot, rest = name.partition(".log.")
+        if stem == base and dot and rest.isdigit():
+            try:
+                numbered[int(rest)] = os.stat(name, dir_fd=store.fd,
+                                              follow_symlinks=False).st_ino
+            except OSError:
+                pass
+    at = next((n for n, found in numbered.items() if found == inode), None)
+    lines: list[list[str]] = []
+    for n in sorted((n for n in numbered if at is not None and n < at), reverse=True):
+        fd = store.open(store.fd, f"{base}.log.{n}")
+        if fd >= 0:
+            lines += _drain([fd, numbered[n], 0], base + f".{n}", {}, q)
+            os.close(fd)
+    return lines
 
 
 def store_boot(store: Store) -> str:
