@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
+import sys
 import time
 
 import pytest
 
-from tests.daemon import Daemon, wait_for
+from tests.daemon import ROOT, Daemon, wait_for
 
 SUBREAPER = pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+\.\d{6} (\S+) (\S+) (\S+) (\S+) (.*)$")
@@ -99,10 +101,15 @@ def test_an_earlier_boot_moves_under_boots(unit_dir, tmp_path):
 
 @SUBREAPER
 def test_failure_event_and_status_carry_the_last_lines(daemon):
-    # breaks: vigil/events.py:Events.emit without the `extra["lines"] = ...` context.
+    # breaks: vigil/events.py:Events.emit without the `extra["lines"] = ...` context;
+    # vigil/commands.py:Commands.status without its `recent` lines.
     d = daemon({"crash.toml": '[service]\nrestart = "never"\nexec = ["sh", "-c", '
                               '"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo step-$i; done; '
                               'echo dying >&2; exit 4"]\n'})
     wait_for(lambda: d.status("crash")["state"] == "failed")
     failed = [e for e in d.call("events", lines=200) if e["code"] == "unit.failed"]
     assert failed and failed[-1]["lines"] == [f"step-{i}" for i in range(4, 13)] + ["dying"]
+    shown = subprocess.run([sys.executable, "-m", "vigilctl", "--socket", d.socket, "status",
+                            "crash"], capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
+    assert "crash: the last lines" in shown and shown.rstrip().endswith("crash: dying")
+    assert "step-3\n" not in shown and "crash: step-4" in shown

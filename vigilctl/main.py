@@ -29,6 +29,11 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
     else:
         show.status(units, color(sys.stdout))
         show.next_runs(units)
+        for unit in units:  # the units named: their last lines (vigilctl logs -u UNIT: more)
+            if unit.get("recent"):
+                print(f"\n{printable(unit['unit'])}: the last lines")
+                for line in unit["recent"]:
+                    print("  " + show.log_line(line, color(sys.stdout)))
     return 0 if all(u["state"] in show.GOOD for u in units) else 3
 
 
