@@ -113,3 +113,28 @@ def test_failure_event_and_status_carry_the_last_lines(daemon):
                             "crash"], capture_output=True, text=True, cwd=ROOT, timeout=60).stdout
     assert "crash: the last lines" in shown and shown.rstrip().endswith("crash: dying")
     assert "step-3\n" not in shown and "crash: step-4" in shown
+
+
+def test_the_store_moves_to_disk_carrying_what_was_logged(tmp_path):
+    # breaks: vigil/logstore.py:Store.relocate without its `_append` (what was
+    # logged on tmpfs before /var/log was writable would be lost), or without
+    # `_claim(target)` (the previous boot's lines would mix with this one's).
+    from vigil.logstore import Store, record
+    run, disk = tmp_path / "run-logs", tmp_path / "var-log-vigil"
+    disk.mkdir()
+    (disk / "boot_id").write_text("0ldboot 2020-01-01T00:00:00.000000Z\n")
+    (disk / "web.log").write_text("from the boot before\n")
+    store = Store(str(run))
+    store.open()
+    web = store.file("web", 1 << 20, 3)
+    assert web.write(record(1.0, 1.0, "web", "web", "stdout", 7, "early"))
+    store.relocate(str(disk))
+    assert web.write(record(2.0, 2.0, "web", "web", "stdout", 7, "later"))
+    assert (disk / "boots" / "20200101T000000Z-0ldboot" / "web.log").read_text() == \
+        "from the boot before\n"
+    assert [x.split(" ", 6)[6] for x in (disk / "web.log").read_text().splitlines()] == \
+        ["early", "later"]
+    assert not (run / "web.log").exists()
+    again = Store(str(run))  # after a daemon-reexec, at the first path again
+    again.open()
+    assert again.directory == str(disk)

@@ -53,10 +53,13 @@ class Daemon:
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         private_dir(self.runtime_dir)
         self.lock_fd = lock(self.runtime_dir, self.socket_path)
-        self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
+        self.log_dir = opts.log_dir or logstore.default_dir(
+            self.system, self.runtime_dir, bool(opts.socket or opts.runtime_dir or
+                                                os.environ.get("VIGIL_SOCKET")))
         self.store = logstore.Store(self.log_dir, getattr(opts, "log_max_total", 0),
                                     getattr(opts, "log_max_age", 0.0))
         self.store.open()  # an earlier boot's files move to boots/ first
+        self.log_dir = self.store.directory  # after a re-exec: where the store moved
         self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
@@ -107,6 +110,8 @@ class Daemon:
         self.swaps, self.boot_unit = booted.swaps, booted.options.unit
         self.settings.unit_env = booted.unit_env
         self.manager.hostname = booted.hostname or self.manager.hostname
+        if not self.opts.log_dir:  # the logs move to /var/log/vigil once it is writable
+            logstore.keep(self.store, [self.events.file], self.loop.call_later, self._boot_log)
 
     def request_reexec(self) -> str:
         """daemon-reexec: ends the loop; run() then saves the state and execs."""
@@ -370,6 +375,8 @@ class Daemon:
             self.settings.cgroups.remove_all()
         if self.system and self.ending is not None:
             self.events.close_file()  # an open log would keep its filesystem busy
+            self.events.store = None
+            self.store.close()
             for log in self.sup.streams.logs.values():
                 log.close()
             os.close(self.lock_fd)  # the lock is writable: it too would keep / busy

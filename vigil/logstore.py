@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Sequence
 
 from vigil.output import LogFile
 
 EVENTS = "@events"  # no unit name begins with "@": no unit writes over it
 BOOT_FILE = "boot_id"  # "ID START" of the boot whose lines are at the top level
 BOOTS = "boots"
+MOVED = "moved"  # in a store that moved (system mode): where to
 PRUNE_EVERY = 300.0  # seconds between age checks when nothing rotates
 
 _last_second = -1
@@ -64,6 +66,36 @@ def boot_id() -> str:
     return os.urandom(16).hex()
 
 
+KEPT = "/var/log/vigil"  # system mode: where the store lives once /var/log is writable
+
+
+def default_dir(system: bool, runtime_dir: str, placed: bool) -> str:
+    """Where the store goes without --log-dir: beside the runtime directory
+    (system mode: /run/vigil/logs, moved to KEPT later; a daemon given its
+    own --socket or --runtime-dir; root's), else, for a user's daemon, in
+    $XDG_STATE_HOME, which outlives a reboot."""
+    if system or placed or os.getuid() == 0:
+        return os.path.join(runtime_dir, "logs")
+    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "state")
+    return os.path.join(state, "vigil", "logs")
+
+
+def keep(store: Store, also: list[LogFile | None], later: Callable[[float, Callable[[], None]],
+         object], say: Callable[[str, str], None], tries: int = 30) -> None:
+    """System mode: moves the store to KEPT as soon as it can be written
+    (tried now, then every 10 s for 5 minutes); its lines go on meanwhile."""
+    try:
+        store.relocate(KEPT, [log for log in also if log is not None])
+    except OSError as err:
+        if tries:
+            later(10.0, lambda: keep(store, also, later, say, tries - 1))
+        else:
+            say("warning", f"logs stay in {store.directory} (tmpfs): {KEPT}: {err}")
+        return
+    say("info", f"logs kept in {KEPT} (boot {store.boot})")
+
+
 class Store:
     """The files of one store directory, their limits, and their boots."""
 
@@ -79,6 +111,11 @@ class Store:
         earlier boot are moved under boots/ first."""
         os.makedirs(self.directory, mode=0o750, exist_ok=True)
         self._claim(self.directory)
+        try:  # a daemon-reexec after the store moved: it goes on where it is
+            with open(os.path.join(self.directory, MOVED)) as f:
+                self.relocate(f.read().strip())
+        except OSError:
+            pass
         self.prune()
 
     def _claim(self, directory: str) -> None:
@@ -141,23 +178,32 @@ class Store:
             self.pruned += 1
         _drop_empty_boots(self.directory)
 
-    def relocate(self, target: str) -> None:
+    def close(self) -> None:
+        """The end (system mode): no open file keeps a filesystem busy."""
+        for log in self.files.values():
+            log.close()
+
+    def relocate(self, target: str, also: Sequence[LogFile] = ()) -> None:
         """Moves the store to `target` (system mode: /run/vigil/logs to
         /var/log/vigil once it is writable). What `target` holds of earlier
         boots is archived there, this boot's files are appended to it, and
         every open log goes on at its new path."""
         os.makedirs(target, mode=0o750, exist_ok=True)
         self._claim(target)
-        for log in self.files.values():
+        moved = [*self.files.values(), *(log for log in also
+                                           if os.path.dirname(log.path) == self.directory)]
+        for log in moved:
             log.close()
         for name in sorted(os.listdir(self.directory)):
             source = os.path.join(self.directory, name)
-            if name == BOOT_FILE or not os.path.isfile(source):
+            if name in (BOOT_FILE, MOVED) or not os.path.isfile(source):
                 continue
             _append(source, os.path.join(target, name))
             os.unlink(source)
-        for log in self.files.values():
+        for log in moved:
             log.path = os.path.join(target, os.path.basename(log.path))
+        with open(os.path.join(self.directory, MOVED), "w") as f:
+            f.write(target + "\n")
         self.directory = target
         self.prune()
 

@@ -342,7 +342,10 @@ def store_of(opts: Any, connect: Callable[[], Any], socket: Callable[[], str]) -
             path = socket()
     runtime = os.path.dirname(path)
     if runtime != SYSTEM_DIR:
-        return os.path.join(runtime, "logs")
+        beside = os.path.join(runtime, "logs")
+        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+        kept = os.path.join(state, "vigil", "logs")  # a user's daemon at its default place
+        return kept if not os.path.isdir(beside) and os.path.isdir(kept) else beside
     early, kept = os.path.join(SYSTEM_DIR, "logs"), "/var/log/vigil"
     try:
         with open("/proc/sys/kernel/random/boot_id") as f:
