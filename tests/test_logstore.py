@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +140,51 @@ def test_the_store_moves_to_disk_carrying_what_was_logged(tmp_path):
     again = Store(str(run))  # after a daemon-reexec, at the first path again
     again.open()
     assert again.directory == str(disk)
+
+
+@SUBREAPER
+def test_lines_forwarded_to_syslog_over_udp(daemon):
+    # breaks: vigil/streams.py:Streams.capture without its `forward` sink.
+    receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    receiver.bind(("127.0.0.1", 0))
+    receiver.settimeout(30)
+    port = receiver.getsockname()[1]
+    try:
+        d = daemon({"web.toml": '[service]\nexec = ["sh", "-c", "echo to-syslog; echo bad >&2; '
+                                'exec sleep 1000"]\n',
+                    "other.toml": '[service]\nexec = ["sh", "-c", "echo not-me; '
+                                  'exec sleep 1000"]\n'},
+                   extra=["--syslog", f"udp:127.0.0.1:{port}", "--syslog-unit", "w*"])
+        got = sorted(receiver.recv(8192).decode() for _ in range(2))
+    finally:
+        receiver.close()
+    pid = d.inst("web")["pid"]
+    host = socket.gethostname()
+    assert re.fullmatch(rf"<28>1 \S+Z {re.escape(host)} web {pid} stderr - bad", got[0]), got
+    assert re.fullmatch(rf"<30>1 \S+Z {re.escape(host)} web {pid} stdout - to-syslog", got[1])
+    assert "not-me" in (Path(d.socket).parent / "logs" / "other.log").read_text(), \
+        "other is logged, not forwarded (--syslog-unit w*)"
+
+
+@SUBREAPER
+def test_a_stuck_syslog_receiver_never_blocks_the_daemon(daemon, tmp_path):
+    # breaks: vigil/syslog.py:Forwarder._open making a blocking socket (the
+    # daemon would wait on a full TCP buffer and stop answering).
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)  # accepted by the kernel, never read
+    port = listener.getsockname()[1]
+    try:
+        d = daemon({"flood.toml": '[service]\ntype = "oneshot"\nlog-max-size = 67108864\n'
+                                  'exec = ["python3", "-c", "import sys\\nfor i in range(60000): '
+                                  'sys.stdout.write(str(i) + \' \' + \'x\' * 500 + chr(10))"]\n'},
+                   extra=["--syslog", f"tcp:127.0.0.1:{port}"])
+        wait_for(lambda: d.status("flood")["state"] == "exited", 60, "the flood to end")
+        started = time.monotonic()
+        assert d.call("ping") == "pong" and time.monotonic() - started < 5
+        logged = (tmp_path / "run" / "logs" / "flood.log").read_text().count("\n")
+        assert logged == 60000, "every line is in the store, whatever syslog does"
+        dropping = [e for e in d.call("events", lines=500) if e["code"] == "log.forwarding"]
+        assert dropping and "drops lines" in dropping[0]["message"]
+    finally:
+        listener.close()

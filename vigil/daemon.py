@@ -81,6 +81,10 @@ class Daemon:
                                  slow_report=opts.slow_report)
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         self.sup.streams.store = self.store
+        if getattr(opts, "syslog", None):
+            from vigil.syslog import Forwarder
+            self.sup.streams.forward = Forwarder(self.loop, self.events, opts.syslog,
+                                                 socket.gethostname(), opts.syslog_unit).sink
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never

@@ -45,6 +45,7 @@ CODES = {
     "hook.dropped": "too many events wait for a hook unit: one is dropped",
     "log.dropping": "a unit's log cannot be written: its lines are dropped",
     "log.recovered": "a unit's log is writable again",
+    "log.forwarding": "syslog forwarding drops lines (a slow or gone receiver), or works again",
     "orphan.reaped": "an orphan that came to us was reaped",
     # the daemon
     "daemon.started": "the daemon is up on its socket",

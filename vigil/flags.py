@@ -30,6 +30,11 @@ def parser() -> argparse.ArgumentParser:
                         "oldest rotated files go first (docs/logs.md)")
     p.add_argument("--log-max-age", type=_age, default=0.0, metavar="AGE",
                    help="rotated log files older than this go (s, m, h, d suffixes; 0: kept)")
+    p.add_argument("--syslog", metavar="TARGET",
+                   help="also send the units' lines to syslog (RFC 5424): local (/dev/log), "
+                        "unix:PATH, udp:HOST:PORT or tcp:HOST:PORT; never waits for it")
+    p.add_argument("--syslog-unit", action="append", default=[], metavar="GLOB",
+                   help="only these units' lines go to --syslog (repeatable; default all)")
     p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
     p.add_argument("--state-dir", help="what outlives a reboot: timers' last runs (default: "
                    "/var/lib/vigil in system mode, else the runtime dir)")

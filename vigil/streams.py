@@ -34,6 +34,8 @@ class Streams:
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
         # rules on the output (vigil/logwatch.py): a sink for an instance, or None
         self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
+        # syslog forwarding (vigil/syslog.py): a sink for a unit and instance, or None
+        self.forward: Callable[[str, str], Callable[[Line], None] | None] | None = None
 
     def fds_of(self, name: str) -> list[tuple[str, int]]:
         """The instance's open output fds, as (stream, fd)."""
@@ -102,6 +104,9 @@ class Streams:
         rules = self.line_hook(inst)
         if rules is not None:
             sinks.append(rules)
+        forward = self.forward(inst.unit, inst.name) if self.forward is not None else None
+        if forward is not None:
+            sinks.append(forward)
         on_raw = None
         if stream == "pty":
             terminal = self.terminals[inst.name] = Terminal(fd)
