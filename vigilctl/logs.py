@@ -325,21 +325,23 @@ def _last(boot: str, segments: list[Segment], q: Query,
     return found[::-1]
 
 
-def store_of(opts: Any, connect: Callable[[], Any], socket: Callable[[], str]) -> str:
-    """The store's directory: --directory, else beside the daemon's socket
-    (RUNTIME/logs; the system's: /var/log/vigil once this boot is there)."""
+def store_of(opts: Any, socket: Callable[[], str]) -> str:
+    """The store's directory: --directory, else beside the daemon's socket,
+    found as every command finds it (a project's too), without connecting:
+    RUNTIME/logs; the system's: /var/log/vigil once this boot is there."""
     from vigil.protocol import SYSTEM_DIR
     if opts.directory:
         return str(opts.directory)
-    if opts.socket or opts.system or os.environ.get("VIGIL_SOCKET") or opts.project is None:
-        path = socket()
-    else:
-        try:  # a project's daemon: found (not started) as any command finds it
-            client = connect()
-            path = client.path
-            client.close()
-        except ClientError:
-            path = socket()
+    path = socket()
+    if not (opts.socket or opts.system or os.environ.get("VIGIL_SOCKET")):
+        from vigilctl import project
+        units = project.find(opts.project)
+        if units is not None:
+            path = project.socket_for(units)
+        else:
+            procfile = project.find_procfile()
+            if procfile is not None and os.path.exists(project.socket_for(procfile)):
+                path = project.socket_for(procfile)
     runtime = os.path.dirname(path)
     if runtime != SYSTEM_DIR:
         beside = os.path.join(runtime, "logs")

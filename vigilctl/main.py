@@ -293,7 +293,7 @@ def run(opts: argparse.Namespace) -> int:
         return up(opts.procfile, opts.detach, opts.timeout)
     if opts.cmd == "logs" and not opts.remote:
         from vigilctl.logs import run as logs, store_of
-        where = store_of(opts, lambda: connect(opts), lambda: socket_path(opts))
+        where = store_of(opts, lambda: socket_path(opts))
         return logs(opts, where, color(sys.stdout))
     client = connect(opts)
     try:
