@@ -157,6 +157,9 @@ def test_time_range_finds_the_same_lines_as_reading_everything(tmp_path):
         out = ctl("--directory", str(tmp_path / "store"), "--since", str(a), "--until", str(b),
                   "-o", "cat").stdout.splitlines()
         assert out == [text for t, text in every if stamp(a) <= stamp(t) <= stamp(b)]
+        before = ctl("--directory", str(tmp_path / "store"), "--until", str(b), "-n", "2",
+                     "-o", "cat").stdout.splitlines()
+        assert before == [text for t, text in every if stamp(t) <= stamp(b)][-2:]
     last = ctl("--directory", str(tmp_path / "store"), "-n", "3", "-o", "cat").stdout
     assert last.splitlines() == [text for _, text in every[-3:]]
 

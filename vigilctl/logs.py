@@ -202,8 +202,9 @@ class Segment:
                     return
                 yield line
 
-    def backward(self) -> Iterator[Line]:
-        end, rest = self.size, b""
+    def backward(self, end: int = -1) -> Iterator[Line]:
+        """The lines before `end` (default: the end), the last first."""
+        end, rest = self.size if end < 0 else end, b""
         while end > 0:
             start = max(0, end - BLOCK)
             data = os.pread(self.fd, end - start, start) + rest
@@ -289,6 +290,11 @@ def gather(store: Store, boots: list[tuple[str, int]], q: Query, count: int | No
                     segments.append(Segment(file_fd))
                     if fd == store.fd and name == base + ".log":  # where -f goes on
                         ends[base] = [file_fd, os.fstat(file_fd).st_ino, segments[-1].size]
+            if base != EVENTS and not (q.named(base) or q.named(_unit_of(segments))):
+                for segment in segments:
+                    os.close(segment.fd)
+                ends.pop(base, None)
+                continue
             if count is None:
                 streams.append(_forward(boot, segments, q))
             else:
@@ -298,6 +304,16 @@ def gather(store: Store, boots: list[tuple[str, int]], q: Query, count: int | No
         return merged
     import collections
     return iter(collections.deque(merged, maxlen=count) if count else ())
+
+
+def _unit_of(segments: list[Segment]) -> str:
+    """The unit a chain of files belongs to, from its newest line's fields."""
+    for segment in reversed(segments):
+        parts = split(os.pread(segment.fd, 1024, 0).split(b"\n", 1)[0].decode(
+            "utf-8", "replace"))
+        if parts is not None:
+            return parts[2]
+    return ""
 
 
 def _forward(boot: str, segments: list[Segment], q: Query) -> Iterator[tuple[str, list[str]]]:
@@ -312,7 +328,8 @@ def _last(boot: str, segments: list[Segment], q: Query,
           count: int) -> list[tuple[str, list[str]]]:
     found: list[tuple[str, list[str]]] = []
     for segment in reversed(segments):
-        for line in segment.backward():
+        end = segment.seek(q.until + "~") if q.until else segment.size  # past the range
+        for line in segment.backward(end):
             parts = split(line)
             if parts is None:
                 continue
