@@ -78,6 +78,7 @@ bench-setup: setup image
 bench: bench-setup
 	$(PY) bench/measure.py --runs 5
 	$(PY) bench/report.py bench/results/latest.json
+	$(PY) bench/logs.py --size 1G --json bench/results/logs.json --markdown
 
 bench-quick: bench-setup
 	$(PY) bench/measure.py --quick
@@ -85,7 +86,7 @@ bench-quick: bench-setup
 
 lint: setup
 	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench
-	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py bench/measure.py bench/report.py bench/peers.py
+	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py qemu/run.py bench/measure.py bench/report.py bench/peers.py bench/logs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
