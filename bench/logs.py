@@ -211,7 +211,8 @@ def main() -> int:
     size = int(opts.size.rstrip("KMGkmg")) * scale
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-logs-"))
     try:
-        figures: dict[str, Any] = {"ingest": ingest(opts.lines, work / "ingest"), "query": query(size, work)}
+        figures: dict[str, Any] = {"ingest": ingest(opts.lines, work / "ingest"),
+                                   "query": query(size, work)}
     finally:
         shutil.rmtree(work, ignore_errors=True)
     print(json.dumps(figures, indent=2))
