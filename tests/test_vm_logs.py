@@ -6,7 +6,9 @@ the previous boot's lines and the crash."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -27,9 +29,21 @@ def state(vm: VM, name: str) -> str:
     return str(json.loads(shown.stdout)[0]["state"]) if shown.stdout.startswith("[") else ""
 
 
+def run_in_guest(vm: VM, name: str, *command: str) -> None:
+    """`vigilctl run` from / (a transient unit works in the client's directory,
+    and the host's is not in the guest)."""
+    secrets = vm.build / "secrets"
+    subprocess.run(
+        [sys.executable, "-m", "vigilctl", "--remote", f"127.0.0.1:{vm.control_port}",
+         "--token-file", str(secrets / "token"), "--tls", "--ca", str(secrets / "tls.crt"),
+         "run", "--no-block", "--name", name, "--", *command],
+        capture_output=True, text=True, cwd="/", timeout=150, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
 def guest_output(vm: VM, name: str, *command: str) -> str:
     """Runs a command in the guest as a transient unit; its output, once it ended."""
-    vm.vigilctl("run", "--no-block", "--name", name, "--", *command)
+    run_in_guest(vm, name, *command)
     wait_for(lambda: state(vm, name) in ("exited", "failed", "inactive"), 120, f"{name} to end")
     return vm.vigilctl("logs", "-n", "200", name).stdout
 
@@ -40,8 +54,8 @@ def test_previous_boot_lines_and_crash_after_a_reboot():
     first = VM("disk", timeout=900).start()
     try:
         first.wait_for("Reached target default", timeout=400)
-        first.vigilctl("run", "--no-block", "--name", "crasher", "--", "/bin/sh", "-c",
-                       "echo before-crash-1; echo before-crash-2 >&2; exit 7")
+        run_in_guest(first, "crasher", "/bin/sh", "-c",
+                     "echo before-crash-1; echo before-crash-2 >&2; exit 7")
         wait_for(lambda: state(first, "crasher") == "failed", 120, "crasher to fail")
         here = guest_output(first, "reader0", "/usr/bin/vigilctl", "logs", "-b", "-o", "cat",
                             "crasher")
