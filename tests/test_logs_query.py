@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import select
 import signal
 import subprocess
@@ -47,7 +48,7 @@ def write_store(root: Path, files: dict[str, list[tuple[float, str]]], boot: str
     root.mkdir(parents=True, exist_ok=True, mode=0o750)
     (root / "boot_id").write_text(f"{boot} {stamp(0)}\n")
     for name, lines in files.items():
-        base = name.split(".log")[0]
+        base = re.sub(r"\.log(\.\d+)?$", "", name)
         (root / name).write_text("".join(
             f"{stamp(t)} {t:.6f} {base} {base} stdout 7 {text}\n" for t, text in lines))
 
@@ -162,6 +163,10 @@ def test_time_range_finds_the_same_lines_as_reading_everything(tmp_path):
         assert before == [text for t, text in every if stamp(t) <= stamp(b)][-2:]
     last = ctl("--directory", str(tmp_path / "store"), "-n", "3", "-o", "cat").stdout
     assert last.splitlines() == [text for _, text in every[-3:]]
+    write_store(tmp_path / "dotted", {"x.log.log.1": [(start, "older")],  # a unit named x.log
+                                      "x.log.log": [(start + 1, "newer")]})
+    assert ctl("--directory", str(tmp_path / "dotted"), "-o", "cat", "x.log").stdout == \
+        "older\nnewer\n"
 
 
 def test_boots_previous_and_list(tmp_path):

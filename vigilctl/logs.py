@@ -137,11 +137,21 @@ class Store:
         """Instance -> its files in this boot, the oldest first."""
         chains: dict[str, list[tuple[int, str]]] = {}
         for name in os.listdir(boot_fd):
-            base, dot, rest = name.partition(".log")
-            if not dot or (rest and not rest[1:].isdigit()) or not wanted(base):
-                continue
-            chains.setdefault(base, []).append((-int(rest[1:] or 0), name))
+            found = log_name(name)
+            if found is not None and wanted(found[0]):
+                chains.setdefault(found[0], []).append((-found[1], name))
         return {base: [n for _, n in sorted(files)] for base, files in chains.items()}
+
+
+def log_name(name: str) -> tuple[str, int] | None:
+    """(instance, rotation) of NAME.log (0) or NAME.log.N; None for another file.
+    A name may hold ".log" itself (a unit `x.log` writes x.log.log)."""
+    if name.endswith(".log"):
+        return name[:-4], 0
+    stem, dot, number = name.rpartition(".")
+    if dot and number.isdigit() and stem.endswith(".log"):
+        return stem[:-4], int(number)
+    return None
 
 
 class Segment:

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from vigil.printable import printable
-from vigilctl.logs import BLOCK, BOOT_FILE, Query, Segment, Store, epoch, split
+from vigilctl.logs import BLOCK, BOOT_FILE, Query, Segment, Store, epoch, log_name, split
 
 
 def render(boot: str, parts: list[str], output: str, color: bool) -> str:
@@ -61,9 +61,10 @@ def follow(store: Store, q: Query, ends: dict[str, list[int]], output: str,
     while True:
         batch: list[list[str]] = []
         for name in os.listdir(store.fd):
-            base, dot, rest = name.partition(".log")
-            if not dot or rest or not q.file(base):
+            found = log_name(name)
+            if found is None or found[1] or not q.file(found[0]):
                 continue
+            base = found[0]
             try:
                 inode = os.stat(name, dir_fd=store.fd, follow_symlinks=False).st_ino
             except OSError:
@@ -90,11 +91,11 @@ def _rotated(store: Store, base: str, inode: int, q: Query) -> list[list[str]]:
     """The files rotated after the one with `inode` (now BASE.log.N): N-1 .. 1."""
     numbered: dict[int, int] = {}
     for name in os.listdir(store.fd):
-        stem, dot, rest = name.partition(".log.")
-        if stem == base and dot and rest.isdigit():
+        found = log_name(name)
+        if found is not None and found[0] == base and found[1]:
             try:
-                numbered[int(rest)] = os.stat(name, dir_fd=store.fd,
-                                              follow_symlinks=False).st_ino
+                numbered[found[1]] = os.stat(name, dir_fd=store.fd,
+                                             follow_symlinks=False).st_ino
             except OSError:
                 pass
     at = next((n for n, found in numbered.items() if found == inode), None)
