@@ -352,40 +352,6 @@ def _last(boot: str, segments: list[Segment], q: Query,
     return found[::-1]
 
 
-def store_of(opts: Any, socket: Callable[[], str]) -> str:
-    """The store's directory: --directory, else beside the daemon's socket,
-    found as every command finds it (a project's too), without connecting:
-    RUNTIME/logs; the system's: /var/log/vigil once this boot is there."""
-    from vigil.protocol import SYSTEM_DIR
-    if opts.directory:
-        return str(opts.directory)
-    path = socket()
-    if not (opts.socket or opts.system or os.environ.get("VIGIL_SOCKET")):
-        from vigilctl import project
-        units = project.find(opts.project)
-        if units is not None:
-            path = project.socket_for(units)
-        else:
-            procfile = project.find_procfile()
-            if procfile is not None and os.path.exists(project.socket_for(procfile)):
-                path = project.socket_for(procfile)
-    runtime = os.path.dirname(path)
-    if runtime != SYSTEM_DIR:
-        beside = os.path.join(runtime, "logs")
-        state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
-        kept = os.path.join(state, "vigil", "logs")  # a user's daemon at its default place
-        return kept if not os.path.isdir(beside) and os.path.isdir(kept) else beside
-    early, kept = os.path.join(SYSTEM_DIR, "logs"), "/var/log/vigil"
-    try:
-        with open("/proc/sys/kernel/random/boot_id") as f:
-            now = f.read().strip().replace("-", "")
-        with open(os.path.join(kept, BOOT_FILE)) as f:
-            moved = f.read().split(" ")[0] == now
-    except OSError:
-        moved = False
-    return kept if moved or not os.path.isdir(early) else early
-
-
 def run(opts: Any, directory: str, color: bool) -> int:
     from vigilctl.logshow import follow, list_boots, render
     store = Store(directory)

@@ -292,7 +292,8 @@ def run(opts: argparse.Namespace) -> int:
         from vigilctl.project import up
         return up(opts.procfile, opts.detach, opts.timeout)
     if opts.cmd == "logs" and not opts.remote:
-        from vigilctl.logs import run as logs, store_of
+        from vigilctl.logs import run as logs
+        from vigilctl.logshow import store_of
         where = store_of(opts, lambda: socket_path(opts))
         return logs(opts, where, color(sys.stdout))
     client = connect(opts)
