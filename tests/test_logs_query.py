@@ -80,7 +80,8 @@ def test_query_options_against_a_daemon(daemon):
     times = [json.loads(x)["time"] for x in mixed]
     assert times == sorted(times), "events and lines interleave in time order"
     assert ctl("--since=+1h", "web", socket=d.socket).stdout == ""
-    assert ctl("--until=-1h", "web", socket=d.socket).stdout == ""
+    assert ctl("--until", "-1h", "web", socket=d.socket).stdout == ""  # as journalctl takes it
+    assert texts(ctl("--since", "-2w", "web", socket=d.socket).stdout) == ["web-up", "web-warn"]
     assert texts(ctl("--since", "yesterday", "web", socket=d.socket).stdout) == \
         ["web-up", "web-warn"]
 

@@ -47,7 +47,7 @@ def epoch(stamp: str) -> float:
 
 
 def moment(text: str, now: float | None = None) -> float:
-    """--since/--until: -1h or 1h (ago), +10m (ahead), now, today,
+    """--since/--until: -1h or 1h (ago), +10m (ahead), -2w, now, today,
     yesterday, tomorrow, HH:MM[:SS], an ISO time or epoch seconds."""
     from vigilctl.show import UNITS, parse_since
     now = time.time() if now is None else now
@@ -57,9 +57,9 @@ def moment(text: str, now: float | None = None) -> float:
         return now
     if text in days:
         return midnight + days[text] * 86400
-    m = re.fullmatch(r"([-+])(\d+(?:\.\d+)?)([smhd])", text)
+    m = re.fullmatch(r"([-+])(\d+(?:\.\d+)?)([smhdw])", text)
     if m:
-        offset = float(m.group(2)) * UNITS[m.group(3)]
+        offset = float(m.group(2)) * {**UNITS, "w": 604800}[m.group(3)]
         return now + offset if m.group(1) == "+" else now - offset
     return parse_since(text, now)
 

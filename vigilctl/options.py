@@ -128,7 +128,12 @@ def when(text: str) -> float:
 
 
 def _logs(p: argparse.ArgumentParser) -> None:
-    """logs reads the log store's files itself (vigilctl/logs.py, docs/logs.md)."""
+    """logs reads the log store's files itself (vigilctl/logs.py, docs/logs.md).
+    `--since -1h` and `-b -1` as journalctl takes them: argparse reads a
+    word that looks like a negative number as a value, and this parser has
+    no option that looks like one."""
+    import re
+    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$")
     _units(p)
     p.add_argument("-u", "--unit", action="append", default=[], dest="more_units",
                    metavar="UNIT", help="this unit too, a glob (as journalctl -u); may repeat")
@@ -136,7 +141,7 @@ def _logs(p: argparse.ArgumentParser) -> None:
                    help="how many recent lines (default 50, or all with --since/--until/-g)")
     p.add_argument("-f", "--follow", action="store_true", help="then print new ones as they come")
     p.add_argument("--since", type=when, help="10m or -10m (ago), 14:05, yesterday, today, "
-                   "an ISO time or epoch seconds (a leading '-': --since=-1h)")
+                   "an ISO time or epoch seconds")
     p.add_argument("--until", type=when, help="the same forms as --since")
     _json(p)
     p.add_argument("-g", "--grep", metavar="REGEX", help="only lines this regex matches")

@@ -85,7 +85,7 @@ complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -s h -l help -d 
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -s u -l unit -x -a '(__vigilctl_units)' -d 'this unit too, a glob (as journalctl -u); may repeat'
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -s n -l lines -x -d 'how many recent lines (default 50, or all with --since/--until/-g)'
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -s f -l follow -d 'then print new ones as they come'
-complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -l since -x -d '10m or -10m (ago), 14:05, yesterday, today, an ISO time or epoch seconds (a leading -: --since=-1h)'
+complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -l since -x -d '10m or -10m (ago), 14:05, yesterday, today, an ISO time or epoch seconds'
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -l until -x -d 'the same forms as --since'
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -l json -d 'print JSON instead of a table'
 complete -c vigilctl -n '__fish_seen_subcommand_from logs tail' -s g -l grep -x -d 'only lines this regex matches'
