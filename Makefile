@@ -102,6 +102,7 @@ bench-setup: setup image
 bench: bench-setup
 	$(PY) bench/measure.py --runs 5
 	$(PY) bench/report.py bench/results/latest.json
+	$(PY) bench/logs.py --size 1G --json bench/results/logs.json --markdown
 
 bench-quick: bench-setup
 	$(PY) bench/measure.py --quick
@@ -111,7 +112,7 @@ lint: setup
 	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench packaging
 	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py initramfs/distro.py qemu/run.py \
 		packaging/build_deb.py packaging/convert_debian.py bench/measure.py bench/report.py \
-		bench/peers.py bench/debian.py
+		bench/peers.py bench/debian.py bench/logs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -29,8 +29,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the contracts with the outside: the wire format (daemon and client) and
     # the daemon's command line (read by vigilctl's man page generator)
     "protocol": ("protocol", "flags"),
-    # the loop and the log the engine, control and system layers all use
-    "runtime": ("loop", "output", "events"),
+    # the loop and the log the engine, control and system layers all use (logstore:
+    # the stamped files; syslog: forwarding them)
+    "runtime": ("loop", "output", "events", "logstore", "syslog"),
     # instances and units: state table, supervisor, reaper, manager and helpers
     "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
                "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups", "timers",

@@ -50,8 +50,9 @@ def test_bash_completes_commands_options_and_unit_names(daemon):
     wait_for(lambda: d.status("web")["state"] == "running")
     assert complete(["vigilctl", "res"]) == ["restart", "reset-failed"]
     assert complete(["vigilctl", "is-"]) == ["is-active", "is-enabled", "is-failed"]
-    assert complete(["vigilctl", "logs", "--"]) == ["--help", "--unit", "--lines", "--follow",
-                                                    "--since", "--json"]
+    assert complete(["vigilctl", "logs", "--"]) == [
+        "--help", "--unit", "--lines", "--follow", "--since", "--until", "--json", "--grep",
+        "--stdout", "--stderr", "--output", "--events", "--boot", "--list-boots", "--directory"]
     assert complete(["vigilctl", "--ver"]) == ["--version"]
     assert complete(["vigilctl", "start", "w"], d.socket) == ["web", "worker"]
     assert complete(["vigilctl", "tail", "-f", "wo"], d.socket) == ["worker"]

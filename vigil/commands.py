@@ -127,8 +127,12 @@ class Commands:
         m = self.manager
         names = _names(args, m, required=False, broken_ok=True) or sorted(set(m.units) |
                                                                           set(m.broken))
-        conn.reply(rid, [self.unit_status(n) if n in m.units else self._broken_status(n)
-                         for n in names])
+        shown = [self.unit_status(n) if n in m.units else self._broken_status(n) for n in names]
+        if args.get("units"):  # units named: their last lines too, as systemctl status shows
+            for unit in shown:
+                recent = list(self.tail.lines.get(unit["unit"], ()))[-10:]
+                unit["recent"] = [dict(_line(x), text=x.text[:1000]) for x in recent]
+        conn.reply(rid, shown)
 
     def _broken_status(self, name: str) -> dict[str, Any]:
         return {"unit": name, "state": "broken", "description": "", "target": False,

@@ -15,7 +15,7 @@ import socket
 import sys
 from collections.abc import Callable, Sequence
 
-from vigil import adopt, cgroups, namespaces, reexec
+from vigil import adopt, cgroups, logstore, namespaces, reexec
 from vigil.cgroups import Cgroups
 from vigil.commands import Commands
 from vigil.control import ControlServer
@@ -55,11 +55,17 @@ class Daemon:
         self.runtime_dir = opts.runtime_dir or os.path.dirname(self.socket_path)
         private_dir(self.runtime_dir)
         self.lock_fd = lock(self.runtime_dir, self.socket_path)
-        self.log_dir = opts.log_dir or os.path.join(self.runtime_dir, "logs")
-        os.makedirs(self.log_dir, mode=0o750, exist_ok=True)
+        self.log_dir = opts.log_dir or logstore.default_dir(
+            self.system, self.runtime_dir, bool(opts.socket or opts.runtime_dir or
+                                                os.environ.get("VIGIL_SOCKET")))
+        self.store = logstore.Store(self.log_dir, getattr(opts, "log_max_total", 0),
+                                    getattr(opts, "log_max_age", 0.0))
+        self.store.open()  # an earlier boot's files move to boots/ first
+        self.log_dir = self.store.directory  # after a re-exec: where the store moved
         self.console = Console(opts.console_fd)
         self.events = Events(None if opts.quiet else self.console,
                              opts.event_log or os.path.join(self.log_dir, "events.jsonl"))
+        self.events.store = self.store.file(logstore.EVENTS, 4 << 20, 3)
         self.events.quiet_codes |= {"unit.state", "unit.exit"} | (
             set() if warn_orphans else {"orphan.reaped"})
         self.events.console_level = opts.console_level
@@ -70,6 +76,7 @@ class Daemon:
         self.ending: Kind | None = None  # system mode: what follows the stop
         self.loop = Loop(self.events.error)
         self.tail = Tail()
+        self.events.context = self.tail.last  # a failure event carries the last lines
         self.loader = Loader(opts.units or SYSTEM_PATH)
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
@@ -78,6 +85,11 @@ class Daemon:
         self.sup = Supervisor(self.loop, self.events, self.settings, self.console, self.tail)
         if warn_orphans:
             self.sup.reaper.orphan_severity = "warning"
+        self.sup.streams.store = self.store
+        if getattr(opts, "syslog", None):
+            from vigil.syslog import Forwarder
+            self.sup.streams.forward = Forwarder(self.loop, self.events, opts.syslog,
+                                                 socket.gethostname(), opts.syslog_unit).sink
         self.manager = Manager(self.sup, self.events, socket.gethostname())
         self.manager.instances_from = lambda name: self.loader.load_instance(name)  # start tp@x
         # a per-user daemon ends when its last scope does; PID 1 never
@@ -107,6 +119,8 @@ class Daemon:
         self.swaps, self.boot_unit = booted.swaps, booted.options.unit
         self.settings.unit_env = booted.unit_env
         self.manager.hostname = booted.hostname or self.manager.hostname
+        if not self.opts.log_dir:  # the logs move to /var/log/vigil once it is writable
+            logstore.keep(self.store, [self.events.file], self.loop.call_later, self._boot_log)
 
     def request_reexec(self) -> str:
         """daemon-reexec: ends the loop; run() then saves the state and execs."""
@@ -370,6 +384,8 @@ class Daemon:
             self.settings.cgroups.remove_all()
         if self.system and self.ending is not None:
             self.events.close_file()  # an open log would keep its filesystem busy
+            self.events.store = None
+            self.store.close()
             for log in self.sup.streams.logs.values():
                 log.close()
             os.close(self.lock_fd)  # the lock is writable: it too would keep / busy

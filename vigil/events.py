@@ -15,6 +15,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 
+from vigil.logstore import record
 from vigil.output import Console, LogFile
 from vigil.printable import printable
 
@@ -44,6 +45,7 @@ CODES = {
     "hook.dropped": "too many events wait for a hook unit: one is dropped",
     "log.dropping": "a unit's log cannot be written: its lines are dropped",
     "log.recovered": "a unit's log is writable again",
+    "log.forwarding": "syslog forwarding drops lines (a slow or gone receiver), or works again",
     "orphan.reaped": "an orphan that came to us was reaped",
     # the daemon
     "daemon.started": "the daemon is up on its socket",
@@ -86,6 +88,8 @@ TAGS = {"unit.ready": "  OK  ", "unit.exited": "  OK  ", "unit.stopped": "  OK  
         "unit.failed": "FAILED", "unit.fatal": "FAILED", "unit.refused": "FAILED",
         "unit.slow": " WAIT ", "daemon.error": "ERROR "}
 SEVERITIES = ["debug", "info", "warning", "error"]
+FAILURES = ("unit.failed", "unit.fatal")  # these carry the unit's last lines
+CONTEXT_LINES = 10
 COLORS = {"  OK  ": "32", "FAILED": "31", "ERROR ": "31", " WAIT ": "33", " WARN ": "33"}
 
 
@@ -98,17 +102,26 @@ class Events:
         self.followers: list[Callable[[dict[str, Any]], None]] = []
         self.quiet_codes: set[str] = set()
         self.console_level = "debug"  # the least severe event the console shows
+        self.store: LogFile | None = None  # the log store's @events.log (vigil/logstore.py)
+        # a failed unit's last lines of output (the daemon reads them from the tail)
+        self.context: Callable[[str, int], list[str]] | None = None
 
     def emit(self, code: str, message: str, severity: str = "info",
              unit: str | None = None, pid: int | None = None, **extra: Any) -> None:
-        record: dict[str, Any] = {"time": time.time(), "severity": severity, "code": code,
-                                  "unit": unit, "pid": pid, "message": message, **extra}
-        self.recent.append(record)
+        wall = time.time()
+        if code in FAILURES and unit and self.context is not None and "lines" not in extra:
+            extra["lines"] = self.context(unit, CONTEXT_LINES)
+        event: dict[str, Any] = {"time": wall, "severity": severity, "code": code,
+                                 "unit": unit, "pid": pid, "message": message, **extra}
+        self.recent.append(event)
         if self.file:
-            self.file.write((json.dumps(record) + "\n").encode())
+            self.file.write((json.dumps(event) + "\n").encode())
+        if self.store is not None:
+            self.store.write(record(wall, time.monotonic(), unit or "-", unit or "-", "event",
+                                    pid, f"{code} {severity} {printable(message)}"))
         for follower in list(self.followers):
             try:
-                follower(record)
+                follower(event)
             except Exception:  # emit runs on error paths: it must not raise
                 self.followers.remove(follower)
         if (self.console and code not in self.quiet_codes

@@ -25,6 +25,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--socket", help="control socket path (also VIGIL_SOCKET)")
     p.add_argument("--runtime-dir", help="where sockets go (default: beside the socket)")
     p.add_argument("--log-dir", help="where unit logs go (default: RUNTIME/logs)")
+    p.add_argument("--log-max-total", type=_size, default=0, metavar="BYTES",
+                   help="the log store's bound in bytes (K, M, G suffixes; 0: none): the "
+                        "oldest rotated files go first (docs/logs.md)")
+    p.add_argument("--log-max-age", type=_age, default=0.0, metavar="AGE",
+                   help="rotated log files older than this go (s, m, h, d suffixes; 0: kept)")
+    p.add_argument("--syslog", metavar="TARGET",
+                   help="also send the units' lines to syslog (RFC 5424): local (/dev/log), "
+                        "unix:PATH, udp:HOST:PORT or tcp:HOST:PORT; never waits for it")
+    p.add_argument("--syslog-unit", action="append", default=[], metavar="GLOB",
+                   help="only these units' lines go to --syslog (repeatable; default all)")
     p.add_argument("--event-log", help="file of JSON event lines (default: LOG_DIR/events.jsonl)")
     p.add_argument("--state-dir", help="what outlives a reboot: timers' last runs (default: "
                    "/var/lib/vigil in system mode, else the runtime dir)")
@@ -76,6 +86,30 @@ def parser() -> argparse.ArgumentParser:
                    choices=["debug", "info", "warning", "error"],
                    help="the least severe event shown on the console")
     return p
+
+
+def _size(text: str) -> int:
+    """--log-max-total: 500M, 2G, 4096."""
+    units = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    scale = units.get(text[-1:].upper(), 1)
+    number = text[:-1] if scale > 1 else text
+    if not number.isdigit():
+        raise argparse.ArgumentTypeError(f"'{text}' is not a size (4096, 500M, 2G)")
+    return int(number) * scale
+
+
+def _age(text: str) -> float:
+    """--log-max-age: 3600, 90m, 12h, 30d."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    scale = units.get(text[-1:], 0)
+    number = text[:-1] if scale else text
+    try:
+        value = float(number) * (scale or 1)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"'{text}' is not an age (3600, 90m, 12h, 30d)")
+    return value
 
 
 def group_id(name: str | None) -> int | None:

@@ -31,6 +31,8 @@ class Line:
     instance: str
     stream: str
     text: str
+    mono: float = 0.0  # CLOCK_MONOTONIC when read: the order within a boot
+    pid: int | None = None  # the instance's main pid when read
 
 
 class LogFile:
@@ -43,6 +45,7 @@ class LogFile:
         self.size = 0
         self.dropped = 0
         self.failing = ""  # why the last write failed; "" while writes succeed
+        self.rotated: Callable[[], None] | None = None  # the store applies its limits
 
     def _open(self) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW
@@ -67,6 +70,8 @@ class LogFile:
             if self.size and self.size + len(data) > self.max_size:
                 self._rotate()
                 self._open()
+                if self.rotated is not None:
+                    self.rotated()
             written = os.write(self.fd, data)
             self.size += written
             if written != len(data):
@@ -105,6 +110,11 @@ class Tail:
             for line in lines:
                 self.lines.setdefault(unit, deque(maxlen=self.size)).append(Line(**line))
 
+    def last(self, unit: str, count: int) -> list[str]:
+        """The unit's last lines of output, for a failure's context."""
+        lines = self.lines.get(unit, ())
+        return [line.text for line in list(lines)[-count:]]
+
     def get(self, units: list[str] | None = None) -> list[Line]:
         chosen = self.lines if not units else {u: self.lines.get(u, deque()) for u in units}
         merged = [line for lines in chosen.values() for line in lines]
@@ -141,9 +151,10 @@ class Capture:
 
     def __init__(self, fd: int, unit: str, instance: str, stream: str,
                  sinks: list[Callable[[Line], None]],
-                 on_raw: Callable[[bytes], None] | None = None) -> None:
+                 on_raw: Callable[[bytes], None] | None = None,
+                 pid: Callable[[], int | None] = lambda: None) -> None:
         self.fd, self.unit, self.instance, self.stream = fd, unit, instance, stream
-        self.sinks, self.on_raw = sinks, on_raw
+        self.sinks, self.on_raw, self.pid = sinks, on_raw, pid
         self.partial = b""
 
     def read(self) -> bool:
@@ -172,7 +183,7 @@ class Capture:
 
     def _emit(self, raw: bytes) -> None:
         line = Line(time.time(), self.unit, self.instance, self.stream,
-                    raw.decode("utf-8", "replace"))
+                    raw.decode("utf-8", "replace"), time.monotonic(), self.pid())
         for sink in self.sinks:
             sink(line)
 

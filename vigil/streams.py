@@ -15,6 +15,7 @@ from collections.abc import Callable
 from vigil.asuser import Creds, open_as
 from vigil.events import Events
 from vigil.launch import LaunchError
+from vigil.logstore import Store, record
 from vigil.loop import Loop
 from vigil.output import Capture, Console, Line, LogFile, Tail, Terminal
 from vigil.states import Instance
@@ -27,11 +28,14 @@ class Streams:
                  log_dir: str) -> None:
         self.loop, self.events, self.console, self.tail = loop, events, console, tail
         self.log_dir = log_dir
+        self.store = Store(log_dir)  # the daemon hands over its own (with limits, boots)
         self.logs: dict[str, LogFile] = {}
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
         # rules on the output (vigil/logwatch.py): a sink for an instance, or None
         self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
+        # syslog forwarding (vigil/syslog.py): a sink for a unit and instance, or None
+        self.forward: Callable[[str, str], Callable[[Line], None] | None] | None = None
 
     def fds_of(self, name: str) -> list[tuple[str, int]]:
         """The instance's open output fds, as (stream, fd)."""
@@ -90,21 +94,24 @@ class Streams:
         out = svc.stderr if stream == "stderr" else svc.stdout  # a pty is stdout
         sinks: list[Callable[[Line], None]] = [self.tail.add]
         if out.kind is OutputKind.LOG:
-            log = self.logs.get(inst.name)
-            if log is None or log.max_size != svc.log_max_size or log.keep != svc.log_keep:
-                path = os.path.join(self.log_dir, inst.name + ".log")
-                log = self.logs[inst.name] = LogFile(path, svc.log_max_size, svc.log_keep)
-            sinks.append(_writer(log, self.events, inst))
-        else:
+            log = self.logs[inst.name] = self.store.file(inst.name, svc.log_max_size,
+                                                         svc.log_keep)
+            sinks.append(_writer(log, self.events, inst, self.store))
+        else:  # shown on the console, and kept in the store beside the log ("+": no unit's)
             sinks.append(self.console.service_line)
+            kept = self.store.file(inst.name + "+console", svc.log_max_size, svc.log_keep)
+            sinks.append(_writer(kept, self.events, inst, self.store))
         rules = self.line_hook(inst)
         if rules is not None:
             sinks.append(rules)
+        forward = self.forward(inst.unit, inst.name) if self.forward is not None else None
+        if forward is not None:
+            sinks.append(forward)
         on_raw = None
         if stream == "pty":
             terminal = self.terminals[inst.name] = Terminal(fd)
             on_raw = terminal.feed
-        capture = Capture(fd, inst.unit, inst.name, stream, sinks, on_raw)
+        capture = Capture(fd, inst.unit, inst.name, stream, sinks, on_raw, lambda: inst.pid)
 
         def readable() -> None:
             if not capture.read():
@@ -114,12 +121,15 @@ class Streams:
         self.loop.add_reader(fd, readable)
 
 
-def _writer(log: LogFile, events: Events, inst: Instance) -> Callable[[Line], None]:
+def _writer(log: LogFile, events: Events, inst: Instance,
+            store: Store) -> Callable[[Line], None]:
     """Writes a line to the log; says so once when lines start being dropped,
     and once when writing works again."""
     def write(line: Line) -> None:
+        store.tick()
         was = log.failing
-        if log.write(line.text.encode() + b"\n"):
+        if log.write(record(line.time, line.mono, line.unit, line.instance, line.stream,
+                            line.pid, line.text)):
             if was:
                 log.failing = ""
                 events.emit("log.recovered", f"log of {inst.name} writable again; "

@@ -29,6 +29,11 @@ def cmd_status(client: Client, opts: argparse.Namespace) -> int:
     else:
         show.status(units, color(sys.stdout))
         show.next_runs(units)
+        for unit in units:  # the units named: their last lines (vigilctl logs -u UNIT: more)
+            if unit.get("recent"):
+                print(f"\n{printable(unit['unit'])}: the last lines")
+                for line in unit["recent"]:
+                    print("  " + show.log_line(line, color(sys.stdout)))
     return 0 if all(show.good(u["state"]) for u in units) else 3
 
 
@@ -102,7 +107,8 @@ def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
 def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
     """logs and events: the recent lines, then (-f) everything new."""
     since = opts.since or 0  # checked and read by options.since
-    lines = client.call(opts.cmd, units=opts.units + opts.more_units, lines=opts.lines,
+    count = 50 if opts.lines is None else opts.lines  # logs --remote: the daemon's tail
+    lines = client.call(opts.cmd, units=opts.units + opts.more_units, lines=count,
                         follow=opts.follow, since=since)
 
     def line(x: dict[str, Any]) -> str:
@@ -285,6 +291,11 @@ def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "up":
         from vigilctl.project import up
         return up(opts.procfile, opts.detach, opts.timeout)
+    if opts.cmd == "logs" and not opts.remote:
+        from vigilctl.logs import run as logs
+        from vigilctl.logshow import store_of
+        where = store_of(opts, lambda: socket_path(opts))
+        return logs(opts, where, color(sys.stdout))
     client = connect(opts)
     try:
         command = COMMANDS.get(opts.cmd)

@@ -115,6 +115,48 @@ def _stream(p: argparse.ArgumentParser) -> None:
     _json(p)
 
 
+def when(text: str) -> float:
+    """--since/--until of logs: since's forms, and -1h, +10m, yesterday, today, now."""
+    from vigilctl.logs import moment
+    try:
+        value = moment(text)
+    except (ValueError, OverflowError) as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time since 1970")
+    return value
+
+
+def _logs(p: argparse.ArgumentParser) -> None:
+    """logs reads the log store's files itself (vigilctl/logs.py, docs/logs.md).
+    `--since -1h` and `-b -1` as journalctl takes them: argparse reads a
+    word that looks like a negative number as a value, and this parser has
+    no option that looks like one."""
+    import re
+    p._negative_number_matcher = re.compile(r"^-\d+(\.\d+)?[smhdw]?$")
+    _units(p)
+    p.add_argument("-u", "--unit", action="append", default=[], dest="more_units",
+                   metavar="UNIT", help="this unit too, a glob (as journalctl -u); may repeat")
+    p.add_argument("-n", "--lines", type=count, default=None,
+                   help="how many recent lines (default 50, or all with --since/--until/-g)")
+    p.add_argument("-f", "--follow", action="store_true", help="then print new ones as they come")
+    p.add_argument("--since", type=when, help="10m or -10m (ago), 14:05, yesterday, today, "
+                   "an ISO time or epoch seconds")
+    p.add_argument("--until", type=when, help="the same forms as --since")
+    _json(p)
+    p.add_argument("-g", "--grep", metavar="REGEX", help="only lines this regex matches")
+    p.add_argument("--stdout", action="store_true", help="only what the units wrote to stdout")
+    p.add_argument("--stderr", action="store_true", help="only what the units wrote to stderr")
+    p.add_argument("-o", "--output", choices=["short", "json", "cat"], default="short",
+                   help="short (time, instance, text), json (every field) or cat (the text)")
+    p.add_argument("--events", action="store_true", help="interleave vigil's events")
+    p.add_argument("-b", "--boot", nargs="?", const="0", metavar="N|ID",
+                   help="one boot only: this one (no value, or 0), -1 the one before, an id")
+    p.add_argument("--list-boots", action="store_true", help="the boots the store holds")
+    p.add_argument("-D", "--directory", metavar="DIR",
+                   help="read this store (another machine's disk) instead of the daemon's")
+
+
 def _one(p: argparse.ArgumentParser) -> None:
     p.add_argument("unit", metavar="UNIT", help="a unit name")
 
@@ -216,7 +258,7 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "reload": ("re-read unit files; restart only what changed",
                lambda p: p.add_argument("--dry-run", action="store_true",
                                         help="say what would change; change nothing")),
-    "logs": ("show service output", _stream),
+    "logs": ("show service output, from the log store (works with the daemon down)", _logs),
     "events": ("show the event stream", _stream),
     "why": ("why a unit is in its state", _one),
     "kill": ("send a signal to units' processes (the restart policy decides what next)",
