@@ -155,3 +155,34 @@ def test_run_with_readiness_and_health_flags(unit_dir, tmp_path):
         assert "health" in " ".join(e["message"] for e in d.call("events", units=["web2"]))
     finally:
         d.stop()
+
+
+def test_a_project_keeps_its_logs_in_the_state_directory(tmp_path):
+    """A project daemon's store is under $XDG_STATE_HOME, not the runtime
+    place (tmpfs, gone at reboot): with the daemon down and the runtime
+    directory wiped, `vigilctl logs` in the project still reads its lines."""
+    project = tmp_path / "logapp"
+    (project / "units").mkdir(parents=True)
+    (project / "units" / "talk.toml").write_text(
+        '[service]\nexec = ["sh", "-c", "echo said-before-reboot; exec sleep 1000"]\n')
+    import shutil
+    import tempfile
+    xdg = Path(tempfile.mkdtemp(prefix="x", dir="/tmp"))  # socket paths are short
+    state = tmp_path / "state"
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(xdg), "XDG_STATE_HOME": str(state)}
+    env.pop("VIGIL_SOCKET", None)
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "vigilctl", *args], capture_output=True,
+                              text=True, cwd=project, env=env, timeout=60)
+    try:
+        assert ctl("start", "talk").returncode == 0
+        wait_for(lambda: "said-before-reboot" in ctl("logs", "-u", "talk").stdout,
+                 what="the line in the store")
+    finally:
+        assert ctl("shutdown").returncode == 0
+        shutil.rmtree(xdg, ignore_errors=True)  # the runtime place, as a reboot empties it
+    # breaks: vigilctl/project.py:start (no --log-dir: the store stays in the runtime place)
+    assert list(state.glob("vigil/p/logapp-*/logs/talk.log"))
+    out = ctl("logs", "-u", "talk")
+    assert "said-before-reboot" in out.stdout, out.stdout + out.stderr

@@ -130,9 +130,11 @@ def _drain(held: list[int], base: str, rests: dict[str, bytes], q: Query) -> lis
 
 
 def store_of(opts: Any, socket: Callable[[], str]) -> str:
-    """The store's directory: --directory, else beside the daemon's socket,
-    found as every command finds it (a project's too), without connecting:
-    RUNTIME/logs; the system's: /var/log/vigil once this boot is there."""
+    """The store's directory: --directory, else where the daemon that every
+    command would find keeps it, without connecting: a project's under
+    $XDG_STATE_HOME (vigilctl/project.py), else RUNTIME/logs or a user's
+    daemon's state directory; the system's: /var/log/vigil once this boot
+    is there."""
     from vigil.protocol import SYSTEM_DIR
     if opts.directory:
         return str(opts.directory)
@@ -141,11 +143,10 @@ def store_of(opts: Any, socket: Callable[[], str]) -> str:
         from vigilctl import project
         units = project.find(opts.project)
         if units is not None:
-            path = project.socket_for(units)
-        else:
-            procfile = project.find_procfile()
-            if procfile is not None and os.path.exists(project.socket_for(procfile)):
-                path = project.socket_for(procfile)
+            return project.log_dir_for(project.socket_for(units))
+        procfile = project.find_procfile()
+        if procfile is not None and os.path.exists(project.socket_for(procfile)):
+            return project.log_dir_for(project.socket_for(procfile))
     runtime = os.path.dirname(path)
     if runtime != SYSTEM_DIR:
         beside = os.path.join(runtime, "logs")

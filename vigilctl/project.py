@@ -89,6 +89,14 @@ def socket_for(units: Path) -> str:
                         "control.sock")
 
 
+def log_dir_for(socket: str) -> str:
+    """A project daemon's log store: under $XDG_STATE_HOME, which outlives a
+    reboot (its socket's directory is in the runtime place, which does not),
+    named as that directory is."""
+    state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+    return os.path.join(state, "vigil", "p", os.path.basename(os.path.dirname(socket)), "logs")
+
+
 def holder() -> int | None:
     """The process a project daemon is bound to: the shell (or script, or test
     runner) this vigilctl runs from; none when that is already init."""
@@ -140,7 +148,8 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
         os.close(folder)
     try:
         daemon = subprocess.Popen([sys.executable, "-m", "vigil.cli", "--units", str(units),
-                                   "--socket", socket, *bind], stdin=subprocess.DEVNULL,
+                                   "--socket", socket, "--log-dir", log_dir_for(socket), *bind],
+                                  stdin=subprocess.DEVNULL,
                                   stdout=log, stderr=log, start_new_session=True,
                                   cwd=str(units.parent))
     finally:
