@@ -22,9 +22,10 @@ needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root for a net
 # instead of sending them over the veth). argv: mode. Prints "up", then each
 # message it receives.
 SERVER = r"""
-import os, socket, sys, time
+import ctypes, os, signal, socket, sys, time
 from pyroute2 import IPRoute
 
+ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: gone with the driver
 mode = sys.argv[1]
 with IPRoute() as ipr:
     while not ipr.link_lookup(ifname="v1"):

@@ -757,3 +757,32 @@ def test_a_request_a_watcher_makes_is_carried_out_in_the_same_drain():
     m.drain()
     assert sup.signalled == ["a"] and sup.instances["a"].state is State.STOPPING
     assert m.watchers == [not_yet] and kept  # an unsatisfied watcher stays
+
+
+def test_snapshot_and_restore_keep_the_wanted_side_across_a_reexec():
+    """daemon-reexec: what the manager wants survives as JSON; names whose
+    files went meanwhile are dropped; `vigilctl run` units come back."""
+    import json
+
+    from vigil.schema import build_unit
+    m, _, _ = manager(unit("a"), unit("b"), unit("t", target=True), unit("gone"))
+    m.goal, m.waiting, m.targets_up = {"a", "b", "gone"}, {"b", "gone"}, {"t", "gone"}
+    m.skipped, m.failed_why, m.times = {"x": "no /dev/x"}, {"a": "exit 1"}, {"a": [1.0, 2.5]}
+    m.add_transient(build_unit("job", {"service": {"exec": ["true"]}}, "<vigilctl run job>", {}))
+    saved = json.loads(json.dumps(m.snapshot()))
+    assert saved == {"goal": ["a", "b", "gone"], "waiting": ["b", "gone"],
+                     "targets_up": ["gone", "t"], "skipped": {"x": "no /dev/x"},
+                     "failed_why": {"a": "exit 1"}, "times": {"a": [1.0, 2.5]},
+                     "transient": {"job": {"service": {"exec": ["true"]}}}}
+    fresh, _, _ = manager(unit("a"), unit("b"), unit("t", target=True))  # gone's file went
+    fresh.restore(saved)
+    assert (fresh.goal, fresh.waiting, fresh.targets_up) == ({"a", "b"}, {"b"}, {"t"})
+    assert (fresh.skipped, fresh.failed_why, fresh.times) == (
+        {"x": "no /dev/x"}, {"a": "exit 1"}, {"a": [1.0, 2.5]})
+    assert fresh.transient == {"job"}
+    assert fresh.units["job"].service is not None
+    assert fresh.units["job"].service.exec == ("true",)
+    assert fresh.units["job"].path == "<vigilctl run job>"
+    again, _, _ = manager(unit("a"))
+    again.restore({**saved, "transient": {}})  # a state file from before transient units
+    assert again.goal == {"a"} and again.transient == set()

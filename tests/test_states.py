@@ -497,3 +497,11 @@ def test_an_instance_record_round_trips_with_every_kept_field():
     fresh = inst(State.INACTIVE)
     assert fresh.record()["last_exit"] is None
     assert Instance.from_record(fresh.record(), fresh.service).last_exit is None
+
+
+def test_exit_info_says_how_a_process_ended():
+    assert str(ExitInfo(3, None, False, 1.0)) == "exit 3"
+    assert str(ExitInfo(None, 9, False, 1.0)) == "killed by SIGKILL"
+    assert str(ExitInfo(None, 11, True, 1.0)) == "killed by SIGSEGV (core dumped)"
+    assert str(ExitInfo(None, 99, False, 1.0)) == "killed by signal 99"
+    assert str(ExitInfo(None, None, False, 1.0)) == "exit status unknown"  # adopted, not ours

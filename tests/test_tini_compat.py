@@ -130,10 +130,9 @@ def _group_reached(kind: str, args: list[str], env: dict[str, str], tmp: Path) -
             proc.wait(timeout=1.5)  # the child got nothing: stop it
         except subprocess.TimeoutExpired:
             pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # all gone already
+    # CMD has a process group of its own: kill the whole session, or CMD's
+    # shell loops on after the test
+    subprocess.run(["pkill", "-KILL", "-s", str(proc.pid)], timeout=30, check=False)
     proc.wait(timeout=30)
     return out.exists()
 
