@@ -27,7 +27,14 @@ $(VENV)/.installed: pyproject.toml Makefile setup.py vigil/_sys_build.py vigil/_
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]' --config-settings editable_mode=compat
+	$(MAKE) --no-print-directory bytecode
 	touch $@
+
+# PYTHONDONTWRITEBYTECODE=1 is set on these machines: without compiled
+# bytecode every start compiles every module again (start50 178 ms, not 142).
+.PHONY: bytecode
+bytecode:
+	$(PY) -m compileall -q vigil vigilctl >/dev/null
 
 test: setup image
 	$(PY) -m pytest -q $(PYTEST_ARGS)

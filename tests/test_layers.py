@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
+    # (records: the lean stand-in for dataclasses every layer's records use)
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
-             "signames", "exitstatus"),
+             "signames", "exitstatus", "records"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes

@@ -8,7 +8,6 @@ daemon goes on.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -37,6 +36,7 @@ from vigil.supervisor import Supervisor
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from vigil.shutdown import Kind

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil.errors import Problem, UnitError
 from vigil.numbers import parse_number

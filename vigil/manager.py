@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.errors import Problem, UnitError
 from vigil.events import Events

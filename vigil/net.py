@@ -30,7 +30,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 from typing import Any
 
 

@@ -1,0 +1,80 @@
+"""PID 1 imports only what it runs (issue 17): every module the daemon
+loads before it answers must be on the list below, so a heavy import
+(dataclasses, inspect, typing, argparse, tomllib, asyncio, ssl...) cannot
+creep back onto the start path unnoticed. Run the daemon with
+PYTHONPROFILEIMPORTTIME=1 and read its stderr."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.daemon import Daemon, can_unshare
+
+# What Python itself loads before any of ours (site, encodings, the venv's
+# .pth hooks), the interpreter's own builtins, and what vigil needs.
+INTERPRETER = {
+    "_io", "marshal", "posix", "_frozen_importlib_external", "time", "zipimport", "_codecs",
+    "codecs", "encodings.aliases", "encodings", "encodings.utf_8", "_signal", "_abc", "abc",
+    "io", "_stat", "stat", "_collections_abc", "genericpath", "posixpath", "os",
+    "_sitebuiltins", "_distutils_hack", "sitecustomize", "site", "warnings", "importlib",
+    "importlib.machinery", "importlib._abc", "itertools", "keyword", "_operator", "operator",
+    "reprlib", "_collections", "collections", "types", "_functools", "functools",
+    "contextlib", "importlib.util", "encodings.latin_1",
+}
+STDLIB = {
+    "__future__", "enum", "signal", "_socket", "collections.abc", "math", "select",
+    "selectors", "errno", "array", "socket", "_struct", "struct", "resource", "_heapq",
+    "heapq", "fcntl", "grp", "pwd", "_cffi_backend", "_prctl", "prctl",
+    # json (the protocol) brings re: ~4 ms, measured, kept
+    "_sre", "re._constants", "re._parser", "re._casefix", "re._compiler", "copyreg", "re",
+    "_json", "json.scanner", "json.decoder", "json.encoder", "json",
+}
+VIGIL = {
+    "vigil", "vigil.records", "vigil.exitstatus", "vigil.errors", "vigil.unit",
+    "vigil.states", "vigil.adopt", "vigil.mountinfo", "vigil.cgroups", "vigil.namespaces",
+    "vigil.reexec", "vigil.limits", "vigil.loop", "vigil.protocol", "vigil.connection",
+    "vigil.printable", "vigil.output", "vigil.events", "vigil.rundir", "vigil.control",
+    "vigil.graph", "vigil._sysc", "vigil.syscalls", "vigil.asuser",
+    "vigil.pidfile", "vigil.envfile", "vigil.launch", "vigil.proc", "vigil.reaper",
+    "vigil.forking", "vigil.notify", "vigil.probes", "vigil.streams", "vigil.spawner",
+    "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
+    "vigil.waiting", "vigil.commands", "vigil.flags", "vigil.daemon", "vigil.cli",
+    "vigil.pid1",
+    # the unit compiler, until PID 1 reads compiled units
+    "vigil.numbers", "vigil.signames", "vigil.schema", "vigil.tomlpos", "vigil.unitfiles",
+    "vigil.loader", "tomllib", "tomllib._parser", "tomllib._re", "tomllib._types", "string",
+    "_string", "datetime", "_datetime", "typing", "_typing",
+}
+ALLOWED = INTERPRETER | STDLIB | VIGIL
+# named here so that the reason a test fails is plain
+NEVER = {"dataclasses", "inspect", "argparse", "asyncio", "ssl", "subprocess", "vigil.remote",
+         "vigil.hooks", "vigil.check", "vigil.boot", "vigil.sysinit", "vigil.timers",
+         "vigil.calendar", "fnmatch", "gettext", "locale", "shutil"}
+
+UNITS = {
+    "web.toml": '[service]\nexec = ["sleep", "600"]\nrestart = "always"\n',
+    "db.toml": '[unit]\nrequires = ["web"]\nafter = ["web"]\n[service]\n'
+               'exec = ["sleep", "600"]\n',
+}
+
+
+def loaded_at_start(d: Daemon) -> set[str]:
+    return {line.split("|")[-1].strip() for line in d.output().splitlines()
+            if line.startswith("import time:") and "self [us]" not in line}
+
+
+@pytest.mark.parametrize("units", [{}, UNITS], ids=["empty", "units"])
+@pytest.mark.parametrize("mode", ["subreaper", "pid1"])
+def test_the_daemon_imports_only_what_it_runs(unit_dir, tmp_path, mode, units):
+    if mode == "pid1" and not can_unshare():
+        pytest.skip("needs root and unshare for a PID namespace")
+    d = Daemon(unit_dir(units), tmp_path, pid1=(mode == "pid1"),
+               extra=["--quiet", "--cgroup", "off"], wrap=["env", "PYTHONPROFILEIMPORTTIME=1"],
+               python_code="pass")
+    try:
+        loaded = loaded_at_start(d)
+    finally:
+        d.stop()
+    assert "vigil.daemon" in loaded  # the profile was read
+    assert not loaded & NEVER, sorted(loaded & NEVER)
+    assert loaded <= ALLOWED, sorted(loaded - ALLOWED)
