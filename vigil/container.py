@@ -26,7 +26,7 @@ from vigil.rundir import private_dir
 from vigil.daemon import Daemon
 from vigil.daemon import parse_args as daemon_args
 from vigil.entry import RunOptions
-from vigil.loader import Loader
+from vigil.unitdb import Units
 from vigil.loop import Timer
 from vigil.printable import printable
 from vigil.states import ExitInfo, Instance, State
@@ -103,7 +103,7 @@ class Container:
             self.remove_own_dir()
             raise
         d = self.daemon
-        d.loader = Loader(opts.units)  # side services only from --units, never the system path
+        d.loader = Units(opts.units)  # side services only from --units, never the system path
         d.can_reexec = False
         if opts.warn_zombies:
             d.events.quiet_codes.discard("orphan.reaped")

@@ -23,7 +23,8 @@ from vigil.flags import group_id
 from vigil.flags import parse_args as parse_args  # container.py builds its options here
 from vigil.graph import Graph
 from vigil.limits import Limits
-from vigil.loader import SYSTEM_PATH, Loader
+from vigil.compiled import SYSTEM_PATH
+from vigil.unitdb import Units
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
@@ -67,7 +68,7 @@ class Daemon:
         self.ending: Kind | None = None  # system mode: what follows the stop
         self.loop = Loop(self.events.error)
         self.tail = Tail()
-        self.loader = Loader(opts.units or SYSTEM_PATH)
+        self.loader = Units(opts.units or SYSTEM_PATH, opts.compiled)  # PID 1 reads no TOML
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
                                  cgroups=self._cgroups(),

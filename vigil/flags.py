@@ -30,6 +30,8 @@ FLAGS: tuple[tuple[str, str, object, str | None, tuple[str, ...], str | None, st
      "file of JSON event lines (default: LOG_DIR/events.jsonl)", ""),
     ("--state-dir", "str", None, None, (), "what outlives a reboot: timers' last runs "
      "(default: /var/lib/vigil in system mode, else the runtime dir)", ""),
+    ("--compiled", "str", None, "FILE", (), "the compiled unit database (`vigil compile`), "
+     "read when fresh (default: UNITS.compiled beside the first unit directory)", ""),
     ("--system", "bool", False, None, (),
      "system mode (the default as PID 1 of a machine): early boot, reboot/poweroff; "
      "refused unless PID 1 or --i-know-this-is-not-a-vm", ""),
@@ -126,8 +128,9 @@ def parser() -> argparse.ArgumentParser:
         prog="vigil", description="Run the vigil daemon.",
         epilog="other commands: `vigil run [OPTIONS] -- CMD [ARGS...]` runs CMD as a "
                "container's entrypoint, a drop-in for tini and dumb-init (`vigil run --help`); "
-               "`vigil check [DIR...]` validates unit files offline (`vigil check --help`). "
-               "vigilctl drives a running daemon.")
+               "`vigil check [DIR...]` validates unit files offline (`vigil check --help`); "
+               "`vigil compile [DIR...]` writes the compiled unit database the daemon reads "
+               "at start (`vigil compile --help`). vigilctl drives a running daemon.")
     p.add_argument("--version", action="version", version=f"vigil {__version__}")
     for spec in FLAGS:
         flag, kind, default, metavar, choices, text, _ = spec

@@ -18,7 +18,7 @@ from vigil.records import dataclass
 from vigil.errors import Problem, UnitError
 from vigil.events import Events
 from vigil.graph import Graph
-from vigil.loader import LoadResult
+from vigil.compiled import LoadResult
 from vigil.states import DOWN_STATES, Event, Instance, State
 from vigil.supervisor import Supervisor
 from vigil.unit import Unit, changed_keys
