@@ -29,10 +29,11 @@ else:
         """Assigning to a field of a frozen record."""
 
     class Field:
-        __slots__ = ("compare", "default", "default_factory", "hash", "init", "name", "repr")
+        __slots__ = ("compare", "default", "default_factory", "hash", "init", "name", "repr",
+                     "type")
 
         def __init__(self, default, default_factory, init, repr, hash, compare):
-            self.name = ""
+            self.name, self.type = "", None
             self.default, self.default_factory = default, default_factory
             self.init, self.repr, self.hash, self.compare = init, repr, hash, compare
 
@@ -60,11 +61,12 @@ else:
         found = {}
         for base in reversed(cls.__mro__[1:]):
             found.update(getattr(base, "__record_fields__", {}))
-        for name in cls.__dict__.get("__annotations__", {}):  # noqa: RUF063 - no inspect here
+        own = cls.__dict__.get("__annotations__", {})  # noqa: RUF063 - no inspect here
+        for name in own:
             value = cls.__dict__.get(name, MISSING)
             f = value if isinstance(value, Field) else Field(value, MISSING, True, True, None,
                                                               True)
-            f.name = name
+            f.name, f.type = name, own[name]
             if f.default is MISSING:
                 if isinstance(value, Field):
                     delattr(cls, name)
