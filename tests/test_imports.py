@@ -76,3 +76,51 @@ def test_the_daemon_imports_only_what_it_runs(unit_dir, tmp_path, mode, units):
     assert "vigil.daemon" in loaded  # the profile was read
     assert not loaded & NEVER, sorted(loaded & NEVER)
     assert loaded <= ALLOWED, sorted(loaded - ALLOWED)
+
+
+# -- the client ---------------------------------------------------------------
+CLIENT_NEVER = {"argparse", "gettext", "vigilctl.options", "vigilctl.verbs", "vigilctl.project",
+                "vigilctl.progress", "typing", "dataclasses", "vigil.loader", "tomllib", "ssl"}
+
+
+def test_vigilctl_status_imports_the_protocol_and_the_table_printer(unit_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.daemon import ROOT
+    d = Daemon(unit_dir(UNITS), tmp_path, extra=["--quiet", "--cgroup", "off"])
+    try:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                               "import sys; from vigilctl.main import main; sys.exit(main())",
+                               "--socket", d.socket, "status"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    finally:
+        d.stop()
+    assert "web" in done.stdout, done.stderr
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert {"vigilctl.show", "vigilctl.client", "vigil.protocol"} <= loaded
+    assert not loaded & CLIENT_NEVER, sorted(loaded & CLIENT_NEVER)
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"], ["status", "--json", "web", "db"], ["--socket", "/s", "status", "web"],
+    ["--system", "--timeout", "2.5", "start", "web", "--no-block"], ["stop", "a", "b"],
+    ["--units", "proj", "restart", "x"], ["reload", "--dry-run"], ["reload"], ["ping"],
+    ["shutdown"], ["timeline"], ["daemon-reexec"], ["--timeout", "7", "status"],
+])
+def test_the_quick_command_line_reads_as_argparse_does(argv):
+    from vigilctl import quick
+    from vigilctl.options import build_parser
+    assert vars(quick.parse(argv)) == vars(build_parser(argv).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--help"], ["status", "-h"], ["start"], ["reload", "x"], ["list-units"],
+    ["--timeout", "nan", "status"], ["--timeout", "-1", "ping"], ["status", "--jso"],
+    ["--sock", "/s", "status"], ["logs", "web"], ["--socket"], ["--socket", "--system", "ping"],
+])
+def test_what_the_quick_reader_does_not_know_is_argparse_s(argv):
+    from vigilctl import quick
+    assert quick.parse(argv) is None
