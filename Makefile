@@ -4,11 +4,12 @@
 # namespaces. openssl: the test and VM certificates. The bootable image:
 # qemu-system-x86 (TCG), linux-image-amd64 (the kernel and its modules),
 # busybox-static (the guest's shell and tools), e2fsprogs (mkfs.ext4 -d), cpio
-# (reads the image back in a test). python3: the system's, for the tests run
+# (reads the image back in a test), lz4 (the image's compression; zstd to
+# compare, bench/compression.py). python3: the system's, for the tests run
 # as an unprivileged user (the venv's may live where only root can read).
 # tini: `vigil run` is tested beside it, same input, same result.
 APT_PACKAGES := libcap-dev util-linux procps iproute2 openssl qemu-system-x86 \
-	linux-image-amd64 busybox-static e2fsprogs cpio python3 tini
+	linux-image-amd64 busybox-static e2fsprogs cpio python3 tini lz4 zstd
 VENV := .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=

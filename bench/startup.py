@@ -52,13 +52,17 @@ def _running(pid: int) -> int:
                and Path(f"/proc/{k}/comm").read_text().strip() == "sleep")
 
 
-def daemon(n: int) -> dict[str, float]:
-    """One daemon on n units: modules, import ms, ready ms, RSS; status ms."""
+def daemon(n: int, compiled: bool = False) -> dict[str, float]:
+    """One daemon on n units (compiled first: `vigil compile`): modules,
+    import ms, ready ms, RSS; status ms."""
     with tempfile.TemporaryDirectory() as tmp:
         units = Path(tmp, "units")
         units.mkdir()
         for i in range(n):
             (units / f"s{i}.toml").write_text(UNIT)
+        if compiled:
+            subprocess.run([str(VENV_BIN / "vigil"), "compile", str(units)],
+                           stdout=subprocess.DEVNULL, check=True, timeout=60)
         sock = str(Path(tmp, "run", "control.sock"))
         errf = Path(tmp, "stderr")
         env = {**os.environ, "VIGIL_SOCKET": sock}
@@ -104,10 +108,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--units", type=int, default=50)
     p.add_argument("--runs", type=int, default=5)
     opts = p.parse_args(argv)
-    for n in (0, opts.units):
-        samples = [daemon(n) for _ in range(opts.runs + 1)][1:]  # the first warms up
+    for n, compiled in ((0, False), (opts.units, False), (opts.units, True)):
+        samples = [daemon(n, compiled) for _ in range(opts.runs + 1)][1:]  # the first warms up
         med = {k: statistics.median(s[k] for s in samples) for k in samples[0]}
-        print(f"{n:3} units: " + " ".join(f"{k}={v:.4g}" for k, v in med.items()))
+        print(f"{n:3} units{' compiled' if compiled else ''}: "
+              + " ".join(f"{k}={v:.4g}" for k, v in med.items()))
     return 0
 
 

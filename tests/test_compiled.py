@@ -125,3 +125,22 @@ def test_a_compiler_that_overruns_is_killed_and_nothing_is_applied(unit_dir, mon
     with pytest.raises(Incomplete, match=r"did not finish in 0\.5 s"):
         source.load_all()
     assert time.monotonic() - began < 10
+
+
+def test_a_database_compiled_elsewhere_is_fresh_where_it_is_read(unit_dir, tmp_path):
+    """`vigil compile DIR --as /etc/...` (the image): the database names the
+    daemon's path, and a copy of the units with the same bytes, modes and
+    owners is fresh there."""
+    import shutil
+    units = unit_dir({"web.toml": WEB, "web.d/more.toml": '[unit]\ndescription = "x"\n'})
+    there = tmp_path / "there"
+    done = subprocess.run([sys.executable, "-m", "vigil.cli", "compile", str(units), "--as",
+                           str(there), "-o", str(tmp_path / "there.compiled")], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stdout + done.stderr
+    shutil.copytree(units, there)
+    db, why = compiled.read_db(str(tmp_path / "there.compiled"), [str(there)])
+    assert db is not None, why
+    web = decode(db["result"]).units["web"]
+    assert web.path == str(there / "web.toml")
+    assert web.where["unit.description"][0] == str(there / "web.d" / "more.toml")

@@ -72,7 +72,7 @@ SIGNATURE = tuple(sorted(
     (name, tuple(cls.__record_fields__) if hasattr(cls, "__record_fields__")
      else tuple(m.value for m in cls)) for name, cls in CLASSES.items()))
 _PLAIN = (str, int, float, bool, type(None), bytes)
-_RECORD, _ENUM, _TUPLE, _TEXT = "\0R", "\0E", "\0T", "\0S"
+_RECORD, _ENUM, _TUPLE, _TEXT, _SET = "\0R", "\0E", "\0T", "\0S", "\0s"
 
 
 def encode(value: Any) -> Any:
@@ -87,8 +87,13 @@ def encode(value: Any) -> Any:
         return [encode(v) for v in value]
     if kind is dict:
         return {k: encode(v) for k, v in value.items()}
-    if kind is set or kind is frozenset:
-        return kind(encode(v) for v in value)
+    if kind is set or kind is frozenset:  # sorted: the same units, the same bytes
+        items = [encode(v) for v in value]
+        try:
+            items.sort()
+        except TypeError:  # mixed kinds: in their own order
+            pass
+        return (_SET, kind is frozenset, tuple(items))
     if CLASSES.get(kind.__name__) is kind:
         if isinstance(value, enum.Enum):
             return (_ENUM, kind.__name__, value.value)
@@ -98,6 +103,7 @@ def encode(value: Any) -> Any:
 
 
 def decode(value: Any) -> Any:
+    """What encode() was given."""
     kind = type(value)
     if kind is tuple:
         if value and type(value[0]) is str and value[0][:1] == "\0":
@@ -108,12 +114,26 @@ def decode(value: Any) -> Any:
                 return CLASSES[value[1]](value[2])
             if tag == _TEXT:
                 return value[1]
+            if tag == _SET:
+                return (frozenset if value[1] else set)(decode(v) for v in value[2])
             value = value[1]  # _TUPLE
         return tuple(decode(v) for v in value)
     if kind is list:
         return [decode(v) for v in value]
     if kind is dict:
         return {k: decode(v) for k, v in value.items()}
+    return value
+
+
+def rebase(value: Any, old: str, new: str) -> Any:
+    """Encoded data with the directory `old` named `new` (a database compiled
+    in a staging tree, for the path the daemon will read it from)."""
+    if type(value) is str:
+        return new + value[len(old):] if value == old or value.startswith(old + "/") else value
+    if type(value) in (tuple, list):
+        return type(value)(rebase(v, old, new) for v in value)
+    if type(value) is dict:
+        return {k: rebase(v, old, new) for k, v in value.items()}
     return value
 
 
@@ -234,8 +254,8 @@ def compile_to(dirs: Sequence[str], output: str | None = None,
         print("vigil compile: give one --as per directory", file=sys.stderr)
         return 2
     db = compile_units(search_path)
-    if recorded:
-        db["search_path"] = list(recorded)
+    for old, new in zip(search_path, recorded or (), strict=False):
+        db = rebase(db, old, new)
     path = output or default_path(search_path)
     result: LoadResult = decode(db["result"])
     for problem in result.problems:
