@@ -135,8 +135,8 @@ def markdown(data: dict[str, Any]) -> str:
 
 NOTES = [
     "## Notes", "",
-    "- dinit is not packaged in this Debian release, so start50's target is read against "
-    "the issue's own figure for dinit (51 ms), not measured beside it.",
+    "- dinit is not packaged in this Debian release: start50's target (issue 17) is s6 in "
+    "the same run, and what remains against dinit is read against the issue's own figure.",
     "- restart: each peer's built-in delay: vigil 0 (restart-delay = 0); runit and s6 wait "
     "1 s only after a run shorter than 1 s, and s6-supervise leaves at least 1 s between "
     "two launches of a service, which is what its figure shows; supervisord's loop wakes "

@@ -48,8 +48,14 @@ def _running(pid: int) -> int:
         kids = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0
-    return sum(1 for k in kids if Path(f"/proc/{k}/comm").exists()
-               and Path(f"/proc/{k}/comm").read_text().strip() == "sleep")
+    return sum(1 for k in kids if _comm(k) == "sleep")
+
+
+def _comm(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # gone meanwhile (the unit compiler, a child of the daemon)
+        return ""
 
 
 def daemon(n: int, compiled: bool = False) -> dict[str, float]:
