@@ -144,3 +144,15 @@ def test_a_database_compiled_elsewhere_is_fresh_where_it_is_read(unit_dir, tmp_p
     web = decode(db["result"]).units["web"]
     assert web.path == str(there / "web.toml")
     assert web.where["unit.description"][0] == str(there / "web.d" / "more.toml")
+
+
+def test_a_record_the_database_cannot_name_is_refused_not_flattened():
+    """A record class outside vigil.unit/vigil.errors would decode as text:
+    the compiler says so instead (the daemon reports it as a problem)."""
+    from vigil.records import dataclass
+
+    @dataclass(frozen=True)
+    class Elsewhere:
+        x: int = 0
+    with pytest.raises(ValueError, match="not in vigil.compiled.CLASSES"):
+        encode({"a": (Elsewhere(),)})

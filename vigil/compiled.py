@@ -99,6 +99,8 @@ def encode(value: Any) -> Any:
             return (_ENUM, kind.__name__, value.value)
         return (_RECORD, kind.__name__,
                 {name: encode(getattr(value, name)) for name in kind.__record_fields__})
+    if hasattr(kind, "__record_fields__") or isinstance(value, enum.Enum):
+        raise ValueError(f"{kind.__module__}.{kind.__name__} is not in vigil.compiled.CLASSES")
     return (_TEXT, str(value))  # a TOML date in `raw`: shown as its text
 
 
