@@ -333,7 +333,12 @@ def boot(name: str, quick: bool) -> dict[str, float]:
     began = time.perf_counter()
     try:
         vm.wait_for(marker, timeout=240)
-        return {"boot_s": time.perf_counter() - began}
+        result = {"boot_s": time.perf_counter() - began}
+        rss = [line.split("PID1-RSS", 1)[1].split()[1:2] for line in vm.console().splitlines()
+               if "PID1-RSS VmRSS:" in line]
+        if rss and rss[0] and rss[0][0].isdigit():  # the guest PID 1 VmRSS, work done
+            result["rss_pid1_mb"] = int(rss[0][0]) / 1024
+        return result
     finally:
         vm.kill()
 
@@ -349,21 +354,21 @@ def _load(path: Path, name: str) -> Any:
 
 
 def _vigil_image(build: Path) -> Path:
-    """The shipped image with one more unit, booted alone (vigil.unit=): the
-    kernel unpacks a second cpio archive appended to the first."""
-    import gzip
+    """The shipped image with one more unit, booted alone (vigil.unit=), its
+    units compiled again (boot parses no TOML), compressed as shipped."""
     builder = _load(peers.ROOT / "initramfs" / "build.py", "vigil_image_build")
-    extra = builder.Tree()
-    extra.file("/etc/vigil/units/bench-ready.toml",
-               b'[service]\ntype = "oneshot"\nexec = ["/bin/echo", "VIGIL-READY"]\n')
+    tree = builder.build(build, builder.kernel_version())
+    tree.file("/etc/vigil/units/bench-ready.toml",
+              b'[service]\ntype = "oneshot"\nstdout = "console"\n'
+              b'exec = ["/bin/sh", "-c", "' + RSS_LINE.encode() + b'; echo VIGIL-READY"]\n')
     # No remote control endpoint (TLS) and no data disk to mount from the
     # demo's fstab: the others do neither.
-    extra.file("/sbin/init", builder.launcher(
+    tree.file("/sbin/init", builder.launcher(
         "vigil.cli", '["--units", "/etc/vigil/units", *sys.argv[1:]]'), 0o755)
-    extra.file("/etc/fstab", b"")
-    target = build / "vigil-bench.cpio.gz"
-    target.write_bytes((build / "initramfs.cpio.gz").read_bytes()
-                       + gzip.compress(extra.cpio(), mtime=0))
+    tree.file("/etc/fstab", b"")
+    tree.file(builder.UNITS + ".compiled", builder.compiled_units(tree))
+    target = build / "vigil-bench.cpio"
+    target.write_bytes(builder.compress(tree.cpio()))
     return target
 
 
@@ -396,10 +401,13 @@ def _busybox_image() -> Path:
             "::sysinit:/bin/mount -t sysfs sys /sys\n"
             "::sysinit:/bin/mount -t devtmpfs dev /dev\n"
             f"::sysinit:/bin/sh -c '{loads}'\n"
+            "::sysinit:/bin/sh -c \"" + RSS_LINE + "\"\n"
             "::sysinit:/bin/echo BUSYBOX-READY\n").encode())
     return _peer_image("busybox-init", ("/proc", "/sys", "/dev", "/tmp"), init)
 
 
+# the guest's PID 1 resident set, printed on the console by the ready step
+RSS_LINE = "echo PID1-RSS $(grep VmRSS /proc/1/status | tr -s [:space:] ' ')"
 SYSTEMD = "/lib/systemd/systemd"
 SYSTEMD_UNITS = {
     # DefaultDependencies=no: the image has none of sysinit.target and the
@@ -410,7 +418,9 @@ SYSTEMD_UNITS = {
                              "ExecStart=/bin/sh -c '{loads}'\n",
     "bench-ready.service": "[Unit]\nDefaultDependencies=no\nRequires=bench-modules.service\n"
                            "After=bench-modules.service\n[Service]\nType=oneshot\n"
-                           "ExecStart=/bin/echo SYSTEMD-READY\nStandardOutput=tty\n",
+                           "ExecStart=/bin/sh -c \"" + RSS_LINE.replace("$", "$$")
+                           + "; echo SYSTEMD-READY\"\n"
+                           "StandardOutput=tty\n",
 }
 
 

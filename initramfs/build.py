@@ -1,11 +1,14 @@
-"""Builds the bootable image: a gzip cpio (the whole system in an initramfs)
+"""Builds the bootable image: an lz4 cpio (the whole system in an initramfs)
 and the same tree as an ext4 root disk, from what the host has installed.
 
     python initramfs/build.py [--out build] [--kernel-version V]
 
-Contents: Debian's python3.11 with the shared libraries it and its extension
-modules need; its standard library without tests, GUI and packaging parts,
-compiled to sourceless .pyc; vigil, vigilctl and their dependencies; busybox
+Contents: Debian's python3.11; of its standard library only the import
+closure of vigil, vigilctl and the shipped units (computed here with
+modulefinder), compiled to sourceless .pyc, with the extension modules of
+that closure and the shared libraries they and the interpreter need;
+vigil, vigilctl and their dependencies; the units compiled (`vigil compile`:
+boot parses no TOML); busybox
 for a shell and the basic tools; the kernel modules for virtio disks, the
 network and ext4 with their modules.dep; the shipped units and an /etc for
 the demo. Entries are sorted and timestamps fixed, so the same inputs give
@@ -31,11 +34,6 @@ ROOT = Path(__file__).resolve().parent.parent
 PYVER = "3.11"
 PYTHON = f"/usr/bin/python{PYVER}"
 STDLIB = Path(f"/usr/lib/python{PYVER}")
-SKIP_STDLIB = frozenset({
-    "test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3", "pydoc_data",
-    "distutils", "venv", "site-packages", "dist-packages", "__pycache__",
-    "config-3.11-x86_64-linux-gnu", "dbm", "curses", "msilib", "xmlrpc", "wsgiref",
-    "turtle.py", "pydoc.py", "doctest.py", "tabnanny.py"})
 SKIP_DYNLOAD = ("_test", "_tkinter", "_curses", "_dbm", "_gdbm", "xxlimited",
                 "_xxtestfuzz", "_ctypes_test", "audioop")
 MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
@@ -166,12 +164,55 @@ def shared_libraries(binaries: list[str]) -> set[str]:
     return found
 
 
+# What the import closure starts from besides every module of vigil and
+# vigilctl: what the interpreter loads at start, `python3 -m` and site (the
+# units run `python3 -m http.server`), and the units' own modules.
+ROOTS = ("site", "runpy", "http.server")
+# Never run in the guest (build, test and packaging tools): not followed.
+# (pyroute2 imports unittest.mock at run time: followed; the boot test found it)
+NOT_FOLLOWED = ["setuptools", "pkg_resources", "distutils", "_distutils_hack", "cffi",
+                "pycparser", "lib2to3", "doctest", "pdb", "pydoc", "test", "tkinter",
+                "idlelib", "ensurepip", "venv", "packaging", "vigil._sys_build"]
+
+
+def closure(site: Path) -> tuple[list[Path], list[Path]]:
+    """The standard library's modules and extension modules that vigil,
+    vigilctl and the shipped units can import (modulefinder follows every
+    import statement, those inside functions too), with all of `encodings`
+    (codecs are looked up by name at run time)."""
+    import modulefinder
+    finder = modulefinder.ModuleFinder(
+        path=[str(ROOT), str(STDLIB), str(STDLIB / "lib-dynload"), str(site)],
+        excludes=NOT_FOLLOWED)
+    started = subprocess.run([PYTHON, "-I", "-c", "import sys; print(*sys.modules)"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    names = [f"{pkg}.{p.stem}" if p.stem != "__init__" else pkg
+             for pkg in ("vigil", "vigilctl") for p in sorted((ROOT / pkg).glob("*.py"))]
+    codecs = [f"encodings.{p.stem}" for p in sorted((STDLIB / "encodings").glob("*.py"))]
+    for name in [*names, *ROOTS, *started, *codecs]:
+        try:
+            finder.import_hook(name)
+        except ImportError:  # a built-in or frozen module: nothing to copy
+            pass
+    found = [getattr(m, "__file__", None) for m in finder.modules.values()]
+    files = {Path(f) for f in found if f}
+    modules = sorted(f for f in files if f.suffix == ".py" and STDLIB in f.parents
+                     and f.parent.name != "lib-dynload")
+    extensions = sorted(f for f in files
+                        if f.suffix == ".so" and f.parent == STDLIB / "lib-dynload")
+    return modules, extensions
+
+
 def add_python(tree: Tree) -> None:
     tree.copy(PYTHON, PYTHON)
     tree.symlink("/usr/bin/python3", f"python{PYVER}")
-    add_python_tree(tree, STDLIB, str(STDLIB), SKIP_STDLIB)
     import tomli_w  # where the venv's packages are
     site = Path(tomli_w.__file__).parent.parent
+    modules, dynload_used = closure(site)
+    for path in modules:
+        tree.file(str(path)[:-3] + ".pyc", pyc(path.read_bytes(), str(path)))
+    for path in dynload_used:
+        tree.copy(path, str(path))
     for name in ("tomli_w", "pyroute2"):
         add_python_tree(tree, site / name, f"{STDLIB}/{name}")
     for name in ("prctl.py",):
@@ -182,8 +223,7 @@ def add_python(tree: Tree) -> None:
         tree.copy(ext, f"{STDLIB}/lib-dynload/{os.path.basename(ext)}")
     for package in ("vigil", "vigilctl"):
         add_python_tree(tree, ROOT / package, f"{STDLIB}/{package}")
-    dynload = [str(p) for p in (STDLIB / "lib-dynload").glob("*.so")
-               if not p.name.startswith(SKIP_DYNLOAD)]
+    dynload = [str(p) for p in dynload_used]
     sysc = list((ROOT / "vigil").glob("_sysc*.so"))
     for lib in sorted(shared_libraries([PYTHON, *dynload, *extensions, *map(str, sysc)])):
         tree.copy(lib, lib)
@@ -244,10 +284,7 @@ def add_system(tree: Tree, secrets: Path, modules: list[str]) -> None:
     for name in ("reboot", "halt", "poweroff"):
         tree.symlink(f"/sbin/{name}", "/usr/bin/vigilctl")
     tree.symlink("/sbin/mdev", "/bin/busybox")
-    for unit in sorted((ROOT / "units" / "system").glob("*.toml")):
-        tree.copy(unit, f"/etc/vigil/units/{unit.name}", 0o644)
-    for unit in sorted((ROOT / "units" / "demo").glob("*.toml")):
-        tree.copy(unit, f"/etc/vigil/units/{unit.name}", 0o644)
+    add_units(tree)
     etc = ROOT / "initramfs" / "etc"
     for conf in sorted(etc.rglob("*")):
         if conf.is_file():
@@ -255,6 +292,40 @@ def add_system(tree: Tree, secrets: Path, modules: list[str]) -> None:
     tree.file("/etc/modules-load.d/vigil.conf", ("\n".join(modules) + "\n").encode())
     for name, mode in (("token", 0o600), ("tls.crt", 0o644), ("tls.key", 0o600)):
         tree.copy(secrets / name, f"/etc/vigil/{name}", mode)
+    tree.file(UNITS + ".compiled", compiled_units(tree))
+
+
+UNITS = "/etc/vigil/units"
+
+
+def add_units(tree: Tree) -> None:
+    """The shipped units: the system's, the demo's and the image's own."""
+    for unit in sorted((ROOT / "units" / "system").glob("*.toml")):
+        tree.copy(unit, f"{UNITS}/{unit.name}", 0o644)
+    for unit in sorted((ROOT / "units" / "demo").glob("*.toml")):
+        tree.copy(unit, f"{UNITS}/{unit.name}", 0o644)
+    mine = ROOT / "initramfs" / "etc" / "vigil" / "units"
+    for path in sorted(mine.rglob("*.toml")):
+        tree.copy(path, f"{UNITS}/{path.relative_to(mine)}", 0o644)
+
+
+def compiled_units(tree: Tree) -> bytes:
+    """The compiled unit database of the tree's /etc/vigil/units (`vigil
+    compile`), so that boot parses no TOML: compiled from a copy with the
+    guest's modes and owners (root), recorded under the guest's path."""
+    import marshal
+    import tempfile
+
+    from vigil.compiled import compile_units, rebase
+    part = Tree()
+    part.entries = {path[len(UNITS):]: entry for path, entry in tree.entries.items()
+                    if path.startswith(UNITS + "/")}
+    with tempfile.TemporaryDirectory() as tmp:
+        staging = Path(tmp) / "units"
+        part.write_dir(staging)
+        staging.chmod(tree.entries[UNITS][1])
+        db = rebase(compile_units([str(staging)]), str(staging), UNITS)
+    return marshal.dumps(db)
 
 
 def make_secrets(out: Path) -> Path:
@@ -281,6 +352,27 @@ def build(out: Path, version: str) -> Tree:
     modules = add_modules(tree, version)
     add_system(tree, make_secrets(out), modules)
     return tree
+
+
+# The kernel decompresses the initramfs in the guest, so under TCG its speed
+# counts more than the size: lz4 (legacy format, as the kernel reads it) booted
+# the demo as fast as no compression and faster than gzip and zstd, at half
+# the size of none (bench/compression.py, docs/benchmarks.md).
+COMPRESSION = "lz4"
+COMPRESSORS = {"lz4": ["lz4", "-l", "-9", "-c"], "zstd": ["zstd", "-19", "-q", "-c"],
+               "gzip": [], "none": []}
+
+
+def compress(raw: bytes, how: str = COMPRESSION) -> bytes:
+    """The cpio as the kernel unpacks it; the same bytes for the same input."""
+    if how == "none":
+        return raw
+    if how == "gzip":
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
+            gz.write(raw)
+        return buf.getvalue()
+    return subprocess.run(COMPRESSORS[how], input=raw, capture_output=True, check=True).stdout
 
 
 INPUTS = ("vigil", "vigilctl", "units", "initramfs")
@@ -313,6 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default=str(ROOT / "build"))
     p.add_argument("--kernel-version", default=None)
     p.add_argument("--no-disk", action="store_true", help="only the initramfs")
+    p.add_argument("--compress", choices=list(COMPRESSORS), default=COMPRESSION,
+                   help=f"the initramfs's compression (default {COMPRESSION}: docs/benchmarks.md)")
     p.add_argument("--if-stale", action="store_true",
                    help="build only when the inputs changed since the last build in --out")
     opts = p.parse_args(argv)
@@ -327,13 +421,11 @@ def main(argv: list[str] | None = None) -> int:
     version = opts.kernel_version or kernel_version()
     tree = build(out, version)
     raw = tree.cpio()
-    image = out / "initramfs.cpio.gz"
-    buf = io.BytesIO()
-    with gzip.GzipFile(fileobj=buf, mode="wb", compresslevel=9, mtime=0) as gz:
-        gz.write(raw)
-    image.write_bytes(buf.getvalue())
+    image = out / "initramfs.cpio.gz"  # the name the tools know, whatever the compression
+    packed = compress(raw, opts.compress)
+    image.write_bytes(packed)
     (out / "kernel-version").write_text(version + "\n")
-    print(f"{image}: {len(buf.getvalue()) / 1e6:.1f} MB ({len(tree.entries)} entries, "
+    print(f"{image}: {len(packed) / 1e6:.1f} MB {opts.compress} ({len(tree.entries)} entries, "
           f"{len(raw) / 1e6:.1f} MB unpacked), kernel {version}")
     if not opts.no_disk:
         staging = out / "rootfs"

@@ -18,14 +18,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
+    # (records: the lean stand-in for dataclasses every layer's records use)
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
              "signames", "exitstatus", "execreport", "unitstates",
-             "sdnotify"),
+             "sdnotify", "records"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
+    # (compiled: the compiled unit database, written by the loader, read by PID 1)
     "model": ("unit", "unitfiles", "schema", "loader", "graph", "check", "calendar", "dropins",
-              "projectdir", "unitchanges"),
+              "projectdir", "unitchanges", "compiled"),
     # the contracts with the outside: the wire format (daemon and client) and
     # the daemon's command line (read by vigilctl's man page generator)
     "protocol": ("protocol", "flags"),
@@ -43,7 +45,9 @@ LAYERS: dict[str, tuple[str, ...]] = {
                "devlog"),
     # the daemon and what wires or drives the whole
     "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
-               "container", "cli", "entry", "tini"),
+               "container", "cli", "entry", "tini",
+               # the daemon's units: the database, or the compiler in a child process
+               "unitdb"),
 }
 
 ALLOWED: dict[str, set[str]] = {

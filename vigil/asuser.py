@@ -20,7 +20,7 @@ import os
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil import syscalls
 

@@ -12,7 +12,7 @@ constructor, so building a daemon has no side effects on the machine.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil import namespaces, shutdown, switchroot, sysinit
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import bisect
 import calendar as _cal
-from dataclasses import dataclass
+from vigil.records import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
 MIN_YEAR, MAX_YEAR = 1970, 2199

@@ -33,8 +33,29 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         opts = parser.parse_args(args[1:])
         from vigil.check import check
         return check(opts.dirs, hostname=opts.hostname)
+    if args[:1] == ["compile"]:
+        return compile_command(args[1:])
     from vigil.daemon import main as daemon_main
     return daemon_main(args)
+
+
+def compile_command(args: list[str]) -> int:
+    """`vigil compile`: the unit database the daemon reads at start."""
+    import argparse
+    parser = argparse.ArgumentParser(
+        prog="vigil compile", description="Compile unit directories into the database the "
+        "daemon reads at start, so that PID 1 parses no TOML (it compiles afresh when the "
+        "units changed since).")
+    parser.add_argument("dirs", nargs="*", metavar="DIR",
+                        help="unit directories, earlier ones win (default: the system path)")
+    parser.add_argument("-o", "--output", metavar="FILE",
+                        help="where to write it (default: FIRST_DIR.compiled)")
+    parser.add_argument("--as", dest="recorded", action="append", metavar="DIR",
+                        help="the directories as the daemon will name them (repeatable; an "
+                             "image built in a staging tree)")
+    opts = parser.parse_args(args)
+    from vigil.compiled import compile_to
+    return compile_to(opts.dirs, opts.output, opts.recorded)
 
 
 if __name__ == "__main__":

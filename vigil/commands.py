@@ -8,7 +8,7 @@ from collections.abc import Callable
 from vigil.control import Connection
 from vigil.errors import UnitError
 from vigil.events import Events
-from vigil.loader import Incomplete
+from vigil.compiled import Incomplete
 from vigil.manager import Manager
 from vigil.output import Line, Tail, Terminal
 from vigil.protocol import ProtocolError

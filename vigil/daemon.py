@@ -8,7 +8,6 @@ daemon goes on.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import socket
@@ -24,7 +23,8 @@ from vigil.flags import group_id
 from vigil.flags import parse_args as parse_args  # container.py builds its options here
 from vigil.graph import Graph
 from vigil.limits import Limits
-from vigil.loader import SYSTEM_PATH, Loader
+from vigil.compiled import SYSTEM_PATH
+from vigil.unitdb import Units
 from vigil.loop import Loop
 from vigil.manager import Manager
 from vigil.output import Console, Tail
@@ -37,6 +37,7 @@ from vigil.supervisor import Supervisor
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
     from vigil.shutdown import Kind
@@ -77,7 +78,7 @@ class Daemon:
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.events.context = self.tail.last  # a failure event carries the last lines
-        self.loader = Loader(opts.units or SYSTEM_PATH)
+        self.loader = Units(opts.units or SYSTEM_PATH, opts.compiled)  # PID 1 reads no TOML
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
                                  cgroups=self._cgroups(),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 
 @dataclass(frozen=True)

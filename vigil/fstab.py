@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.numbers import parse_number
 from vigil.mountinfo import unescape as unescape  # fstab escapes as mountinfo does

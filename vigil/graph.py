@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil.errors import Problem
 from vigil.unit import Unit

@@ -15,7 +15,6 @@ import resource
 
 from vigil import envfile
 from vigil.asuser import Creds, read_regular
-from vigil.schema import CAPABILITIES
 from vigil.syscalls import SpawnSpec
 from vigil.unit import Service
 
@@ -109,5 +108,6 @@ def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str
                    for lim in svc.limits]
     spec.no_new_privs = svc.no_new_privileges
     if svc.capability_bounding_set is not None:
+        from vigil.schema import CAPABILITIES  # only for units that set it: PID 1 loads no schema
         spec.caps_keep = [CAPABILITIES.index(c) for c in svc.capability_bounding_set]
     return spec

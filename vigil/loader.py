@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-
+from vigil.compiled import SYSTEM_PATH as SYSTEM_PATH
+from vigil.compiled import Incomplete as Incomplete  # where check, admin and tests find them
+from vigil.compiled import LoadResult as LoadResult
 from vigil.errors import Problem, UnitError
 from vigil.numbers import parse_number
 from vigil.schema import build_unit, valid_name
@@ -21,15 +22,7 @@ TYPE_CHECKING = False  # typing is not imported at run time: annotations are str
 if TYPE_CHECKING:
     from typing import Any
 
-SYSTEM_PATH = ("/etc/vigil/units", "/usr/lib/vigil/units")
 SUFFIX = ".toml"
-
-
-@dataclass
-class LoadResult:
-    units: dict[str, Unit] = field(default_factory=dict)
-    problems: list[Problem] = field(default_factory=list)
-    broken: set[str] = field(default_factory=set)
 
 
 def split_name(name: str) -> tuple[str, str | None]:
@@ -90,11 +83,6 @@ def read_toml(path: str) -> tuple[dict[str, Any], dict[str, int]]:
     if doc is None or too_deep(doc):
         raise UnitError.single(path, f"tables or arrays nested more than {MAX_DEPTH} deep")
     return doc, key_lines(text)
-
-
-class Incomplete(UnitError):
-    """A reload could not read the whole unit set: applying it would remove or
-    change units that are only unreadable, so nothing is applied."""
 
 
 class Loader:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil.loop import Loop
 from vigil.loop import Timer as Handle

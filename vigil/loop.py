@@ -15,7 +15,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 Callback = Callable[[], None]
 

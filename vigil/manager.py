@@ -17,7 +17,7 @@ from vigil import hooks, unitchanges
 from vigil.errors import UnitError
 from vigil.events import Events
 from vigil.graph import Graph
-from vigil.loader import LoadResult
+from vigil.compiled import LoadResult
 from vigil.states import DOWN_STATES, Event, Instance, State
 from vigil.supervisor import Supervisor
 from vigil.unit import Unit

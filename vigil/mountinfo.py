@@ -6,7 +6,7 @@ filesystem type and the source.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 
 @dataclass(frozen=True)

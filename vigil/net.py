@@ -37,7 +37,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 from typing import Any
 
 from vigil.dhcp import ACK, Client, Reply

@@ -12,7 +12,7 @@ import os
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.printable import printable
 

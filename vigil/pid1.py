@@ -7,13 +7,16 @@ machine did not reboot, a shell on the console, or reaping forever.
 
 from __future__ import annotations
 
-import argparse
 import os
 import signal
 import sys
 
 from vigil import namespaces, reexec
 from vigil.daemon import start
+
+TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
+if TYPE_CHECKING:
+    import argparse
 
 
 def run(opts: argparse.Namespace, argv: list[str]) -> int:

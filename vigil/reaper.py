@@ -16,7 +16,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.events import Events
 from vigil.loop import Loop

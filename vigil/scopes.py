@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil.events import Events
 from vigil.manager import Manager

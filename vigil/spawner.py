@@ -8,7 +8,7 @@ caller turns the failure into the state table's EXEC_FAILED.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from vigil.records import dataclass, field, replace
 
 from vigil.asuser import Creds
 from vigil.launch import make_spec

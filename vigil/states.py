@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.exitstatus import ExitInfo as ExitInfo  # where the engine has always found it
 from vigil.unit import RestartPolicy, Service, ServiceType

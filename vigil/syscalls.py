@@ -8,7 +8,7 @@ errno and the path involved.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil import execreport
 from vigil._sysc import ffi, lib

@@ -10,7 +10,7 @@ import signal
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil import envfile, mounts, namespaces, syscalls
 from vigil.asuser import read_regular

@@ -33,7 +33,7 @@ import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 from datetime import UTC, datetime
 
 from vigil.calendar import Calendar, next_elapse, parse

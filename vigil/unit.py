@@ -7,8 +7,7 @@ unchanged one with `==`, and `changed_keys` says which keys differ.
 from __future__ import annotations
 
 import enum
-import fnmatch
-from dataclasses import dataclass, field
+from vigil.records import dataclass, field
 
 from vigil.errors import Problem
 
@@ -191,7 +190,10 @@ class Unit:
         return Problem(path, message, key, line)
 
     def runs_on(self, hostname: str) -> bool:
-        return not self.hosts or any(fnmatch.fnmatchcase(hostname, g) for g in self.hosts)
+        if not self.hosts:
+            return True
+        import fnmatch  # and `re`: only for units that name hosts
+        return any(fnmatch.fnmatchcase(hostname, g) for g in self.hosts)
 
     def skip_reason(self, hostname: str) -> str | None:
         """Why this unit does not run here (hosts, if-exists, unless-exists), or None."""

@@ -5,7 +5,7 @@ does not load) and the reason a broken unit's files give."""
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from vigil.records import dataclass
 
 from vigil.errors import Problem
 from vigil.unit import Unit, changed_keys

@@ -5,7 +5,6 @@ Only what a command needs is imported: a status query must stay fast.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -15,10 +14,10 @@ from vigil.printable import printable, printable_lines
 from vigil.protocol import default_socket
 from vigilctl import show
 from vigilctl.client import Client, ClientError
-from vigilctl.options import build_parser, resolve
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
 
 
@@ -313,14 +312,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         called = os.path.basename(sys.argv[0])
         if called in ("reboot", "halt", "poweroff"):  # linked under those names
             argv = ["--system", *argv, called]
-    argv = resolve(argv)
-    parser = build_parser(argv)
-    try:
-        opts = parser.parse_args(argv)
-    except SystemExit as exit:
-        return int(exit.code or 0)
+    from vigilctl import quick
+    opts = quick.parse(argv)  # the common commands, without argparse
+    if opts is None:
+        from vigilctl.options import build_parser, resolve
+        argv = resolve(argv)
+        try:
+            opts = build_parser(argv).parse_args(argv)
+        except SystemExit as exit:
+            return int(exit.code or 0)
     try:
         if opts.cmd is None:
+            from vigilctl.options import build_parser
             from vigilctl.shell import Shell
             return Shell(build_parser(), opts).loop()
         return run(opts)

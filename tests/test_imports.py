@@ -1,0 +1,126 @@
+"""PID 1 imports only what it runs (issue 17): every module the daemon
+loads before it answers must be on the list below, so a heavy import
+(dataclasses, inspect, typing, argparse, tomllib, asyncio, ssl...) cannot
+creep back onto the start path unnoticed. Run the daemon with
+PYTHONPROFILEIMPORTTIME=1 and read its stderr."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.daemon import Daemon, can_unshare
+
+# What Python itself loads before any of ours (site, encodings, the venv's
+# .pth hooks), the interpreter's own builtins, and what vigil needs.
+INTERPRETER = {
+    "_io", "marshal", "posix", "_frozen_importlib_external", "time", "zipimport", "_codecs",
+    "codecs", "encodings.aliases", "encodings", "encodings.utf_8", "_signal", "_abc", "abc",
+    "io", "_stat", "stat", "_collections_abc", "genericpath", "posixpath", "os",
+    "_sitebuiltins", "_distutils_hack", "sitecustomize", "site", "warnings", "importlib",
+    "importlib.machinery", "importlib._abc", "itertools", "keyword", "_operator", "operator",
+    "reprlib", "_collections", "collections", "types", "_functools", "functools",
+    "contextlib", "importlib.util", "encodings.latin_1",
+}
+STDLIB = {
+    "__future__", "enum", "signal", "_socket", "collections.abc", "math", "select",
+    "selectors", "errno", "array", "socket", "_struct", "struct", "resource", "_heapq",
+    "heapq", "fcntl", "grp", "pwd", "_cffi_backend", "_prctl", "prctl",
+    # json (the protocol) brings re: ~4 ms, measured, kept
+    "_sre", "re._constants", "re._parser", "re._casefix", "re._compiler", "copyreg", "re",
+    "_json", "json.scanner", "json.decoder", "json.encoder", "json",
+}
+VIGIL = {
+    "vigil", "vigil.records", "vigil.exitstatus", "vigil.errors", "vigil.unit",
+    "vigil.states", "vigil.adopt", "vigil.mountinfo", "vigil.cgroups", "vigil.namespaces",
+    "vigil.reexec", "vigil.limits", "vigil.loop", "vigil.protocol", "vigil.connection",
+    "vigil.printable", "vigil.output", "vigil.events", "vigil.rundir", "vigil.control",
+    "vigil.graph", "vigil._sysc", "vigil.syscalls", "vigil.asuser",
+    "vigil.pidfile", "vigil.envfile", "vigil.launch", "vigil.proc", "vigil.reaper",
+    "vigil.forking", "vigil.notify", "vigil.probes", "vigil.streams", "vigil.spawner",
+    "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
+    "vigil.waiting", "vigil.commands", "vigil.flags", "vigil.daemon", "vigil.cli",
+    "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles",
+}
+ALLOWED = INTERPRETER | STDLIB | VIGIL
+# named here so that the reason a test fails is plain
+NEVER = {"dataclasses", "inspect", "argparse", "asyncio", "ssl", "subprocess", "vigil.remote",
+         "vigil.hooks", "vigil.check", "vigil.boot", "vigil.sysinit", "vigil.timers",
+         "vigil.calendar", "fnmatch", "gettext", "locale", "shutil", "typing",
+         # the unit compiler runs in a child process (vigil/unitdb.py)
+         "tomllib", "vigil.loader", "vigil.schema", "vigil.tomlpos", "vigil.numbers"}
+
+UNITS = {
+    "web.toml": '[service]\nexec = ["sleep", "600"]\nrestart = "always"\n',
+    "db.toml": '[unit]\nrequires = ["web"]\nafter = ["web"]\n[service]\n'
+               'exec = ["sleep", "600"]\n',
+}
+
+
+def loaded_at_start(d: Daemon) -> set[str]:
+    return {line.split("|")[-1].strip() for line in d.output().splitlines()
+            if line.startswith("import time:") and "self [us]" not in line}
+
+
+@pytest.mark.parametrize("units", [{}, UNITS], ids=["empty", "units"])
+@pytest.mark.parametrize("mode", ["subreaper", "pid1"])
+def test_the_daemon_imports_only_what_it_runs(unit_dir, tmp_path, mode, units):
+    if mode == "pid1" and not can_unshare():
+        pytest.skip("needs root and unshare for a PID namespace")
+    d = Daemon(unit_dir(units), tmp_path, pid1=(mode == "pid1"),
+               extra=["--quiet", "--cgroup", "off"], wrap=["env", "PYTHONPROFILEIMPORTTIME=1"],
+               python_code="pass")
+    try:
+        loaded = loaded_at_start(d)
+    finally:
+        d.stop()
+    assert "vigil.daemon" in loaded  # the profile was read
+    assert not loaded & NEVER, sorted(loaded & NEVER)
+    assert loaded <= ALLOWED, sorted(loaded - ALLOWED)
+
+
+# -- the client ---------------------------------------------------------------
+CLIENT_NEVER = {"argparse", "gettext", "vigilctl.options", "vigilctl.verbs", "vigilctl.project",
+                "vigilctl.progress", "typing", "dataclasses", "vigil.loader", "tomllib", "ssl"}
+
+
+def test_vigilctl_status_imports_the_protocol_and_the_table_printer(unit_dir, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    from tests.daemon import ROOT
+    d = Daemon(unit_dir(UNITS), tmp_path, extra=["--quiet", "--cgroup", "off"])
+    try:
+        done = subprocess.run([sys.executable, "-X", "importtime", "-c",
+                               "import sys; from vigilctl.main import main; sys.exit(main())",
+                               "--socket", d.socket, "status"], cwd=ROOT, capture_output=True,
+                              text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    finally:
+        d.stop()
+    assert "web" in done.stdout, done.stderr
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
+              if line.startswith("import time:")}
+    assert {"vigilctl.show", "vigilctl.client", "vigil.protocol"} <= loaded
+    assert not loaded & CLIENT_NEVER, sorted(loaded & CLIENT_NEVER)
+
+
+@pytest.mark.parametrize("argv", [
+    ["status"], ["status", "--json", "web", "db"], ["--socket", "/s", "status", "web"],
+    ["--system", "--timeout", "2.5", "start", "web", "--no-block"], ["stop", "a", "b"],
+    ["--units", "proj", "restart", "x"], ["reload", "--dry-run"], ["reload"], ["ping"],
+    ["shutdown"], ["timeline"], ["daemon-reexec"], ["--timeout", "7", "status"],
+])
+def test_the_quick_command_line_reads_as_argparse_does(argv):
+    from vigilctl import quick
+    from vigilctl.options import build_parser
+    assert vars(quick.parse(argv)) == vars(build_parser(argv).parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    [], ["--help"], ["status", "-h"], ["start"], ["reload", "x"], ["list-units"],
+    ["--timeout", "nan", "status"], ["--timeout", "-1", "ping"], ["status", "--jso"],
+    ["--sock", "/s", "status"], ["logs", "web"], ["--socket"], ["--socket", "--system", "ping"],
+])
+def test_what_the_quick_reader_does_not_know_is_argparse_s(argv):
+    from vigilctl import quick
+    assert quick.parse(argv) is None
