@@ -68,8 +68,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
        "queued event, or the same calls made again) and runs the loop again; only the "
        "watchers run one pass early, before the pump, and none is satisfied by a change "
        "still queued" for line in (
-           "if self._drain_starts() | self._drain_stops() & hooks.advance(self):",
-           "if self._drain_starts() & self._drain_stops() | hooks.advance(self):")},
+           "if self._drain_starts() | self._drain_stops() & self._advance_hooks():",
+           "if self._drain_starts() & self._drain_stops() | self._advance_hooks():")},
     **{(fn, "changed = False"):
        "the drain loop's final check calls the same passes again and they see the change "
        "(a unit failed for its requirement; a hook's restart, which queued an event or "

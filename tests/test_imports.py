@@ -39,7 +39,8 @@ VIGIL = {
     "vigil.forking", "vigil.notify", "vigil.probes", "vigil.streams", "vigil.spawner",
     "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
     "vigil.waiting", "vigil.commands", "vigil.flags", "vigil.daemon", "vigil.cli",
-    "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles",
+    "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles", "vigil.execreport",
+    "vigil.logstore", "vigil.unitchanges",
 }
 ALLOWED = INTERPRETER | STDLIB | VIGIL
 # named here so that the reason a test fails is plain

@@ -109,7 +109,8 @@ def _age(text: str) -> float:
     return value
 
 
-_CONVERT = {"int": int, "float": float, "append-int": int, "size": _size, "age": _age}
+_CONVERT: dict[str, Callable[[str], object]] = {"int": int, "float": float, "append-int": int,
+                                            "size": _size, "age": _age}
 
 
 def _dest(spec: tuple[str, str, object, str | None, tuple[str, ...], str | None, str]) -> str:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from vigil import hooks, unitchanges
+from vigil import unitchanges
 from vigil.errors import UnitError
 from vigil.events import Events
 from vigil.graph import Graph
@@ -234,14 +234,14 @@ class Manager:
         try:
             while True:
                 self.sup.pump()
-                if self._drain_starts() | self._drain_stops() | hooks.advance(self):
+                if self._drain_starts() | self._drain_stops() | self._advance_hooks():
                     continue
                 self._forget_removed()
                 for watcher in list(self.watchers):
                     if watcher() and watcher in self.watchers:
                         self.watchers.remove(watcher)
                 if not self.sup.queue and not (self._drain_starts() | self._drain_stops()
-                                               | hooks.advance(self)):
+                                               | self._advance_hooks()):
                     break
         finally:
             self._draining = False
@@ -331,9 +331,21 @@ class Manager:
                                  f"required {inst.unit} failed", "warning", unit=inst.unit)
                 self.stop(dependents, f"stopped because its requirement {inst.unit} failed "
                           f"({inst.reason})")
-            hooks.queue(self, unit.on_failure, inst)
+            self._queue_hooks(unit.on_failure, inst)
         elif inst.state is State.EXITED and unit is not None and unit.on_success:
-            hooks.queue(self, unit.on_success, inst)
+            self._queue_hooks(unit.on_success, inst)
+
+    # -- hooks (vigil/hooks.py, imported only once a unit has them) ---------
+    def _queue_hooks(self, names: tuple[str, ...], inst: Instance) -> None:
+        if names:
+            from vigil import hooks
+            hooks.queue(self, names, inst)
+
+    def _advance_hooks(self) -> bool:
+        if not self.sup.hook_queue:
+            return False
+        from vigil import hooks
+        return hooks.advance(self)
 
     # -- reload -------------------------------------------------------------
     def plan_reload(self, new: dict[str, Unit], broken: set[str]) -> list[Change]:
