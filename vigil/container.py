@@ -252,12 +252,14 @@ class Container:
     # -- running ----------------------------------------------------------
     def run(self) -> int:
         d = self.daemon
-        d.manager.set_units(d.load()["units"])
+        # signals first: loading may fork the unit compiler, and a TERM that
+        # comes meanwhile must end the container as it would CMD (128 + N)
         d.loop.on_signal(signal.SIGCHLD, lambda _s: self.reaped())
         for sig in [*FORWARDED, *REAL_TIME]:
             d.loop.on_signal(sig, self.forward)
         for sig in (signal.SIGTTIN, signal.SIGTTOU):
             signal.signal(sig, signal.SIG_IGN)  # giving CMD the terminal must not stop us
+        d.manager.set_units(d.load()["units"])
         d.sup.settled_listeners.append(self.settled)
         d.sup.reap()
         d.manager.start(n for n, u in d.manager.units.items() if u.enabled)

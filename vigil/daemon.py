@@ -350,10 +350,10 @@ class Daemon:
             return None
 
     def run(self) -> int:
+        self._signals()  # first: a TERM while the units load (the compiler may run) counts
         loaded = self.load()
         self.manager.set_units(loaded["units"])
         self._sync_timers()
-        self._signals()
         self.sup.settled_listeners.append(self._critical)
         self.sup.reap()  # children that exited before the handler was in place
         self.events.emit("daemon.started", f"vigil {os.getpid()} ready on {self.socket_path}"
