@@ -138,16 +138,29 @@ def store_of(opts: Any, socket: Callable[[], str]) -> str:
     from vigil.protocol import SYSTEM_DIR
     if opts.directory:
         return str(opts.directory)
+    from vigilctl import project
     path = socket()
     if not (opts.socket or opts.system or os.environ.get("VIGIL_SOCKET")):
-        from vigilctl import project
         units = project.find(opts.project)
-        if units is not None:
-            return project.log_dir_for(project.socket_for(units))
-        procfile = project.find_procfile()
-        if procfile is not None and os.path.exists(project.socket_for(procfile)):
-            return project.log_dir_for(project.socket_for(procfile))
+        procfile = project.find_procfile() if units is None else None
+        if procfile is not None and not (os.path.exists(project.socket_for(procfile)) or
+                                         os.path.isdir(project.log_dir_for(
+                                             project.socket_for(procfile)))):
+            procfile = None  # a Procfile never brought up: the default daemon's
+        for found, verb in ((units, "start"), (procfile, "up")):
+            if found is None:
+                continue
+            store = project.log_dir_for(project.socket_for(found))
+            if not os.path.isdir(store):
+                from vigilctl.client import ClientError
+                raise ClientError(f"vigil is not running for {found} (`vigilctl {verb}` "
+                                  "starts it), and has kept no logs yet")
+            return store
     runtime = os.path.dirname(path)
+    if os.path.basename(os.path.dirname(runtime)) == "p":  # --socket of a project's daemon
+        store = project.log_dir_for(path)
+        if os.path.isdir(store):
+            return store
     if runtime != SYSTEM_DIR:
         beside = os.path.join(runtime, "logs")
         state = os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
