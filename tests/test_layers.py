@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 LAYERS: dict[str, tuple[str, ...]] = {
     # pure helpers: import nothing of vigil
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
-             "signames", "exitstatus"),
+             "signames", "exitstatus", "expand"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
@@ -33,7 +33,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # instances and units: state table, supervisor, reaper, manager and helpers
     "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
                "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups", "timers",
-               "logwatch"),
+               "logwatch", "lifecycle", "lifecycle_states", "notices"),
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode

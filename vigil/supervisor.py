@@ -22,7 +22,9 @@ from collections.abc import Callable
 from vigil.events import Events
 from vigil.forking import Forking
 from vigil.launch import LaunchError, unit_creds
+from vigil.lifecycle import Lifecycle
 from vigil.loop import Loop, Timer
+from vigil.notices import Notices
 from vigil.notify import NotifySockets
 from vigil.output import Console, Tail
 from vigil.proc import REAL, ProcessCalls
@@ -64,7 +66,12 @@ class Supervisor:
         self.readiness = Readiness(loop, events, calls, self.spawner, self.reaper, self.send)
         self.streams.line_hook = self.readiness.watches.sink
         self.runs: dict[str, deque[Run]] = {}
-        self.status_text: dict[str, str] = {}
+        self.lifecycle = Lifecycle(loop, events, calls, settings, self.streams, self.reaper,
+                                   self.send)
+        self.notices = Notices(loop, events, calls, self.reaper, settings.cgroups, self.send)
+        self.status_text = self.notices.status_text
+        # reload-unit requests waiting for a reload's end: instance -> replies
+        self.reload_waits: dict[str, list[Callable[[bool, str], None]]] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
         self.hook_queue: dict[str, list[dict[str, str]]] = {}  # unit -> events still to run
         self.queue: deque[tuple[Instance, Input]] = deque()
@@ -136,22 +143,67 @@ class Supervisor:
                              f"{inst.service.stop_timeout:g}s; sending SIGKILL", "warning",
                              unit=inst.unit, pid=inst.pid)
             self.signal_all(inst, signal.SIGKILL)
-        elif kind in (Act.ARM_READY, Act.ARM_STOP, Act.ARM_RETRY):
-            event = {Act.ARM_READY: Event.READY_TIMEOUT, Act.ARM_STOP: Event.STOP_TIMEOUT,
-                     Act.ARM_RETRY: Event.RETRY}[kind]
+        elif kind in (Act.ARM_READY, Act.ARM_STOP):  # deadlines: EXTEND_TIMEOUT_USEC moves them
+            event = Event.READY_TIMEOUT if kind is Act.ARM_READY else Event.STOP_TIMEOUT
             detail = f"not ready within {action.delay:g}s" if kind is Act.ARM_READY else ""
+            self.notices.deadline(inst, action.delay, event, detail)
+        elif kind is Act.ARM_RETRY:
             delay = action.delay * (0.9 + 0.2 * self.jitter()) if action.jitter else action.delay
-            self._arm(inst, delay, event, detail)
+            self._arm(inst, delay, Event.RETRY, "")
         elif kind is Act.CANCEL_TIMERS:
             for timer in self.timers.pop(inst.name, []):
                 timer.cancel()
             self.readiness.cancel(inst.name)
+            self.lifecycle.cancel(inst.name)
+            self.notices.cancel(inst.name)
+            if inst.name in self.reload_waits:
+                self._reload_done(inst, False, f"{inst.name} left running during the reload")
         elif kind is Act.START_PROBE:
             self.readiness.start_probe(inst)
         elif kind is Act.START_HEALTH:
             self.readiness.start_health(inst)
+            self.notices.watchdog(inst)
         elif kind is Act.ANNOUNCE:
             self._announce(inst)
+        else:
+            self._do_lifecycle(inst, action)
+
+    def _do_lifecycle(self, inst: Instance, action: Action) -> None:
+        """The actions of lifecycle commands, reload and the watchdog."""
+        kind = action.kind
+        if kind is Act.RUN_COMMANDS:
+            self.lifecycle.run(inst, action.what)
+        elif kind is Act.SIGNAL_RELOAD and inst.pid is not None:
+            assert inst.service.reload_signal is not None
+            sent = self.reaper.signal(inst.pid, inst.service.reload_signal)
+            self._reload_done(inst, sent, f"{inst.name}: reload signal "
+                              + ("sent" if sent else "not sent: the process is gone"))
+        elif kind in (Act.RELOADED, Act.RELOAD_FAILED):
+            self._reload_done(inst, kind is Act.RELOADED, action.what)
+        elif kind is Act.ABORT:
+            self.events.emit("unit.watchdog", f"{inst.name}: {inst.reason}; sending SIGABRT",
+                             "warning", unit=inst.unit, pid=inst.pid)
+            self.signal_all(inst, signal.SIGABRT)
+            self.signal_all(inst, signal.SIGCONT)  # a stopped one must wake to die
+        elif kind is Act.REPORT:
+            self.events.emit("unit.lifecycle", action.what, "info" if "failed" not in
+                             action.what else "warning", unit=inst.unit, pid=inst.pid)
+
+    def reload(self, inst: Instance, reply: Callable[[bool, str], None]) -> None:
+        """reload-unit: the table's RELOAD; `reply` is told how it ended."""
+        if inst.state is not State.RUNNING or inst.phase:
+            busy = f"busy ({inst.phase})" if inst.phase else inst.state.value
+            reply(False, f"{inst.name} is {busy}: nothing reloaded")
+            return
+        self.reload_waits.setdefault(inst.name, []).append(reply)
+        self.send(inst, Event.RELOAD)
+
+    def _reload_done(self, inst: Instance, ok: bool, text: str) -> None:
+        waits = self.reload_waits.pop(inst.name, [])
+        self.events.emit("unit.lifecycle", text, "info" if ok else "warning",
+                         unit=inst.unit, pid=inst.pid)
+        for reply in waits:
+            reply(ok, text)
 
     def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
         if delay <= 0:  # restart-delay = 0: now, not a turn of the loop later
@@ -276,6 +328,7 @@ class Supervisor:
     def restore(self, saved: dict[str, Any], units: dict[str, Unit]) -> int:
         """Takes the saved instances back, with their processes; how many run."""
         self.status_text, self.hook_env = saved["status_text"], saved["hook_env"]
+        self.notices.status_text = self.status_text
         self.hook_queue = saved.get("hook_queue", {})
         for name, runs in saved["runs"].items():
             self.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),
@@ -335,21 +388,10 @@ class Supervisor:
                 self.send(proc.instance, Event.EXEC_FAILED, detail=f"{argv0}: {failure}")
 
     def _notified(self, name: str, pid: int, fields: dict[str, str]) -> None:
-        """An sd_notify datagram on an instance's socket: believed only from
-        its main process or that process's group (the kernel says who sent it)."""
+        """An sd_notify datagram on an instance's socket (vigil/notices.py)."""
         inst = self.instances.get(name)
-        if inst is None or inst.pid is None:
-            return
-        if pid != inst.pid:
-            try:
-                if self.calls.getpgid(pid) != inst.pid:
-                    return
-            except ProcessLookupError:
-                return
-        if "STATUS" in fields:
-            self.status_text[inst.name] = fields["STATUS"][:200]
-        if fields.get("READY") == "1":
-            self.send(inst, Event.READY)
+        if inst is not None:
+            self.notices.message(inst, pid, fields)
 
     # -- reaping --------------------------------------------------------------
     def reap(self) -> None:
@@ -364,6 +406,11 @@ class Supervisor:
             return
         inst = proc.instance
         assert inst is not None
+        if pid in self.notices.handed_off:  # it named another main process (MAINPID=)
+            self.notices.handed_off.discard(pid)
+            self.events.emit("unit.exit", f"{inst.name}: former main process {pid} {info}",
+                             "debug", unit=inst.unit, pid=pid)
+            return
         self._exec_report(proc)  # exec status first: it may have failed
         if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
             self.forking.adopt(inst, proc)

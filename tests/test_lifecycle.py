@@ -1,0 +1,207 @@
+"""Lifecycle commands (vigil/lifecycle.py, the table's cells in
+vigil/lifecycle_states.py) against a real daemon, as a subreaper and as
+PID 1: exec-pre, exec-post, exec-stop, exec-reload / reload-signal and
+`vigilctl reload-unit`, in systemd's order."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.daemon import wait_for
+
+
+def sh(script: str) -> str:
+    return json.dumps(["sh", "-c", script])
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def messages(d, unit: str, code: str) -> list[str]:
+    return [e["message"] for e in d.call("events", units=[unit], lines=2000)
+            if e["code"] == code]
+
+
+def test_exec_pre_runs_each_in_order_before_the_main_process(daemon, tmp_path: Path):
+    log = tmp_path / "log"
+    d = daemon({"svc.toml": f'[service]\nexec = {sh(f"echo main >> {log}; exec sleep 1000")}\n'
+                            f'exec-pre = ["sh -c \'echo pre1 >> {log}\'", "-false", '
+                            f'"sh -c \'sleep 0.3; echo pre2 >> {log}\'"]\n'})
+    wait_for(lambda: d.inst("svc")["state"] == "running", what="running")
+    wait_for(lambda: lines(log) == ["pre1", "pre2", "main"], what="the order")
+    assert any("'false' failed: exit 1; ignored (-)" in m
+               for m in messages(d, "svc", "unit.command-failed"))
+
+
+def test_a_failing_exec_pre_fails_the_start_and_the_main_never_runs(daemon, tmp_path: Path):
+    ran = tmp_path / "ran"
+    d = daemon({
+        "never.toml": f'[service]\nexec = "touch {ran}"\nexec-pre = "false"\n'
+                      'restart = "never"\n',
+        "retry.toml": '[service]\nexec = "sleep 1000"\nexec-pre = ["true", "sh -c \'exit 3\'"]\n'
+                      'start-retries = 1\nrestart-delay = 0\n',
+        "slow.toml": '[service]\nexec = "sleep 1000"\nexec-pre = "sleep 100"\n'
+                     'exec-timeout = 0.5\nrestart = "never"\n'})
+    wait_for(lambda: d.inst("never")["state"] == "failed", what="never failed")
+    assert "exec-pre command 'false' failed: exit 1" in d.inst("never")["reason"]
+    assert not ran.exists()
+    wait_for(lambda: d.inst("retry")["state"] == "fatal", what="retry gave up")
+    assert "failed: exit 3; gave up after 1 retries" in d.inst("retry")["reason"]
+    wait_for(lambda: d.inst("slow")["state"] == "failed", what="slow failed")
+    assert "timed out after 0.5s (exec-timeout)" in d.inst("slow")["reason"]
+    assert d.inst("slow")["pid"] is None
+
+
+def test_exec_post_runs_once_ready_and_before_dependents(daemon, tmp_path: Path):
+    log = tmp_path / "log"
+    d = daemon({
+        "svc.toml": f'[service]\nexec = {sh(f"echo main >> {log}; exec sleep 1000")}\n'
+                    f'exec-post = "sh -c \'sleep 0.5; echo post $MAINPID >> {log}\'"\n',
+        "dep.toml": '[unit]\nrequires = ["svc"]\nafter = ["svc"]\n'
+                    f'[service]\nexec = {sh(f"echo dep >> {log}; exec sleep 1000")}\n'})
+    wait_for(lambda: d.inst("dep")["state"] == "running", what="the dependent")
+    pid = d.inst("svc")["pid"]
+    assert lines(log) == ["main", "post", str(pid), "dep"]
+
+
+def test_a_failing_exec_post_stops_the_service_as_a_failed_start(daemon, tmp_path: Path):
+    d = daemon({"svc.toml": '[service]\nexec = "sleep 1000"\nexec-post = "false"\n'
+                            'restart = "never"\n'})
+    wait_for(lambda: d.inst("svc")["state"] == "failed", what="failed")
+    assert d.inst("svc")["reason"] == "exec-post command 'false' failed: exit 1"
+    assert d.inst("svc")["pid"] is None
+
+
+def test_exec_stop_runs_instead_of_the_stop_signal(daemon, tmp_path: Path):
+    """exec-stop asks it to go (with its $MAINPID); no SIGTERM is sent. One
+    that does not make it go gets the stop signal at stop-timeout."""
+    log, log2 = tmp_path / "log", tmp_path / "log2"
+    main = "trap 'echo {what} >> {log}; exit 0' {sig}; while :; do sleep 0.05; done"
+    d = daemon({
+        "polite.toml": "[service]\nexec = " + sh(
+            main.format(what="usr1", log=log, sig="USR1") + f"; echo never >> {log}")
+        + f"\nexec-stop = \"sh -c 'echo stop $MAINPID >> {log}; kill -USR1 $MAINPID'\"\n",
+        "deaf.toml": "[service]\nexec = " + sh(main.format(what="term", log=log2, sig="TERM"))
+        + f"\nexec-stop = \"sh -c 'echo stop >> {log2}'\"\nstop-timeout = 0.5\n"})
+    pid = wait_for(lambda: d.inst("polite")["state"] == "running" and d.inst("polite")["pid"])
+    wait_for(lambda: d.inst("deaf")["state"] == "running", what="deaf running")
+    d.call("stop", units=["polite", "deaf"])
+    assert lines(log) == ["stop", str(pid), "usr1"]
+    assert lines(log2) == ["stop", "term"]
+    assert d.inst("polite")["state"] == d.inst("deaf")["state"] == "inactive"
+
+
+def test_reload_unit_reloads_without_a_restart(daemon, tmp_path: Path):
+    log = tmp_path / "log"
+    main = ("trap 'echo {what} >> " + str(log) + "' {sig}; echo up >> " + str(log)
+            + "; while :; do sleep 0.05; done")
+    d = daemon({
+        "cmd.toml": "[service]\nexec = " + sh(main.format(what="hup", sig="HUP"))
+        + '\nexec-reload = "kill -HUP $MAINPID"\n',
+        "sig.toml": "[service]\nexec = " + sh(main.format(what="usr2", sig="USR2"))
+        + '\nreload-signal = "USR2"\n',
+        "bad.toml": '[service]\nexec = "sleep 1000"\nexec-reload = "false"\n',
+        "none.toml": '[service]\nexec = "sleep 1000"\n'})
+    pids = {u: wait_for(lambda u=u: d.inst(u)["state"] == "running" and d.inst(u)["pid"])
+            for u in ("cmd", "sig", "bad", "none")}
+    wait_for(lambda: lines(log).count("up") == 2, what="both traps set")
+    result = d.call("reload-unit", units=["cmd", "sig", "bad", "none"])
+    assert result["cmd"] == {"ok": True, "message": "cmd reloaded (exec-reload)"}
+    assert result["sig"] == {"ok": True, "message": "sig: reload signal sent"}
+    assert not result["bad"]["ok"] and "reload failed" in result["bad"]["message"]
+    assert result["none"] == {"ok": False, "message": "none has no exec-reload or reload-signal"}
+    wait_for(lambda: {"hup", "usr2"} <= set(lines(log)), what="both reloaded")
+    for unit, pid in pids.items():
+        assert d.inst(unit)["state"] == "running" and d.inst(unit)["pid"] == pid
+        assert d.inst(unit)["restarts"] == 0
+    d.call("stop", units=["none"])
+    assert d.call("reload-unit", units=["none"])["none"]["ok"] is False
+
+
+# -- the table's cells, without a process ---------------------------------------
+from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step  # noqa: E402
+from vigil.unit import RestartPolicy, Service, ServiceType  # noqa: E402
+
+
+def inst(state: State = State.INACTIVE, phase: str = "", **kw: object) -> Instance:
+    i = Instance("u", "u", Service(exec=("prog",), **kw))  # type: ignore[arg-type]
+    i.state, i.phase = state, phase
+    return i
+
+
+def kinds(i: Instance, event: Event, detail: str = "", exit: ExitInfo | None = None) -> list:
+    return [(a.kind, a.what) for a in step(i, Input(event, exit, detail))]
+
+
+PRE = (("mkdir", "/x"),)
+
+
+def test_table_exec_pre_before_spawn_and_its_failure_is_a_failed_start():
+    i = inst(exec_pre=PRE)
+    assert kinds(i, Event.START) == [(Act.CANCEL_TIMERS, ""), (Act.RUN_COMMANDS, "pre")]
+    assert (i.state, i.phase) == (State.STARTING, "pre")
+    assert kinds(i, Event.CMDS_DONE) == [(Act.SPAWN, "")] and i.phase == ""
+    i = inst(State.STARTING, "pre", exec_pre=PRE, restart=RestartPolicy.NEVER)
+    kinds(i, Event.CMDS_FAILED, "exec-pre command 'mkdir /x' failed: exit 1")
+    assert (i.state, i.reason, i.phase) == (State.FAILED, "exec-pre command 'mkdir /x' "
+                                            "failed: exit 1", "")
+    i = inst(State.STARTING, "pre", exec_pre=PRE)
+    assert Act.ARM_RETRY in [k for k, _ in kinds(i, Event.CMDS_FAILED, "x")]
+    assert i.state is State.BACKOFF and i.start_failures == 1
+
+
+def test_table_exec_post_after_ready_then_running():
+    i = inst(State.STARTING, exec_post=PRE)
+    i.pid = 5
+    assert kinds(i, Event.READY) == [(Act.CANCEL_TIMERS, ""), (Act.RUN_COMMANDS, "post")]
+    assert kinds(i, Event.READY) == [] and i.state is State.STARTING  # a second READY=1
+    assert [k for k, _ in kinds(i, Event.CMDS_DONE)] == [Act.CANCEL_TIMERS, Act.ANNOUNCE,
+                                                         Act.START_HEALTH]
+    assert (i.state, i.phase) == (State.RUNNING, "")
+    i = inst(State.STARTING, "post", exec_post=PRE, restart=RestartPolicy.NEVER)
+    i.pid = 5
+    assert Act.SIGNAL_STOP in [k for k, _ in kinds(i, Event.CMDS_FAILED, "post failed")]
+    assert i.state is State.STOPPING and not i.want_up
+    kinds(i, Event.EXIT, exit=ExitInfo(None, 15, False, 1.0))
+    assert (i.state, i.reason) == (State.FAILED, "post failed")
+
+
+def test_table_a_oneshot_runs_exec_post_after_it_exits():
+    i = inst(State.STARTING, exec_post=PRE, type=ServiceType.ONESHOT)
+    i.pid = 5
+    assert kinds(i, Event.EXIT, exit=ExitInfo(0, None, False, 1.0))[-1] == (
+        Act.RUN_COMMANDS, "post")
+    kinds(i, Event.CMDS_DONE)
+    assert i.state is State.EXITED
+
+
+def test_table_exec_stop_then_the_signal_at_stop_timeout_or_at_its_failure():
+    i = inst(State.RUNNING, exec_stop=PRE, stop_timeout=4.0)
+    i.pid = 5
+    assert [k for k, _ in kinds(i, Event.STOP)] == [Act.CANCEL_TIMERS, Act.RUN_COMMANDS,
+                                                    Act.ARM_STOP]
+    assert kinds(i, Event.CMDS_DONE) == [] and i.phase == "stop"
+    assert [k for k, _ in kinds(i, Event.STOP_TIMEOUT)] == [Act.CANCEL_TIMERS, Act.SIGNAL_STOP,
+                                                            Act.ARM_STOP]
+    assert [k for k, _ in kinds(i, Event.STOP_TIMEOUT)] == [Act.KILL, Act.ARM_STOP]
+    i = inst(State.RUNNING, exec_stop=PRE)
+    i.pid = 5
+    kinds(i, Event.STOP)
+    assert Act.SIGNAL_STOP in [k for k, _ in kinds(i, Event.CMDS_FAILED, "no")]
+    i = inst(State.STARTING, exec_stop=PRE)  # not up yet: no exec-stop, as systemd
+    i.pid = 5
+    assert Act.SIGNAL_STOP in [k for k, _ in kinds(i, Event.STOP)]
+
+
+def test_table_reload():
+    i = inst(State.RUNNING, exec_reload=PRE)
+    assert kinds(i, Event.RELOAD) == [(Act.RUN_COMMANDS, "reload")]
+    assert kinds(i, Event.RELOAD) == []  # one at a time
+    assert kinds(i, Event.CMDS_FAILED, "bad")[0][0] is Act.RELOAD_FAILED
+    assert i.state is State.RUNNING and i.phase == ""
+    assert kinds(inst(State.RUNNING, reload_signal=1), Event.RELOAD) == [(Act.SIGNAL_RELOAD, "")]
+    i = inst(State.RUNNING)
+    assert kinds(i, Event.RELOADING) == [] and i.phase == "reloading"
+    assert kinds(i, Event.READY)[0][0] is Act.RELOADED and i.phase == ""

@@ -1,0 +1,173 @@
+"""Runs a unit's lifecycle commands (exec-pre, exec-post, exec-stop,
+exec-reload): one phase's commands in order, each a real child forked as
+the unit runs (user, environment with `$MAINPID`, limits, cgroup), its
+output in the unit's log, reaped by the one reaper, and killed at
+exec-timeout. The phase's result goes back to the state table as one event:
+CMDS_DONE, or CMDS_FAILED naming the command that failed. A command written
+"-cmd" may fail without failing the phase, as in systemd.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from vigil.events import Events
+from vigil.exitstatus import ExitInfo
+from vigil.launch import LaunchError, make_spec
+from vigil.loop import Loop, Timer
+from vigil.proc import ProcessCalls
+from vigil.reaper import Proc, Reaper
+from vigil.spawner import Settings, instance_env
+from vigil.states import Event, Instance
+from vigil.streams import Streams
+
+
+class _Phase:
+    """The commands of one phase of one instance, the one running now."""
+
+    __slots__ = ("inst", "left", "name", "pid", "timed_out", "timer")
+
+    def __init__(self, inst: Instance, name: str, commands: list[tuple[str, ...]]) -> None:
+        self.inst, self.name, self.left = inst, name, commands
+        self.pid = 0
+        self.timer: Timer | None = None
+        self.timed_out = False
+
+
+def commands_of(inst: Instance, phase: str) -> tuple[tuple[str, ...], ...]:
+    svc = inst.service
+    return {"pre": svc.exec_pre, "post": svc.exec_post, "stop": svc.exec_stop,
+            "reload": svc.exec_reload}[phase]
+
+
+class Lifecycle:
+    def __init__(self, loop: Loop, events: Events, calls: ProcessCalls, settings: Settings,
+                 streams: Streams, reaper: Reaper, send: Callable[..., None]) -> None:
+        self.loop, self.events, self.calls, self.settings = loop, events, calls, settings
+        self.streams, self.reaper, self.send = streams, reaper, send
+        self.running: dict[str, _Phase] = {}
+
+    def run(self, inst: Instance, phase: str) -> None:
+        """Starts the phase's commands (any of the instance's still running
+        are killed first: the state moved on)."""
+        self.cancel(inst.name)
+        run = self.running[inst.name] = _Phase(inst, phase, list(commands_of(inst, phase)))
+        self._next(run)
+
+    def cancel(self, name: str) -> None:
+        """The instance changed state: its running command is killed, and its
+        result no longer counts."""
+        run = self.running.pop(name, None)
+        if run is None:
+            return
+        if run.timer is not None:
+            run.timer.cancel()
+        if run.pid:
+            self._kill(run.pid)
+
+    def _kill(self, pid: int) -> None:
+        """The command and what it started (it leads its own session); it is
+        our child and not yet reaped, so the pid is still its own."""
+        try:
+            self.calls.killpg(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _next(self, run: _Phase) -> None:
+        inst = run.inst
+        if not run.left:
+            del self.running[inst.name]
+            self.send(inst, Event.CMDS_DONE, detail=run.name)
+            return
+        argv = run.left.pop(0)
+        ignore = argv[0].startswith("-")
+        if ignore:
+            argv = (argv[0][1:], *argv[1:])
+        env = {"MAINPID": str(inst.pid)} if inst.pid else {}
+        try:
+            pid, report = self._spawn(inst, argv, env)
+        except (LaunchError, OSError) as err:
+            self._finished(run, argv, ignore, f"cannot start: {err}")
+            return
+        try:
+            pidfd = self.calls.pidfd_open(pid)
+        except OSError as err:  # EMFILE: it goes, reaped as a process of no one's
+            self._kill(pid)
+            os.close(report)
+            self.reaper.procs[pid] = Proc(pid, -1, self.loop.clock(), time.time(),
+                                          on_exit=lambda _info: None)
+            self._finished(run, argv, ignore, f"cannot watch it: {err}")
+            return
+        run.pid, run.timed_out = pid, False
+        timeout = inst.service.exec_timeout
+
+        def too_long() -> None:
+            run.timed_out = True
+            self._kill(pid)
+        run.timer = self.loop.call_later(timeout, too_long)
+
+        def exited(info: ExitInfo) -> None:
+            if run.timer is not None:
+                run.timer.cancel()
+            failure = self.calls.read_report(report)
+            if self.running.get(inst.name) is not run:
+                return  # cancelled: the state moved on
+            run.pid = 0
+            if failure is not None:
+                why = f"{argv[0]}: {failure}"
+            elif run.timed_out:
+                why = f"timed out after {timeout:g}s (exec-timeout)"
+            else:
+                why = "" if info.code == 0 else str(info)
+            self._finished(run, argv, ignore, why)
+        self.reaper.procs[pid] = Proc(pid, pidfd, self.loop.clock(), time.time(),
+                                      on_exit=exited)
+
+    def _finished(self, run: _Phase, argv: tuple[str, ...], ignore: bool, why: str) -> None:
+        inst = run.inst
+        if why:
+            what = f"exec-{run.name} command {' '.join(argv)[:200]!r} failed: {why}"
+            self.events.emit("unit.command-failed", what + ("; ignored (-)" if ignore else ""),
+                             "info" if ignore else "warning", unit=inst.unit, pid=inst.pid)
+            if not ignore:
+                del self.running[inst.name]
+                self.send(inst, Event.CMDS_FAILED, detail=what)
+                return
+        self._next(run)
+
+    def _spawn(self, inst: Instance, argv: tuple[str, ...],
+               env: dict[str, str]) -> tuple[int, int]:
+        """Forks one command as the unit runs, in its cgroup; its output goes
+        to the unit's log (to nothing on a terminal: that is the main
+        process's). Its pid and exec report fd."""
+        svc = inst.service
+        spec = make_spec(replace(svc, exec=argv), self.settings.daemon_env,
+                         {**env, **instance_env(inst)}, self.settings.unit_env)
+        child_fds: list[int] = []
+        reads: list[tuple[str, int]] = []
+        try:
+            if svc.pty or svc.tty:
+                spec.fd_in = spec.fd_out = spec.fd_err = os.open(
+                    os.devnull, os.O_RDWR | os.O_CLOEXEC)
+                child_fds.append(spec.fd_in)
+            else:
+                self.streams.stdio(inst, spec, child_fds, reads)
+            if self.settings.cgroups is not None:
+                spec.cgroup_fd = self.settings.cgroups.join_fd(inst.name)
+                child_fds.append(spec.cgroup_fd)
+            pid, report = self.calls.spawn(spec)
+        except BaseException:
+            for _, fd in reads:
+                os.close(fd)
+            raise
+        finally:
+            for fd in child_fds:
+                if fd > 2:
+                    os.close(fd)
+        for stream, fd in reads:
+            self.streams.capture(inst, stream, fd)
+        return pid, report
