@@ -205,3 +205,23 @@ def test_table_reload():
     i = inst(State.RUNNING)
     assert kinds(i, Event.RELOADING) == [] and i.phase == "reloading"
     assert kinds(i, Event.READY)[0][0] is Act.RELOADED and i.phase == ""
+
+
+def test_convert_maps_systemds_lifecycle_commands_and_watchdog():
+    from vigil.schema import build_unit
+    from vigilctl.systemd import from_systemd
+    text = ("[Service]\nType=notify\nExecStartPre=/bin/mkdir -p /run/app\n"
+            "ExecStartPre=-/usr/bin/cleanup --old\nExecStart=/usr/bin/app\n"
+            "ExecStartPost=/usr/bin/app-ctl warm\nExecStop=/usr/bin/app-ctl stop $MAINPID\n"
+            "ExecReload=/bin/kill -HUP $MAINPID\nWatchdogSec=30s\n")
+    [out] = from_systemd("/etc/systemd/system/app.service", text)
+    svc = out.doc["service"]
+    assert svc["exec-pre"] == ["/bin/mkdir -p /run/app", "-/usr/bin/cleanup --old"]
+    assert svc["exec-post"] == ["/usr/bin/app-ctl warm"]
+    assert svc["exec-stop"] == ["/usr/bin/app-ctl stop $MAINPID"]
+    assert svc["exec-reload"] == ["/bin/kill -HUP $MAINPID"]
+    assert svc["watchdog"] == 30.0
+    unit = build_unit("app", out.doc, "app.toml", {})  # and vigil loads what it wrote
+    assert unit.service is not None and unit.service.exec_pre[1] == ("-/usr/bin/cleanup",
+                                                                     "--old")
+    assert unit.service.watchdog == 30.0
