@@ -37,7 +37,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode
-    "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net"),
+    "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net",
+               "hwwatchdog"),
     # the daemon and what wires or drives the whole
     "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
                "container", "cli", "entry", "tini"),

@@ -155,3 +155,38 @@ def test_table_stopping_notice_then_the_exit_is_judged_as_its_own():
     step(i, Input(Event.STOP))  # asked to stop meanwhile: it stays down
     step(i, Input(Event.EXIT, ExitInfo(0, None, False, 9.0)))
     assert i.state is State.INACTIVE
+
+
+# -- the hardware watchdog's calls, on a FIFO standing in for /dev/watchdog -----
+def test_hardware_watchdog_pings_and_closes_by_what_the_end_is(tmp_path: Path):
+    import os
+
+    from vigil import hwwatchdog
+    from vigil.loop import Loop
+    assert hwwatchdog.requested("console=ttyS0 vigil.watchdog=10 quiet") == 10
+    assert hwwatchdog.requested("quiet") is None
+    assert hwwatchdog.requested("vigil.watchdog=0") == hwwatchdog.requested(
+        "vigil.watchdog=x") == -1
+    said: list[tuple[str, str]] = []
+
+    def log(level: str, text: str) -> None:
+        said.append((level, text))
+    loop = Loop(lambda where, err: None)
+    assert hwwatchdog.from_cmdline("vigil.watchdog=abc", loop, log) is None
+    assert hwwatchdog.from_cmdline("quiet", loop, log) is None
+    ends = {}
+    for end in ("poweroff", "reboot"):
+        fifo = tmp_path / end
+        os.mkfifo(fifo)
+        reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+        dog = hwwatchdog.from_cmdline("vigil.watchdog=6", loop, log, device=str(fifo))
+        assert dog is not None and dog.seconds == 6
+        assert dog.timer is not None and abs(dog.timer.when - loop.clock() - 2.0) < 0.5
+        dog.ping()  # what the loop's timer does
+        dog.at_end(end, 40.0)
+        ends[end] = os.read(reader, 100)
+        os.close(reader)
+    assert ends["poweroff"] == b"\0\0V"  # the magic close
+    assert ends["reboot"] == b"\0\0\0"   # armed: a last ping, no "V"
+    assert ("info", "watchdog: disarmed (magic close)") in said
+    assert any("cannot set the timeout to 70 s" in text for _, text in said)
