@@ -415,7 +415,7 @@ class Commands:
         if not insts:
             conn.reply(rid, results)
         for inst in insts:
-            sup.reload(inst, answer(inst.name))
+            sup.lifecycle.reload(inst, answer(inst.name))
 
     def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Sends a signal to the main process of each instance (or, with

@@ -22,7 +22,7 @@ from vigil.loop import Loop, Timer
 from vigil.proc import ProcessCalls
 from vigil.reaper import Proc, Reaper
 from vigil.spawner import Settings, instance_env
-from vigil.states import Event, Instance
+from vigil.states import Act, Action, Event, Instance, State
 from vigil.streams import Streams
 
 
@@ -46,10 +46,56 @@ def commands_of(inst: Instance, phase: str) -> tuple[tuple[str, ...], ...]:
 
 class Lifecycle:
     def __init__(self, loop: Loop, events: Events, calls: ProcessCalls, settings: Settings,
-                 streams: Streams, reaper: Reaper, send: Callable[..., None]) -> None:
+                 streams: Streams, reaper: Reaper, send: Callable[..., None],
+                 signal_all: Callable[[Instance, int], None]) -> None:
         self.loop, self.events, self.calls, self.settings = loop, events, calls, settings
         self.streams, self.reaper, self.send = streams, reaper, send
+        self.signal_all = signal_all  # the supervisor's: cgroup, group and main process
         self.running: dict[str, _Phase] = {}
+        # reload-unit requests waiting for a reload's end: instance -> replies
+        self.reload_waits: dict[str, list[Callable[[bool, str], None]]] = {}
+
+    def act(self, inst: Instance, action: Action) -> None:
+        """The table's RUN_COMMANDS, SIGNAL_RELOAD, RELOADED, RELOAD_FAILED, REPORT,
+        and ABORT (the watchdog's)."""
+        kind = action.kind
+        if kind is Act.ABORT:
+            self.events.emit("unit.watchdog", f"{inst.name}: {inst.reason}; sending SIGABRT",
+                             "warning", unit=inst.unit, pid=inst.pid)
+            self.signal_all(inst, signal.SIGABRT)
+            self.signal_all(inst, signal.SIGCONT)  # a stopped one must wake to die
+        elif kind is Act.RUN_COMMANDS:
+            self.run(inst, action.what)
+        elif kind is Act.SIGNAL_RELOAD and inst.pid is not None:
+            assert inst.service.reload_signal is not None
+            sent = self.reaper.signal(inst.pid, inst.service.reload_signal)
+            self._reload_done(inst, sent, f"{inst.name}: reload signal "
+                              + ("sent" if sent else "not sent: the process is gone"))
+        elif kind in (Act.RELOADED, Act.RELOAD_FAILED):
+            self._reload_done(inst, kind is Act.RELOADED, action.what)
+        elif kind is Act.REPORT:
+            self.events.emit("unit.lifecycle", action.what, "warning", unit=inst.unit,
+                             pid=inst.pid)
+
+    def reload(self, inst: Instance, reply: Callable[[bool, str], None]) -> None:
+        """reload-unit: the table's RELOAD; `reply` is told how it ended."""
+        if inst.state is not State.RUNNING or inst.phase:
+            busy = f"busy ({inst.phase})" if inst.phase else inst.state.value
+            reply(False, f"{inst.name} is {busy}: nothing reloaded")
+            return
+        self.reload_waits.setdefault(inst.name, []).append(reply)
+        self.send(inst, Event.RELOAD)
+
+    def left_running(self, inst: Instance) -> None:
+        """The instance changed state: a reload it was in has ended with it."""
+        if inst.name in self.reload_waits:
+            self._reload_done(inst, False, f"{inst.name} left running during the reload")
+
+    def _reload_done(self, inst: Instance, ok: bool, text: str) -> None:
+        self.events.emit("unit.lifecycle", text, "info" if ok else "warning",
+                         unit=inst.unit, pid=inst.pid)
+        for reply in self.reload_waits.pop(inst.name, []):
+            reply(ok, text)
 
     def run(self, inst: Instance, phase: str) -> None:
         """Starts the phase's commands (any of the instance's still running

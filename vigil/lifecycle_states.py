@@ -1,7 +1,8 @@
-"""The state table's handlers for lifecycle commands, reload and what a
-service says over sd_notify (RELOADING=1, STOPPING=1, the watchdog). The
-table itself stays in vigil/states.py; these are its cells, kept here so
-that module stays short. Like every handler they change the record and
+"""The state table's cells for the phases within a state (lifecycle
+commands, reload, what a service says over sd_notify: RELOADING=1,
+STOPPING=1, the watchdog), the stop's escalation, and the resumption after
+a re-exec. The table itself stays in vigil/states.py; these are its cells,
+kept here so that module stays short. Like every handler they change the record and
 return actions, and never touch a process.
 
 systemd's order, which vigil keeps: exec-pre before the main process (one
@@ -13,9 +14,66 @@ runs (a failed reload leaves it running, and says so).
 
 from __future__ import annotations
 
-from vigil.states import (Act, Action, Input, Instance, State, _after_failure, _fail,
-                          _kill_for, _up)
+from vigil.states import (Act, Action, Input, Instance, State, _after_failure, _arm_backoff,
+                          _exec_ok, _fail, _stop)
 from vigil.unit import RestartPolicy, ServiceType
+
+
+def _graceful_stop(inst: Instance, ev: Input) -> list[Action]:
+    return _stop(inst, ev, graceful=True)
+
+
+def _ready(inst: Instance, _: Input) -> list[Action]:
+    if inst.phase:  # a second READY=1 while exec-post runs, or a pre command's line
+        return []
+    if inst.service.exec_post:  # as ExecStartPost: after ready, before dependents
+        inst.phase = "post"
+        return [Action(Act.CANCEL_TIMERS), Action(Act.RUN_COMMANDS, what="post")]
+    return _up(inst, _)
+
+
+def _up(inst: Instance, _: Input) -> list[Action]:
+    inst.phase = ""
+    if inst.service.type is ServiceType.ONESHOT:  # its exec-post ran after it exited
+        inst.state = State.EXITED
+        return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
+    inst.state = State.RUNNING
+    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE), Action(Act.START_HEALTH)]
+
+
+def _resume_stopping(inst: Instance, _: Input) -> list[Action]:
+    if inst.phase == "self-stop":
+        return [Action(Act.ARM_STOP, inst.service.stop_timeout)]
+    inst.phase = ""  # exec-stop's commands went with the old daemon: the signal now
+    return [Action(Act.SIGNAL_STOP), Action(Act.ARM_STOP, inst.service.stop_timeout)]
+
+
+def _resume_starting(inst: Instance, ev: Input) -> list[Action]:
+    if inst.phase in ("pre", "post"):  # its commands went with the old daemon: again
+        return [Action(Act.RUN_COMMANDS, what=inst.phase)]
+    return _exec_ok(inst, ev)
+
+
+def _resume_backoff(inst: Instance, _: Input) -> list[Action]:
+    return [_arm_backoff(inst)]
+
+
+def _resume_fatal(inst: Instance, _: Input) -> list[Action]:
+    delay = inst.service.retry_after_fatal
+    return [Action(Act.ARM_RETRY, delay)] if delay > 0 else []
+
+
+def _resume_health(inst: Instance, _: Input) -> list[Action]:
+    inst.phase = ""  # a reload's commands went with the old daemon
+    return [Action(Act.START_HEALTH)]
+
+
+def _kill(inst: Instance, _: Input) -> list[Action]:
+    if inst.phase == "stop":  # exec-stop had stop-timeout: now the stop signal
+        inst.phase = ""
+        return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP),
+                Action(Act.ARM_STOP, inst.service.stop_timeout)]
+    return [Action(Act.KILL), Action(Act.ARM_STOP, inst.service.stop_timeout)]
 
 
 def _start_failed(inst: Instance, ev: Input) -> list[Action]:
@@ -112,3 +170,18 @@ def _watchdog(inst: Instance, ev: Input) -> list[Action]:
     return [Action(Act.CANCEL_TIMERS), Action(Act.ABORT),
             Action(Act.ARM_STOP, inst.service.stop_timeout)]
 
+
+def _kill_for(inst: Instance, ev: Input) -> list[Action]:
+    """Stops the process because it failed (not ready in time, unhealthy)."""
+    actions = _stop(inst, ev)
+    inst.want_up = True
+    inst.pending_failure = ev.detail
+    return actions
+
+
+def _health_failed(inst: Instance, ev: Input) -> list[Action]:
+    actions = _stop(inst, ev)
+    inst.want_up = True
+    inst.restarts += 1
+    inst.reason = ev.detail
+    return actions

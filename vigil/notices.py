@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 
 from vigil.events import Events
+from vigil.exitstatus import ExitInfo
 from vigil.loop import Loop, Timer
 from vigil.proc import ProcessCalls
 from vigil.reaper import Proc, Reaper
@@ -31,10 +32,10 @@ _USEC = 1_000_000
 class Deadline:
     """The start or stop deadline of an instance, so that it can be extended."""
 
-    __slots__ = ("detail", "event", "timer")
+    __slots__ = ("ready", "timer")
 
-    def __init__(self, timer: Timer, event: Event, detail: str) -> None:
-        self.timer, self.event, self.detail = timer, event, detail
+    def __init__(self, timer: Timer, ready: bool) -> None:
+        self.timer, self.ready = timer, ready
 
 
 class Notices:
@@ -53,7 +54,7 @@ class Notices:
             if timer is not None:
                 (timer.timer if isinstance(timer, Deadline) else timer).cancel()
 
-    def deadline(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
+    def deadline(self, inst: Instance, delay: float, ready: bool) -> None:
         """Arms the start (READY_TIMEOUT) or stop (STOP_TIMEOUT) deadline."""
         old = self.deadlines.pop(inst.name, None)
         if old is not None:
@@ -61,8 +62,11 @@ class Notices:
 
         def fire() -> None:
             self.deadlines.pop(inst.name, None)
-            self.send(inst, event, detail=detail)
-        self.deadlines[inst.name] = Deadline(self.loop.call_later(delay, fire), event, detail)
+            if ready:
+                self.send(inst, Event.READY_TIMEOUT, detail=f"not ready within {delay:g}s")
+            else:
+                self.send(inst, Event.STOP_TIMEOUT)
+        self.deadlines[inst.name] = Deadline(self.loop.call_later(delay, fire), ready)
 
     def watchdog(self, inst: Instance) -> None:
         """(Re)arms the instance's watchdog, if it has one."""
@@ -142,6 +146,15 @@ class Notices:
                          "(MAINPID=)", "info", unit=inst.unit, pid=new)
         inst.pid = new
 
+    def former_main(self, inst: Instance, pid: int, info: ExitInfo) -> bool:
+        """Whether an exit is that of a main process that named another."""
+        if pid not in self.handed_off:
+            return False
+        self.handed_off.discard(pid)
+        self.events.emit("unit.exit", f"{inst.name}: former main process {pid} {info}",
+                         "debug", unit=inst.unit, pid=pid)
+        return True
+
     def _extend(self, inst: Instance, text: str) -> None:
         """EXTEND_TIMEOUT_USEC=N: the start or stop deadline is at least N
         from now (as systemd: it can only move later)."""
@@ -150,4 +163,4 @@ class Notices:
             return
         delay = min(int(text), 86400 * _USEC) / _USEC
         if deadline.timer.when - self.loop.clock() < delay:
-            self.deadline(inst, delay, deadline.event, deadline.detail)
+            self.deadline(inst, delay, deadline.ready)

@@ -184,10 +184,6 @@ def _stop(inst: Instance, _: Input, graceful: bool = False) -> list[Action]:
     return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP), arm]
 
 
-def _graceful_stop(inst: Instance, ev: Input) -> list[Action]:
-    return _stop(inst, ev, graceful=True)
-
-
 def _restart(inst: Instance, ev: Input) -> list[Action]:
     actions = _stop(inst, ev, graceful=True)
     inst.want_up = True
@@ -221,45 +217,11 @@ def _forked(inst: Instance, ev: Input) -> list[Action]:
     return _ready(inst, ev)
 
 
-def _ready(inst: Instance, _: Input) -> list[Action]:
-    if inst.phase:  # a second READY=1 while exec-post runs, or a pre command's line
-        return []
-    if inst.service.exec_post:  # as ExecStartPost: after ready, before dependents
-        inst.phase = "post"
-        return [Action(Act.CANCEL_TIMERS), Action(Act.RUN_COMMANDS, what="post")]
-    return _up(inst, _)
-
-
-def _up(inst: Instance, _: Input) -> list[Action]:
-    inst.phase = ""
-    if inst.service.type is ServiceType.ONESHOT:  # its exec-post ran after it exited
-        inst.state = State.EXITED
-        return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
-    inst.state = State.RUNNING
-    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE), Action(Act.START_HEALTH)]
-
-
 def _fail(inst: Instance, ev: Input) -> list[Action]:
     inst.state, inst.phase = State.FAILED, ""
     inst.want_up = False
     inst.reason = ev.detail
     return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
-
-
-def _kill_for(inst: Instance, ev: Input) -> list[Action]:
-    """Stops the process because it failed (not ready in time, unhealthy)."""
-    actions = _stop(inst, ev)
-    inst.want_up = True
-    inst.pending_failure = ev.detail
-    return actions
-
-
-def _health_failed(inst: Instance, ev: Input) -> list[Action]:
-    actions = _stop(inst, ev)
-    inst.want_up = True
-    inst.restarts += 1
-    inst.reason = ev.detail
-    return actions
 
 
 def backoff_delay(inst: Instance) -> float:
@@ -333,45 +295,13 @@ def _stopped(inst: Instance, ev: Input) -> list[Action]:
     return _settle_stopped(inst, ev)
 
 
-def _resume_stopping(inst: Instance, _: Input) -> list[Action]:
-    if inst.phase == "self-stop":
-        return [Action(Act.ARM_STOP, inst.service.stop_timeout)]
-    inst.phase = ""  # exec-stop's commands went with the old daemon: the signal now
-    return [Action(Act.SIGNAL_STOP), Action(Act.ARM_STOP, inst.service.stop_timeout)]
-
-
-def _resume_starting(inst: Instance, ev: Input) -> list[Action]:
-    if inst.phase in ("pre", "post"):  # its commands went with the old daemon: again
-        return [Action(Act.RUN_COMMANDS, what=inst.phase)]
-    return _exec_ok(inst, ev)
-
-
-def _resume_backoff(inst: Instance, _: Input) -> list[Action]:
-    return [_arm_backoff(inst)]
-
-
-def _resume_fatal(inst: Instance, _: Input) -> list[Action]:
-    delay = inst.service.retry_after_fatal
-    return [Action(Act.ARM_RETRY, delay)] if delay > 0 else []
-
-
-def _resume_health(inst: Instance, _: Input) -> list[Action]:
-    inst.phase = ""  # a reload's commands went with the old daemon
-    return [Action(Act.START_HEALTH)]
-
-
-def _kill(inst: Instance, _: Input) -> list[Action]:
-    if inst.phase == "stop":  # exec-stop had stop-timeout: now the stop signal
-        inst.phase = ""
-        return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP),
-                Action(Act.ARM_STOP, inst.service.stop_timeout)]
-    return [Action(Act.KILL), Action(Act.ARM_STOP, inst.service.stop_timeout)]
-
-
-# the lifecycle cells (they use the helpers above, hence here)
+# the cells of phases, escalation and resumption (they use the helpers above, hence here)
 from vigil.lifecycle_states import (_commands_done, _commands_failed,  # noqa: E402
-                                    _ready_again, _reload, _reloading, _self_stop,
-                                    _stop_while_stopping, _watchdog)
+                                    _graceful_stop, _health_failed, _kill, _kill_for, _ready,
+                                    _ready_again, _reload, _reloading, _resume_backoff,
+                                    _resume_fatal, _resume_health, _resume_starting,
+                                    _resume_stopping, _self_stop, _stop_while_stopping,
+                                    _watchdog)
 
 
 S, E = State, Event

@@ -67,11 +67,9 @@ class Supervisor:
         self.streams.line_hook = self.readiness.watches.sink
         self.runs: dict[str, deque[Run]] = {}
         self.lifecycle = Lifecycle(loop, events, calls, settings, self.streams, self.reaper,
-                                   self.send)
+                                   self.send, self.signal_all)
         self.notices = Notices(loop, events, calls, self.reaper, settings.cgroups, self.send)
         self.status_text = self.notices.status_text
-        # reload-unit requests waiting for a reload's end: instance -> replies
-        self.reload_waits: dict[str, list[Callable[[bool, str], None]]] = {}
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
         self.hook_queue: dict[str, list[dict[str, str]]] = {}  # unit -> events still to run
         self.queue: deque[tuple[Instance, Input]] = deque()
@@ -143,10 +141,8 @@ class Supervisor:
                              f"{inst.service.stop_timeout:g}s; sending SIGKILL", "warning",
                              unit=inst.unit, pid=inst.pid)
             self.signal_all(inst, signal.SIGKILL)
-        elif kind in (Act.ARM_READY, Act.ARM_STOP):  # deadlines: EXTEND_TIMEOUT_USEC moves them
-            event = Event.READY_TIMEOUT if kind is Act.ARM_READY else Event.STOP_TIMEOUT
-            detail = f"not ready within {action.delay:g}s" if kind is Act.ARM_READY else ""
-            self.notices.deadline(inst, action.delay, event, detail)
+        elif kind in (Act.ARM_READY, Act.ARM_STOP):  # EXTEND_TIMEOUT_USEC may move them
+            self.notices.deadline(inst, action.delay, ready=kind is Act.ARM_READY)
         elif kind is Act.ARM_RETRY:
             delay = action.delay * (0.9 + 0.2 * self.jitter()) if action.jitter else action.delay
             self._arm(inst, delay, Event.RETRY, "")
@@ -156,8 +152,7 @@ class Supervisor:
             self.readiness.cancel(inst.name)
             self.lifecycle.cancel(inst.name)
             self.notices.cancel(inst.name)
-            if inst.name in self.reload_waits:
-                self._reload_done(inst, False, f"{inst.name} left running during the reload")
+            self.lifecycle.left_running(inst)
         elif kind is Act.START_PROBE:
             self.readiness.start_probe(inst)
         elif kind is Act.START_HEALTH:
@@ -165,45 +160,8 @@ class Supervisor:
             self.notices.watchdog(inst)
         elif kind is Act.ANNOUNCE:
             self._announce(inst)
-        else:
-            self._do_lifecycle(inst, action)
-
-    def _do_lifecycle(self, inst: Instance, action: Action) -> None:
-        """The actions of lifecycle commands, reload and the watchdog."""
-        kind = action.kind
-        if kind is Act.RUN_COMMANDS:
-            self.lifecycle.run(inst, action.what)
-        elif kind is Act.SIGNAL_RELOAD and inst.pid is not None:
-            assert inst.service.reload_signal is not None
-            sent = self.reaper.signal(inst.pid, inst.service.reload_signal)
-            self._reload_done(inst, sent, f"{inst.name}: reload signal "
-                              + ("sent" if sent else "not sent: the process is gone"))
-        elif kind in (Act.RELOADED, Act.RELOAD_FAILED):
-            self._reload_done(inst, kind is Act.RELOADED, action.what)
-        elif kind is Act.ABORT:
-            self.events.emit("unit.watchdog", f"{inst.name}: {inst.reason}; sending SIGABRT",
-                             "warning", unit=inst.unit, pid=inst.pid)
-            self.signal_all(inst, signal.SIGABRT)
-            self.signal_all(inst, signal.SIGCONT)  # a stopped one must wake to die
-        elif kind is Act.REPORT:
-            self.events.emit("unit.lifecycle", action.what, "info" if "failed" not in
-                             action.what else "warning", unit=inst.unit, pid=inst.pid)
-
-    def reload(self, inst: Instance, reply: Callable[[bool, str], None]) -> None:
-        """reload-unit: the table's RELOAD; `reply` is told how it ended."""
-        if inst.state is not State.RUNNING or inst.phase:
-            busy = f"busy ({inst.phase})" if inst.phase else inst.state.value
-            reply(False, f"{inst.name} is {busy}: nothing reloaded")
-            return
-        self.reload_waits.setdefault(inst.name, []).append(reply)
-        self.send(inst, Event.RELOAD)
-
-    def _reload_done(self, inst: Instance, ok: bool, text: str) -> None:
-        waits = self.reload_waits.pop(inst.name, [])
-        self.events.emit("unit.lifecycle", text, "info" if ok else "warning",
-                         unit=inst.unit, pid=inst.pid)
-        for reply in waits:
-            reply(ok, text)
+        else:  # lifecycle commands, reload, the watchdog's abort
+            self.lifecycle.act(inst, action)
 
     def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
         if delay <= 0:  # restart-delay = 0: now, not a turn of the loop later
@@ -406,10 +364,7 @@ class Supervisor:
             return
         inst = proc.instance
         assert inst is not None
-        if pid in self.notices.handed_off:  # it named another main process (MAINPID=)
-            self.notices.handed_off.discard(pid)
-            self.events.emit("unit.exit", f"{inst.name}: former main process {pid} {info}",
-                             "debug", unit=inst.unit, pid=pid)
+        if self.notices.former_main(inst, pid, info):  # it named another (MAINPID=)
             return
         self._exec_report(proc)  # exec status first: it may have failed
         if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
