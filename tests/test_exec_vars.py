@@ -72,16 +72,21 @@ def test_variables_reach_the_process(daemon, tmp_path: Path):
     site = tmp_path / "site"
     site.mkdir()
     d = daemon({"web.toml": '[service]\n'
-                f'exec = ["{tmp_path}/show", "$NAME", "${{MODE:-prod}}", "$$NAME", "port=$PORT"]\n'
+                f'exec = ["{tmp_path}/show", "$NAME", "${{MODE:-prod}}", "$$NAME", "port=$PORT", '
+                '"$HOSTILE"]\n'
                 f'exec-pre = "mkdir -p {tmp_path}/${{NAME}}-pre"\n'
                 'cwd = "${BASE}/site"\nport = 4711\n'
-                f'env = {{ NAME = "shop", BASE = "{tmp_path}" }}\n'})
+                f'env = {{ NAME = "shop", BASE = "{tmp_path}", '
+                'HOSTILE = "a b $NAME ${BASE} $(id)" }\n'})
     assert d  # the unit loaded
-    (tmp_path / "show").write_text(f'#!/bin/sh\necho "$@" "$(pwd)" > {out}\nexec sleep 1000\n')
+    (tmp_path / "show").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "$(pwd)" > {out}\n'
+                                   'exec sleep 1000\n')
     (tmp_path / "show").chmod(0o755)
     d.call("restart", units=["web"])
     wait_for(lambda: out.exists() and out.read_text().strip(), what="the output")
-    assert out.read_text().split() == ["shop", "prod", "$NAME", "port=4711", str(site)]
+    # a value is not expanded again, nor split into words: "$HOSTILE" is one word, as it is
+    assert out.read_text().splitlines() == ["shop", "prod", "$NAME", "port=4711",
+                                            "a b $NAME ${BASE} $(id)", str(site)]
     assert (tmp_path / "shop-pre").is_dir()
 
 

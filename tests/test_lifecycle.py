@@ -120,6 +120,25 @@ def test_reload_unit_reloads_without_a_restart(daemon, tmp_path: Path):
     assert d.call("reload-unit", units=["none"])["none"]["ok"] is False
 
 
+
+def test_a_reexec_during_exec_pre_kills_the_old_command_and_runs_it_again(daemon, tmp_path):
+    pids = tmp_path / "pids"
+    d = daemon({"svc.toml": '[service]\nexec = "sleep 1000"\nexec-timeout = 300\n'
+                            f'exec-pre = "sh -c \'echo $$ >> {pids}; exec sleep 1000\'"\n'})
+    wait_for(lambda: len(lines(pids)) == 1, what="the first exec-pre")
+    first = lines(pids)[0]
+
+    def alive(ns_pid: str) -> bool:
+        try:
+            return Path(f"/proc/{d.host_pid(int(ns_pid))}/stat").read_text().split()[2] != "Z"
+        except (KeyError, OSError):
+            return False
+    assert alive(first)
+    d.call("daemon-reexec")
+    wait_for(lambda: len(lines(pids)) == 2, what="exec-pre again after the re-exec")
+    wait_for(lambda: not alive(first), what="the old exec-pre killed")
+    assert d.inst("svc")["state"] == "starting"
+
 # -- the table's cells, without a process ---------------------------------------
 from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step  # noqa: E402
 from vigil.unit import RestartPolicy, Service, ServiceType  # noqa: E402

@@ -86,8 +86,9 @@ class Lifecycle:
         self.reload_waits.setdefault(inst.name, []).append(reply)
         self.send(inst, Event.RELOAD)
 
-    def left_running(self, inst: Instance) -> None:
-        """The instance changed state: a reload it was in has ended with it."""
+    def state_changed(self, inst: Instance) -> None:
+        """Its commands are killed, and a reload it was in has ended with it."""
+        self.cancel(inst.name)
         if inst.name in self.reload_waits:
             self._reload_done(inst, False, f"{inst.name} left running during the reload")
 
@@ -114,6 +115,20 @@ class Lifecycle:
             run.timer.cancel()
         if run.pid:
             self._kill(run.pid)
+
+    def saved(self) -> list[list[int]]:
+        """The lifecycle commands running now, as [pid, start time] (what a
+        re-exec keeps: the new daemon kills them, and RESUME runs the phase
+        again)."""
+        return [[run.pid, _started(run.pid)] for run in self.running.values() if run.pid]
+
+    def kill_saved(self, saved: list[list[int]]) -> None:
+        """After a re-exec: the old daemon's commands go, each only if it is
+        still the same unreaped child of ours (same start time, our child:
+        its pid cannot be reused until we reap it)."""
+        for pid, started in saved:
+            if _started(pid) == started and _parent(pid) == os.getpid():
+                self._kill(pid)
 
     def _kill(self, pid: int) -> None:
         """The command and what it started (it leads its own session); it is
@@ -217,3 +232,22 @@ class Lifecycle:
         for stream, fd in reads:
             self.streams.capture(inst, stream, fd)
         return pid, report
+
+
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name ([] if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].decode().split()
+    except OSError:
+        return []
+
+
+def _started(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[19]) if len(fields) > 19 else -1  # field 22: starttime
+
+
+def _parent(pid: int) -> int:
+    fields = _stat(pid)
+    return int(fields[1]) if len(fields) > 1 else -1  # field 4: ppid

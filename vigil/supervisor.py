@@ -48,7 +48,6 @@ def random_jitter() -> float:
     return int.from_bytes(os.urandom(2), "little") / 0xFFFF
 
 
-
 class Supervisor:
     def __init__(self, loop: Loop, events: Events, settings: Settings, console: Console,
                  tail: Tail, calls: ProcessCalls = REAL,
@@ -150,9 +149,8 @@ class Supervisor:
             for timer in self.timers.pop(inst.name, []):
                 timer.cancel()
             self.readiness.cancel(inst.name)
-            self.lifecycle.cancel(inst.name)
+            self.lifecycle.state_changed(inst)
             self.notices.cancel(inst.name)
-            self.lifecycle.left_running(inst)
         elif kind is Act.START_PROBE:
             self.readiness.start_probe(inst)
         elif kind is Act.START_HEALTH:
@@ -280,13 +278,15 @@ class Supervisor:
                               "fds": self.streams.fds_of(inst.name)})
         return {"instances": instances, "status_text": self.status_text,
                 "hook_env": self.hook_env, "hook_queue": self.hook_queue,
+                "commands": self.lifecycle.saved(),
                 "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
                          for name, runs in self.runs.items()}}
 
     def restore(self, saved: dict[str, Any], units: dict[str, Unit]) -> int:
         """Takes the saved instances back, with their processes; how many run."""
-        self.status_text, self.hook_env = saved["status_text"], saved["hook_env"]
-        self.notices.status_text = self.status_text
+        self.status_text = self.notices.status_text = saved["status_text"]
+        self.hook_env = saved["hook_env"]
+        self.lifecycle.kill_saved(saved.get("commands", []))
         self.hook_queue = saved.get("hook_queue", {})
         for name, runs in saved["runs"].items():
             self.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),
