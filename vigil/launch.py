@@ -101,8 +101,10 @@ def unit_creds(svc: Service) -> Creds:
 
 
 def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str],
-              base: dict[str, str] | None = None) -> SpawnSpec:
-    spec = SpawnSpec(argv=list(svc.exec), env={}, cwd=svc.cwd,
+              base: dict[str, str] | None = None,
+              argv: tuple[str, ...] | None = None) -> SpawnSpec:
+    """`argv`: another command run as the unit (a lifecycle command)."""
+    spec = SpawnSpec(argv=list(svc.exec if argv is None else argv), env={}, cwd=svc.cwd,
                      umask=-1 if svc.umask is None else svc.umask)
     apply_identity(spec, svc)  # first: the env-files are read as the unit's user
     spec.env = {**spec.env, **build_env(svc, daemon_env, extra_env, base, Creds.of(spec))}

@@ -13,7 +13,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from vigil.events import Events
 from vigil.exitstatus import ExitInfo
@@ -206,8 +205,8 @@ class Lifecycle:
         to the unit's log (to nothing on a terminal: that is the main
         process's). Its pid and exec report fd."""
         svc = inst.service
-        spec = make_spec(replace(svc, exec=argv), self.settings.daemon_env,
-                         {**env, **instance_env(inst)}, self.settings.unit_env)
+        spec = make_spec(svc, self.settings.daemon_env, {**env, **instance_env(inst)},
+                         self.settings.unit_env, argv)
         child_fds: list[int] = []
         reads: list[tuple[str, int]] = []
         try:
