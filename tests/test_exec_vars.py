@@ -45,6 +45,9 @@ def load(service: dict[str, object]) -> object:
     ({"exec": "prog", "exec-pre": ["true", "mkdir $DIR"]}, "service.exec-pre", "$DIR"),
     ({"exec": "prog", "cwd": "/srv/$SITE"}, "service.cwd", "$SITE"),
     ({"exec": "prog", "exec-pre": "kill $MAINPID"}, "service.exec-pre", "$MAINPID"),
+    ({"exec": "prog $PORT", "port": "auto", "exec-pre": "mkdir /run/$PORT"},
+     "service.exec-pre", "$PORT"),
+    ({"exec": "prog $NOTIFY_SOCKET"}, "service.exec", "$NOTIFY_SOCKET"),
 ])
 def test_a_variable_that_can_never_be_set_is_refused_at_load(service, key, name):
     with pytest.raises(UnitError) as err:
@@ -59,7 +62,9 @@ def test_what_can_be_set_loads():
                     {"exec": "prog $TOKEN", "pass-env": ["TOKEN"]},
                     {"exec": "prog $ANY", "env-file": "/etc/web.env"},
                     {"exec": "prog $HOME $VIGIL_UNIT", "user": "nobody"},
-                    {"exec": "sh -c 'echo $i'", "exec-reload": "kill -HUP $MAINPID"}):
+                    {"exec": "sh -c 'echo $i'", "exec-reload": "kill -HUP $MAINPID"},
+                    {"exec": "prog $NOTIFY_SOCKET", "type": "notify"},
+                    {"exec": "prog", "port": 80, "exec-pre": "mkdir /run/$PORT"}):
         load(service)
     with pytest.raises(UnitError, match="without"):
         load({"exec": "prog ${OOPS"})
@@ -71,23 +76,21 @@ def test_variables_reach_the_process(daemon, tmp_path: Path):
     out = tmp_path / "out"
     site = tmp_path / "site"
     site.mkdir()
-    d = daemon({"web.toml": '[service]\n'
-                f'exec = ["{tmp_path}/show", "$NAME", "${{MODE:-prod}}", "$$NAME", "port=$PORT", '
-                '"$HOSTILE"]\n'
-                f'exec-pre = "mkdir -p {tmp_path}/${{NAME}}-pre"\n'
-                'cwd = "${BASE}/site"\nport = 4711\n'
-                f'env = {{ NAME = "shop", BASE = "{tmp_path}", '
-                'HOSTILE = "a b $NAME ${BASE} $(id)" }\n'})
-    assert d  # the unit loaded
     (tmp_path / "show").write_text(f'#!/bin/sh\nprintf "%s\\n" "$@" "$(pwd)" > {out}\n'
                                    'exec sleep 1000\n')
     (tmp_path / "show").chmod(0o755)
-    d.call("restart", units=["web"])
+    daemon({"web.toml": '[service]\n'
+                f'exec = ["{tmp_path}/show", "$NAME", "${{MODE:-prod}}", "$$NAME", "port=$PORT", '
+                '"$HOSTILE"]\n'
+                f'exec-pre = "mkdir -p {tmp_path}/${{NAME}}-pre-$PORT"\n'
+                'cwd = "${BASE}/site"\nport = 4711\n'
+                f'env = {{ NAME = "shop", BASE = "{tmp_path}", '
+                'HOSTILE = "a b $NAME ${BASE} $(id)" }\n'})
     wait_for(lambda: out.exists() and out.read_text().strip(), what="the output")
     # a value is not expanded again, nor split into words: "$HOSTILE" is one word, as it is
     assert out.read_text().splitlines() == ["shop", "prod", "$NAME", "port=4711",
                                             "a b $NAME ${BASE} $(id)", str(site)]
-    assert (tmp_path / "shop-pre").is_dir()
+    assert (tmp_path / "shop-pre-4711").is_dir()  # a fixed port is known at the first start
 
 
 def test_a_refused_unit_names_the_variable_through_the_daemon(daemon, tmp_path: Path):

@@ -127,7 +127,7 @@ _KEYS = (("exec", "exec"), ("exec_pre", "exec-pre"), ("exec_post", "exec-post"),
 _MAINPID = frozenset({"exec_post", "exec_stop", "exec_reload"})  # a main process runs then
 
 
-def check_unit(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
+def check_unit(fields: Mapping[str, Any], notify: bool = False) -> list[tuple[str, str]]:
     """(key, message) for each reference that is malformed or can never be set."""
     known = settable(fields)
     problems = []
@@ -136,27 +136,34 @@ def check_unit(fields: Mapping[str, Any]) -> list[tuple[str, str]]:
         if not value:
             continue
         cmds = [value] if field == "exec" else value
-        extra = {"MAINPID"} if field in _MAINPID else set()
+        here = None if known is None else set(known)
+        if here is not None and field in _MAINPID:
+            here.add("MAINPID")
+        if here is not None and field == "exec" and notify:
+            here.add("NOTIFY_SOCKET")
+        if here is not None and field == "exec_pre" and fields.get("port") == "auto":
+            here.discard("PORT")  # chosen as the main process starts, after exec-pre
         for cmd in cmds:
             script = shell_script(cmd)
             for i, word in enumerate(cmd):
                 if i != script:
-                    problems += _check(f"service.{key}", word, known, extra)
+                    problems += _check(f"service.{key}", word, here)
     if fields.get("cwd"):
-        problems += _check("service.cwd", fields["cwd"], known, set())
+        problems += _check("service.cwd", fields["cwd"], known)
     return problems
 
 
-def _check(key: str, text: str, known: set[str] | None,
-           extra: set[str]) -> list[tuple[str, str]]:
+def _check(key: str, text: str, known: set[str] | None) -> list[tuple[str, str]]:
     try:
         refs = names(text)
     except ExpandError as err:
         return [(key, str(err))]
     for name, has_default in refs:
-        if has_default or known is None or name in known or name in extra \
+        if has_default or known is None or name in known \
                 or name.startswith(("VIGIL_", "LC_")):
             continue
-        return [(key, f"${name} can never be set (not in env, pass-env or vigil's own; "
-                      f"write ${{{name}:-default}}, or $$ for a literal $)")]
+        why = ("port = \"auto\" is chosen after exec-pre" if name == "PORT" else
+               "not in env, pass-env or vigil's own")
+        return [(key, f"${name} can never be set ({why}; write ${{{name}:-default}}, "
+                      "or $$ for a literal $)")]
     return []

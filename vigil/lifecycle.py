@@ -148,6 +148,8 @@ class Lifecycle:
         if ignore:
             argv = (argv[0][1:], *argv[1:])
         env = {"MAINPID": str(inst.pid)} if inst.pid else {}
+        if isinstance(inst.service.port, int):  # known before the main process starts
+            env["PORT"] = str(inst.service.port)
         try:
             pid, report = self._spawn(inst, argv, env)
         except (LaunchError, OSError) as err:

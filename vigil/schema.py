@@ -544,7 +544,8 @@ def _check_lifecycle(b: Builder, fields: dict[str, Any], ready: Ready | None) ->
         b.problem("service.watchdog", "watchdog needs sd_notify: type = \"notify\" or "
                   "[service.ready] notify = true")
     from vigil.expand import check_unit
-    for key, message in check_unit(fields):
+    for key, message in check_unit(fields, ready is not None
+                                   and ready.probe.kind is ProbeKind.NOTIFY):
         b.problem(key, message)
 
 
