@@ -120,43 +120,6 @@ def test_stopping_and_reloading_and_mainpid(daemon, tmp_path: Path):
     assert d.inst("liar")["state"] == "running"
 
 
-# -- the table's cells ----------------------------------------------------------
-from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step  # noqa: E402
-from vigil.unit import RestartPolicy, Service  # noqa: E402
-
-
-def running(**kw: object) -> Instance:
-    i = Instance("u", "u", Service(exec=("prog",), **kw))  # type: ignore[arg-type]
-    i.state, i.pid, i.want_up = State.RUNNING, 9, True
-    return i
-
-
-def test_table_watchdog_aborts_and_the_restart_policy_decides():
-    i = running(stop_timeout=3.0)
-    acts = step(i, Input(Event.WATCHDOG, None, "watchdog: late"))
-    assert [a.kind for a in acts] == [Act.CANCEL_TIMERS, Act.ABORT, Act.ARM_STOP]
-    assert i.state is State.STOPPING and i.want_up
-    step(i, Input(Event.EXIT, ExitInfo(None, 6, True, 9.0)))
-    assert i.state is State.BACKOFF and i.reason == "watchdog: late"
-    i = running(restart=RestartPolicy.NEVER)
-    step(i, Input(Event.WATCHDOG, None, "watchdog: late"))
-    step(i, Input(Event.EXIT, ExitInfo(None, 6, True, 9.0)))
-    assert (i.state, i.reason) == (State.FAILED, "watchdog: late")
-
-
-def test_table_stopping_notice_then_the_exit_is_judged_as_its_own():
-    i = running()
-    assert [a.kind for a in step(i, Input(Event.STOPPING))] == [Act.CANCEL_TIMERS, Act.ARM_STOP]
-    assert (i.state, i.phase) == (State.STOPPING, "self-stop")
-    step(i, Input(Event.EXIT, ExitInfo(0, None, False, 9.0)))
-    assert i.state is State.EXITED and i.restarts == 0
-    i = running(restart=RestartPolicy.ALWAYS)
-    step(i, Input(Event.STOPPING))
-    step(i, Input(Event.STOP))  # asked to stop meanwhile: it stays down
-    step(i, Input(Event.EXIT, ExitInfo(0, None, False, 9.0)))
-    assert i.state is State.INACTIVE
-
-
 # -- the hardware watchdog's calls, on a FIFO standing in for /dev/watchdog -----
 def test_hardware_watchdog_pings_and_closes_by_what_the_end_is(tmp_path: Path):
     import os

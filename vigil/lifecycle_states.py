@@ -103,7 +103,6 @@ def _commands_failed(inst: Instance, ev: Input) -> list[Action]:
     if inst.state is State.STARTING and phase == "post":
         if inst.service.type is ServiceType.ONESHOT:  # it had already exited
             return _start_failed(inst, ev)
-        inst.phase = ""
         actions = _kill_for(inst, ev)  # then the restart policy, as for an early exit
         inst.want_up = inst.service.restart is not RestartPolicy.NEVER
         return actions
