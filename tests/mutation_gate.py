@@ -25,7 +25,7 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_start_fresh", "return _spawn(inst, None)"),
            ("_retry", "return _spawn(inst, None)"),
            ("_retry_after_fatal", "return _retry(inst, None)"),
-           ("_restart", "actions = _stop(inst, None)"),
+           ("_restart", "actions = _stop(inst, None, graceful=True)"),
            ("_exec_ok", "return _ready(inst, None)"),
            ("_forked", "return _ready(inst, None)"),
            ("_stopped", "return _spawn(inst, None)"),
@@ -42,6 +42,9 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_commands_done", "return _up(inst, None)"),
            ("_resume_starting", "return _exec_ok(inst, None)"),
        ]},
+    **{("vigil.states.x__stopped", line): "_fail reads only the Input's detail"
+       for line in ("return _fail(inst, Input(None, ev.exit, inst.pending_failure))",
+                    "return _fail(inst, Input(ev.event, None, inst.pending_failure))")},
     ("vigil.states.x_backoff_delay", "if svc.restart_delay < 0:"):
         "a delay of 0 gives float(min(0 * 2**n, cap)) = 0.0 too",
     ("vigil.graph.xǁPlanǁbatches",

@@ -263,3 +263,41 @@ def test_resume_exactly():
     assert i.phase == ""
     i = inst(State.RUNNING, "reload")
     assert do(i, Event.RESUME) == [Action(A.START_HEALTH)] and i.phase == ""
+
+
+def test_only_a_asked_stop_of_a_running_service_runs_exec_stop():
+    i = inst(State.RUNNING, exec_stop=PRE, stop_timeout=4.0)
+    i.pid = 5
+    assert do(i, Event.STOP) == [Action(A.CANCEL_TIMERS), Action(A.RUN_COMMANDS, what="stop"),
+                                 Action(A.ARM_STOP, 4.0)]
+    i = inst(State.RUNNING, exec_stop=PRE, stop_timeout=4.0)
+    i.pid = 5
+    assert do(i, Event.RESTART) == [Action(A.CANCEL_TIMERS),
+                                    Action(A.RUN_COMMANDS, what="stop"), Action(A.ARM_STOP, 4.0)]
+    assert i.want_up and i.phase == "stop"
+    for state, event in ((State.RUNNING, Event.HEALTH_FAILED), (State.RUNNING, Event.ACTION_FAILED),
+                         (State.STARTING, Event.READY_TIMEOUT), (State.STARTING, Event.STOP)):
+        i = inst(state, exec_stop=PRE, stop_timeout=4.0)
+        i.pid = 5
+        assert do(i, event, "x") == [Action(A.CANCEL_TIMERS), Action(A.SIGNAL_STOP),
+                                     Action(A.ARM_STOP, 4.0)], (state, event)
+        assert i.phase == ""
+
+
+def test_a_record_from_before_issue_20_has_no_phase():
+    i = inst(State.RUNNING)
+    record = i.record()
+    del record["phase"]
+    assert Instance.from_record(record, i.service).phase == ""
+
+
+def test_a_restart_through_exec_stop_starts_afresh_with_no_phase():
+    i = inst(State.RUNNING, exec_stop=PRE)
+    i.pid = 5
+    do(i, Event.RESTART)
+    assert i.phase == "stop"
+    assert do(i, Event.EXIT, exit=ExitInfo(0, None, False, 9.0)) == [Action(A.CANCEL_TIMERS),
+                                                                      Action(A.SPAWN)]
+    assert (i.state, i.phase) == (State.STARTING, "")
+    assert [a.kind for a in do(i, Event.EXEC_OK)] == [A.CANCEL_TIMERS, A.ANNOUNCE,
+                                                      A.START_HEALTH]

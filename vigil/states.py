@@ -147,7 +147,6 @@ def _spawn(inst: Instance, _: Input) -> list[Action]:
     if inst.service.exec_pre:  # as systemd's ExecStartPre: each must succeed first
         inst.phase = "pre"
         return [Action(Act.CANCEL_TIMERS), Action(Act.RUN_COMMANDS, what="pre")]
-    inst.phase = ""
     return [Action(Act.CANCEL_TIMERS), Action(Act.SPAWN)]
 
 
@@ -192,7 +191,7 @@ def _restart(inst: Instance, ev: Input) -> list[Action]:
 
 
 def _settle_stopped(inst: Instance, _: Input) -> list[Action]:
-    inst.want_up, inst.phase = False, ""
+    inst.want_up = False  # (its phase is "" in every state that settles here)
     inst.state = State.INACTIVE
     return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
 
@@ -261,11 +260,11 @@ def _exited(inst: Instance, ev: Input) -> list[Action]:
     exit_info = ev.exit
     svc = inst.service
     inst.last_exit = exit_info
-    inst.pid, phase, inst.phase = None, inst.phase, ""
+    inst.pid, inst.phase = None, ""
     success = exit_info.success(svc.success_exit_codes)
     if svc.type is ServiceType.ONESHOT and success:
-        if svc.exec_post and phase != "post":
-            return _ready(inst, ev)  # still STARTING: exec-post, then EXITED
+        if svc.exec_post:  # it has exited: still STARTING, exec-post, then EXITED
+            return _ready(inst, ev)
         inst.state = State.EXITED
         return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
     wants_restart = svc.restart is RestartPolicy.ALWAYS or (
@@ -282,7 +281,6 @@ def _exited(inst: Instance, ev: Input) -> list[Action]:
 def _stopped(inst: Instance, ev: Input) -> list[Action]:
     assert ev.exit is not None
     if inst.phase == "self-stop":  # it said STOPPING=1: its exit is judged as any exit
-        inst.state = State.RUNNING
         return _exited(inst, ev)
     inst.last_exit = ev.exit
     inst.pid, inst.phase = None, ""
