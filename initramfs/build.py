@@ -37,7 +37,7 @@ STDLIB = Path(f"/usr/lib/python{PYVER}")
 SKIP_DYNLOAD = ("_test", "_tkinter", "_curses", "_dbm", "_gdbm", "xxlimited",
                 "_xxtestfuzz", "_ctypes_test", "audioop")
 MODULES = ["virtio_pci", "virtio_blk", "virtio_net", "virtio_console", "virtio_rng",
-           "crc32c_generic",
+           "crc32c_generic", "i6300esb",
            "ext4"]
 BUSYBOX = "/bin/busybox"
 

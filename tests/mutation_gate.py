@@ -25,14 +25,26 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_start_fresh", "return _spawn(inst, None)"),
            ("_retry", "return _spawn(inst, None)"),
            ("_retry_after_fatal", "return _retry(inst, None)"),
-           ("_restart", "actions = _stop(inst, None)"),
+           ("_restart", "actions = _stop(inst, None, graceful=True)"),
            ("_exec_ok", "return _ready(inst, None)"),
            ("_forked", "return _ready(inst, None)"),
-           ("_kill_for", "actions = _stop(inst, None)"),
-           ("_health_failed", "actions = _stop(inst, None)"),
            ("_stopped", "return _spawn(inst, None)"),
            ("_stopped", "return _settle_stopped(inst, None)"),
+           ("_exited", "return _ready(inst, None)"),
        ]},
+    # the cells of vigil/lifecycle_states.py (issue 20; _kill_for and _health_failed moved)
+    **{(f"vigil.lifecycle_states.x_{fn}", line): "the callee ignores its event argument"
+       for fn, line in [
+           ("_kill_for", "actions = _stop(inst, None)"),
+           ("_health_failed", "actions = _stop(inst, None)"),
+           ("_graceful_stop", "return _stop(inst, None, graceful=True)"),
+           ("_ready", "return _up(inst, None)"),
+           ("_commands_done", "return _up(inst, None)"),
+           ("_resume_starting", "return _exec_ok(inst, None)"),
+       ]},
+    **{("vigil.states.x__stopped", line): "_fail reads only the Input's detail"
+       for line in ("return _fail(inst, Input(None, ev.exit, inst.pending_failure))",
+                    "return _fail(inst, Input(ev.event, None, inst.pending_failure))")},
     ("vigil.states.x_backoff_delay", "if svc.restart_delay < 0:"):
         "a delay of 0 gives float(min(0 * 2**n, cap)) = 0.0 too",
     ("vigil.graph.xǁPlanǁbatches",

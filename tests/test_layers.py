@@ -21,7 +21,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # (records: the lean stand-in for dataclasses every layer's records use)
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
              "signames", "exitstatus", "execreport", "unitstates",
-             "sdnotify", "records"),
+             "sdnotify", "records", "expand"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
@@ -37,12 +37,13 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # instances and units: state table, supervisor, reaper, manager and helpers
     "engine": ("states", "supervisor", "spawner", "readiness", "forking", "reaper", "manager",
                "probes", "streams", "notify", "pidfile", "launch", "scopes", "cgroups", "timers",
-               "logwatch", "hooks"),
+               "logwatch", "hooks", "lifecycle", "lifecycle_states",
+               "notices"),
     # the control socket's transport (bytes in, requests out); the verbs are the daemon's
     "control": ("connection", "control", "remote"),
     # the machine: early boot, mounts, shutdown; loaded only in system mode
     "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net", "dhcp",
-               "devlog"),
+               "devlog", "hwwatchdog"),
     # the daemon and what wires or drives the whole
     "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
                "container", "cli", "entry", "tini",

@@ -485,11 +485,12 @@ def test_an_instance_record_round_trips_with_every_kept_field():
     i.start_failures, i.failures, i.restarts = 1, 2, 3
     i.reason, i.pending_failure = "exit 1", "not ready within 3s"
     i.last_exit, i.port = ExitInfo(None, signal.SIGSEGV, True, 1.5), 8080
+    i.phase = "pre"
     record = i.record()
     assert record == {
         "name": "u", "unit": "u", "state": "backoff", "want_up": True, "pid": 42,
         "started_at": 12.5, "start_failures": 1, "failures": 2, "restarts": 3,
-        "reason": "exit 1", "pending_failure": "not ready within 3s",
+        "reason": "exit 1", "pending_failure": "not ready within 3s", "phase": "pre",
         "last_exit": {"code": None, "signal": signal.SIGSEGV, "core": True, "runtime": 1.5}}
     back = Instance.from_record(record, i.service)
     assert back == replace(i, port=None)  # the port is the run's: a resumed one finds its own

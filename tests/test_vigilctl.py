@@ -106,10 +106,11 @@ def test_convert_systemd_reports_what_it_drops(tmp_path):
     assert unit == {
         "unit": {"description": "web server", "after": ["network"], "wants": ["network-online"]},
         "service": {"type": "forking", "pid-file": "/run/nginx.pid",
+                    "exec-pre": ["/usr/sbin/nginx -t"],  # issue 20: mapped, no longer dropped
                     "exec": ["/usr/sbin/nginx", "-g", "daemon on;"], "restart": "on-failure",
                     "restart-delay": 90.0, "stop-timeout": 5.0,
                     "limits": {"nofile": [1024, 4096]}, "env": {"A": "1", "B": "two"}}}
-    assert "ExecStartPre=/usr/sbin/nginx -t has no vigil equivalent" in out.stderr
+    assert "ExecStartPre" not in out.stderr
     assert "KillMode=mixed has no vigil equivalent" in out.stderr
     assert "add 'nginx' to the wants of multi-user" in out.stderr
     check = subprocess.run([sys.executable, "-m", "vigil.cli", "check", str(tmp_path)],

@@ -75,6 +75,7 @@ class Commands:
             "ping": lambda c, rid, a: c.reply(rid, "pong"),
             "status": self.status, "start": self.start, "stop": self.stop,
             "restart": self.restart, "reload": self.reload_cmd, "logs": self.logs,
+            "reload-unit": self.reload_unit,
             "shutdown": self.shutdown_cmd, "why": self.why, "list": self.list_units,
             "events": self.events_cmd, "cat": self.cat, "deps": self.deps,
             "timeline": self.timeline, "attach": self.attach, "input": self.input,
@@ -401,6 +402,24 @@ class Commands:
         except Incomplete as err:  # an incomplete read would remove what it missed
             self.events.emit("daemon.reload-refused", str(err).replace("\n", "; "), "error")
             raise ProtocolError("reload-refused", str(err)) from None
+
+    def reload_unit(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
+        """Each running instance's exec-reload or reload-signal, no restart
+        (`reload` re-reads unit files); replies once every one has ended."""
+        sup = self.manager.sup
+        insts = [i for n in _names(args, self.manager) for i in sup.of_unit(n)]
+        results: dict[str, dict[str, Any]] = {}
+
+        def answer(name: str) -> Callable[[bool, str], None]:
+            def reply(ok: bool, text: str) -> None:
+                results[name] = {"ok": ok, "message": text}
+                if len(results) == len(insts):
+                    conn.reply(rid, results)
+            return reply
+        if not insts:
+            conn.reply(rid, results)
+        for inst in insts:
+            sup.lifecycle.reload(inst, answer(inst.name))
 
     def kill(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """Sends a signal to the main process of each instance (or, with

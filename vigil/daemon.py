@@ -75,6 +75,7 @@ class Daemon:
         self.swaps: list[str] = []  # system mode: what early boot enabled, off at the end
         self.boot_unit: str | None = None  # system mode: vigil.unit= on the kernel command line
         self.ending: Kind | None = None  # system mode: what follows the stop
+        self.hw_watchdog: Any = None  # vigil.hwwatchdog, with vigil.watchdog= (system mode)
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.events.context = self.tail.last  # a failure event carries the last lines
@@ -122,6 +123,9 @@ class Daemon:
         self.manager.hostname = booted.hostname or self.manager.hostname
         if not self.opts.log_dir:  # the logs move to /var/log/vigil once it is writable
             logstore.keep(self.store, [self.events.file], self.loop.call_later, self._boot_log)
+        from vigil import hwwatchdog, sysinit
+        self.hw_watchdog = hwwatchdog.from_cmdline(sysinit.read_cmdline(), self.loop,
+                                                   self._boot_log)
 
     def request_reexec(self) -> str:
         """daemon-reexec: ends the loop; run() then saves the state and execs."""
@@ -390,6 +394,9 @@ class Daemon:
             for log in self.sup.streams.logs.values():
                 log.close()
             os.close(self.lock_fd)  # the lock is writable: it too would keep / busy
+            if self.hw_watchdog is not None:  # poweroff: disarmed; reboot: armed through it
+                self.hw_watchdog.at_end(self.ending.value,
+                                        self.opts.shutdown_timeout + self.opts.kill_grace)
             from vigil import shutdown
             shutdown.final(self.ending, self._boot_log, self.swaps,
                            grace=self.opts.kill_grace, overall=self.opts.shutdown_timeout)

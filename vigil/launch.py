@@ -52,6 +52,8 @@ def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str],
         env.update(read_env_file(path, creds))
     env.update(svc.env)
     env.update(extra)
+    if svc.watchdog is not None:  # sd_watchdog_enabled(); no WATCHDOG_PID: see docs/units.md
+        env["WATCHDOG_USEC"] = str(int(svc.watchdog * 1_000_000))
     return env
 
 
@@ -98,12 +100,18 @@ def unit_creds(svc: Service) -> Creds:
 
 
 def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str],
-              base: dict[str, str] | None = None) -> SpawnSpec:
-    spec = SpawnSpec(argv=list(svc.exec), env={}, cwd=svc.cwd,
+              base: dict[str, str] | None = None,
+              argv: tuple[str, ...] | None = None) -> SpawnSpec:
+    """`argv`: another command run as the unit (a lifecycle command)."""
+    spec = SpawnSpec(argv=list(svc.exec if argv is None else argv), env={}, cwd=svc.cwd,
                      umask=-1 if svc.umask is None else svc.umask)
     apply_identity(spec, svc)  # first: the env-files are read as the unit's user
     spec.env = {**spec.env, **build_env(svc, daemon_env, extra_env, base, Creds.of(spec))}
     spec.search_path = spec.env.get("PATH", DEFAULT_PATH)
+    if any("$" in w for w in spec.argv) or (spec.cwd and "$" in spec.cwd):
+        from vigil.expand import expand, expand_argv  # only for a unit that uses them
+        spec.argv = expand_argv(spec.argv, spec.env)
+        spec.cwd = expand(spec.cwd, spec.env) if spec.cwd else spec.cwd
     spec.limits = [(getattr(resource, "RLIMIT_" + lim.resource.upper()), lim.soft, lim.hard)
                    for lim in svc.limits]
     spec.no_new_privs = svc.no_new_privileges

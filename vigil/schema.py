@@ -112,6 +112,21 @@ def argv(value: Any) -> tuple[str, ...]:
     return words
 
 
+def commands(value: Any) -> tuple[tuple[str, ...], ...]:
+    """Lifecycle commands: one command, or a list of them, each a string
+    (split as a shell would) or a list of words; run in order. A first word
+    starting with "-" (as systemd's ExecStartPre=-cmd) means its failure
+    is ignored."""
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        words = argv(item)
+        if words[0] == "-":
+            raise Invalid("a lone \"-\" is not a command (write \"-cmd\")")
+        out.append(words)
+    return tuple(out)
+
+
 def unit_names(value: Any) -> tuple[str, ...]:
     names = string_list(value)
     for name in names:
@@ -367,6 +382,9 @@ SERVICE_KEYS: dict[str, Check] = {
     "no-new-privileges": boolean, "capability-bounding-set": capabilities,
     "log-max-size": integer(4096, 1 << 40), "log-keep": integer(0, 1000),
     "ready": table, "health": table, "limits": table,
+    "exec-pre": commands, "exec-post": commands, "exec-stop": commands,
+    "exec-reload": commands, "reload-signal": signal_number,
+    "exec-timeout": number(0.001, 86400), "watchdog": duration,
 }
 PROBE_KEYS: dict[str, Check] = {
     "tcp": lambda v: v, "http": string, "exec": argv, "notify": boolean,
@@ -518,6 +536,19 @@ def _check_output_rules(b: Builder, fields: dict[str, Any], ready: Ready | None)
                   "(vigil reads no other)")
 
 
+def _check_lifecycle(b: Builder, fields: dict[str, Any], ready: Ready | None) -> None:
+    """Keys that cannot work together, said at load rather than at a start."""
+    if "exec_reload" in fields and "reload_signal" in fields:
+        b.problem("service.reload-signal", "exec-reload and reload-signal exclude each other")
+    if "watchdog" in fields and not (ready and ready.probe.kind is ProbeKind.NOTIFY):
+        b.problem("service.watchdog", "watchdog needs sd_notify: type = \"notify\" or "
+                  "[service.ready] notify = true")
+    from vigil.expand import check_unit
+    for key, message in check_unit(fields, ready is not None
+                                   and ready.probe.kind is ProbeKind.NOTIFY):
+        b.problem(key, message)
+
+
 def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
     if "exec" not in values:
         if "exec" not in b.rejected:
@@ -570,6 +601,7 @@ def _build_service(b: Builder, values: dict[str, Any]) -> Service | None:
         b.problem("service.ready", f"a oneshot is ready when it exits; "
                   f"{ready.probe.kind.value} does not apply")
     _check_output_rules(b, fields, ready)
+    _check_lifecycle(b, fields, ready)
     try:
         return Service(ready=ready, health=health, limits=tuple(limits), **fields)
     except TypeError as err:  # only if the tables above and Service disagree: a bug

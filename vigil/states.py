@@ -50,6 +50,12 @@ class Event(enum.Enum):
     FORKED = "forked"             # a forking launcher exited 0; the pid-file names the daemon
     ACTION_FAILED = "action-failed"  # carrying out an action raised (detail says which)
     RESUME = "resume"             # after a re-exec: re-arm what the state needs
+    CMDS_DONE = "commands-done"   # the phase's lifecycle commands all succeeded
+    CMDS_FAILED = "commands-failed"  # one failed (detail says which and how)
+    RELOAD = "reload"             # vigilctl reload-unit
+    RELOADING = "reloading"       # sd_notify RELOADING=1 (READY=1 ends it)
+    STOPPING = "stopping"         # sd_notify STOPPING=1: it is stopping on its own
+    WATCHDOG = "watchdog"         # no WATCHDOG=1 within `watchdog` (or WATCHDOG=trigger)
 
 
 class Act(enum.Enum):
@@ -63,6 +69,12 @@ class Act(enum.Enum):
     START_PROBE = "start-probe"
     START_HEALTH = "start-health"
     ANNOUNCE = "announce"         # the instance settled: tell dependents and the event log
+    RUN_COMMANDS = "run-commands"  # the lifecycle commands of phase `what` (vigil/lifecycle.py)
+    SIGNAL_RELOAD = "signal-reload"  # reload-signal to the main process
+    ABORT = "abort"               # SIGABRT to the unit's processes (the watchdog)
+    REPORT = "report"             # `what` to the event log (exec-stop failed)
+    RELOADED = "reloaded"         # a reload ended well (`what` says how)
+    RELOAD_FAILED = "reload-failed"  # ... or not, and the service keeps running
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,7 @@ class Action:
     kind: Act
     delay: float = 0.0
     jitter: bool = False  # ARM_RETRY of a backoff: the supervisor spreads it by +-10%
+    what: str = ""  # RUN_COMMANDS: the phase; REPORT: the text
 
 
 @dataclass
@@ -90,6 +103,9 @@ class Instance:
     reason: str = ""
     pending_failure: str = ""  # set when we kill it for a failure (ready timeout)
     port: int | None = None  # the $PORT of the current run
+    # within a state: "pre", "post", "stop" or "reload" (their commands run),
+    # "reloading" (RELOADING=1 until READY=1), "self-stop" (STOPPING=1)
+    phase: str = ""
 
     def record(self) -> dict[str, Any]:
         """What a re-exec keeps of it (JSON)."""
@@ -102,7 +118,7 @@ class Instance:
     def from_record(cls, record: dict[str, Any], service: Service) -> Instance:
         inst = cls(record["name"], record["unit"], service)
         for key in KEPT:
-            setattr(inst, key, record[key])
+            setattr(inst, key, record.get(key, ""))  # phase: absent in older records
         inst.state = State(record["state"])
         if record["last_exit"]:
             inst.last_exit = ExitInfo(**record["last_exit"])
@@ -110,7 +126,7 @@ class Instance:
 
 
 KEPT = ("state", "want_up", "pid", "started_at", "start_failures", "failures", "restarts",
-        "reason", "pending_failure")
+        "reason", "pending_failure", "phase")
 
 
 @dataclass(frozen=True)
@@ -128,6 +144,9 @@ def _spawn(inst: Instance, _: Input) -> list[Action]:
     inst.want_up = True
     inst.reason = ""
     inst.pending_failure = ""
+    if inst.service.exec_pre:  # as systemd's ExecStartPre: each must succeed first
+        inst.phase = "pre"
+        return [Action(Act.CANCEL_TIMERS), Action(Act.RUN_COMMANDS, what="pre")]
     return [Action(Act.CANCEL_TIMERS), Action(Act.SPAWN)]
 
 
@@ -151,22 +170,28 @@ def _want_up_later(inst: Instance, _: Input) -> list[Action]:
     return []
 
 
-def _stop(inst: Instance, _: Input) -> list[Action]:
+def _stop(inst: Instance, _: Input, graceful: bool = False) -> list[Action]:
+    """The stop signal; or, asked of a running service with exec-stop, its
+    commands first (the signal follows at stop-timeout, or at once if they
+    fail). As systemd, a failing or unready one gets no exec-stop."""
     inst.want_up = False
-    inst.state = State.STOPPING
-    return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP),
-            Action(Act.ARM_STOP, inst.service.stop_timeout)]
+    arm = Action(Act.ARM_STOP, inst.service.stop_timeout)
+    if graceful and inst.state is State.RUNNING and inst.service.exec_stop:
+        inst.state, inst.phase = State.STOPPING, "stop"
+        return [Action(Act.CANCEL_TIMERS), Action(Act.RUN_COMMANDS, what="stop"), arm]
+    inst.state, inst.phase = State.STOPPING, ""
+    return [Action(Act.CANCEL_TIMERS), Action(Act.SIGNAL_STOP), arm]
 
 
 def _restart(inst: Instance, ev: Input) -> list[Action]:
-    actions = _stop(inst, ev)
+    actions = _stop(inst, ev, graceful=True)
     inst.want_up = True
     inst.restarts += 1
     return actions
 
 
 def _settle_stopped(inst: Instance, _: Input) -> list[Action]:
-    inst.want_up = False
+    inst.want_up = False  # (its phase is "" in every state that settles here)
     inst.state = State.INACTIVE
     return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
 
@@ -191,32 +216,11 @@ def _forked(inst: Instance, ev: Input) -> list[Action]:
     return _ready(inst, ev)
 
 
-def _ready(inst: Instance, _: Input) -> list[Action]:
-    inst.state = State.RUNNING
-    return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE), Action(Act.START_HEALTH)]
-
-
 def _fail(inst: Instance, ev: Input) -> list[Action]:
-    inst.state = State.FAILED
+    inst.state, inst.phase = State.FAILED, ""
     inst.want_up = False
     inst.reason = ev.detail
     return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
-
-
-def _kill_for(inst: Instance, ev: Input) -> list[Action]:
-    """Stops the process because it failed (not ready in time, unhealthy)."""
-    actions = _stop(inst, ev)
-    inst.want_up = True
-    inst.pending_failure = ev.detail
-    return actions
-
-
-def _health_failed(inst: Instance, ev: Input) -> list[Action]:
-    actions = _stop(inst, ev)
-    inst.want_up = True
-    inst.restarts += 1
-    inst.reason = ev.detail
-    return actions
 
 
 def backoff_delay(inst: Instance) -> float:
@@ -238,6 +242,7 @@ def _after_failure(inst: Instance, runtime: float, early: bool, why: str) -> lis
     if runtime >= svc.stable_seconds:
         inst.failures = 0  # it ran long enough: forget earlier trouble
     inst.failures += 1
+    inst.phase = ""
     if inst.start_failures > svc.start_retries:
         inst.state = State.FATAL
         inst.reason = f"{why}; gave up after {svc.start_retries} retries"
@@ -255,9 +260,11 @@ def _exited(inst: Instance, ev: Input) -> list[Action]:
     exit_info = ev.exit
     svc = inst.service
     inst.last_exit = exit_info
-    inst.pid = None
+    inst.pid, inst.phase = None, ""
     success = exit_info.success(svc.success_exit_codes)
     if svc.type is ServiceType.ONESHOT and success:
+        if svc.exec_post:  # it has exited: still STARTING, exec-post, then EXITED
+            return _ready(inst, ev)
         inst.state = State.EXITED
         return [Action(Act.CANCEL_TIMERS), Action(Act.ANNOUNCE)]
     wants_restart = svc.restart is RestartPolicy.ALWAYS or (
@@ -273,34 +280,26 @@ def _exited(inst: Instance, ev: Input) -> list[Action]:
 
 def _stopped(inst: Instance, ev: Input) -> list[Action]:
     assert ev.exit is not None
+    if inst.phase == "self-stop":  # it said STOPPING=1: its exit is judged as any exit
+        return _exited(inst, ev)
     inst.last_exit = ev.exit
-    inst.pid = None
+    inst.pid, inst.phase = None, ""
     if inst.pending_failure:
+        if not inst.want_up:  # a watchdog kill, and the restart policy says never
+            return _fail(inst, Input(ev.event, ev.exit, inst.pending_failure))
         return _after_failure(inst, ev.exit.runtime, True, inst.pending_failure)
     if inst.want_up:
         return _spawn(inst, ev)
     return _settle_stopped(inst, ev)
 
 
-def _resume_stopping(inst: Instance, _: Input) -> list[Action]:
-    return [Action(Act.SIGNAL_STOP), Action(Act.ARM_STOP, inst.service.stop_timeout)]
-
-
-def _resume_backoff(inst: Instance, _: Input) -> list[Action]:
-    return [_arm_backoff(inst)]
-
-
-def _resume_fatal(inst: Instance, _: Input) -> list[Action]:
-    delay = inst.service.retry_after_fatal
-    return [Action(Act.ARM_RETRY, delay)] if delay > 0 else []
-
-
-def _resume_health(inst: Instance, _: Input) -> list[Action]:
-    return [Action(Act.START_HEALTH)]
-
-
-def _kill(inst: Instance, _: Input) -> list[Action]:
-    return [Action(Act.KILL), Action(Act.ARM_STOP, inst.service.stop_timeout)]
+# the cells of phases, escalation and resumption (they use the helpers above, hence here)
+from vigil.lifecycle_states import (_commands_done, _commands_failed,  # noqa: E402
+                                    _graceful_stop, _health_failed, _kill, _kill_for, _ready,
+                                    _ready_again, _reload, _reloading, _resume_backoff,
+                                    _resume_fatal, _resume_health, _resume_starting,
+                                    _resume_stopping, _self_stop, _stop_while_stopping,
+                                    _watchdog)
 
 
 S, E = State, Event
@@ -314,7 +313,8 @@ TABLE: dict[tuple[State, Event], Handler] = {
     (S.RUNNING, E.RESTART): _restart,
     (S.STOPPING, E.RESTART): _want_up_later,
     (S.STARTING, E.STOP): _stop,
-    (S.RUNNING, E.STOP): _stop,
+    (S.RUNNING, E.STOP): _graceful_stop,
+    (S.STOPPING, E.STOP): _stop_while_stopping,
     **{(s, E.STOP): _settle_stopped for s in (S.BACKOFF, S.EXITED, S.FAILED, S.FATAL)},
     (S.STARTING, E.EXEC_OK): _exec_ok,
     (S.STARTING, E.EXEC_FAILED): _fail,
@@ -332,26 +332,34 @@ TABLE: dict[tuple[State, Event], Handler] = {
     (S.STARTING, E.ACTION_FAILED): _kill_for,
     (S.RUNNING, E.ACTION_FAILED): _kill_for,
     # after a re-exec (the exec report of a STARTING one was lost with the old daemon)
-    (S.STARTING, E.RESUME): _exec_ok,
+    (S.STARTING, E.RESUME): _resume_starting,
     (S.RUNNING, E.RESUME): _resume_health,
     (S.STOPPING, E.RESUME): _resume_stopping,
     (S.BACKOFF, E.RESUME): _resume_backoff,
     (S.FATAL, E.RESUME): _resume_fatal,
+    # lifecycle commands, reload, and what sd_notify says (vigil/lifecycle_states.py)
+    **{(s, e): h for s in (S.STARTING, S.RUNNING, S.STOPPING)
+       for e, h in ((E.CMDS_DONE, _commands_done), (E.CMDS_FAILED, _commands_failed))},
+    (S.RUNNING, E.READY): _ready_again,
+    (S.RUNNING, E.RELOAD): _reload,
+    (S.RUNNING, E.RELOADING): _reloading,
+    (S.RUNNING, E.STOPPING): _self_stop,
+    (S.RUNNING, E.WATCHDOG): _watchdog,
 }
 
 # Pairs that are legitimately nothing to do (a late timer, a repeated request).
 IGNORED: frozenset[tuple[State, Event]] = frozenset({
     (S.STARTING, E.START), (S.RUNNING, E.START),
-    (S.INACTIVE, E.STOP), (S.STOPPING, E.STOP),
+    (S.INACTIVE, E.STOP),
     (S.STOPPING, E.EXEC_OK), (S.STOPPING, E.EXEC_FAILED), (S.STOPPING, E.READY),
     (S.STOPPING, E.READY_TIMEOUT), (S.STOPPING, E.HEALTH_FAILED),
-    (S.RUNNING, E.READY), (S.STARTING, E.HEALTH_FAILED),
+    (S.STARTING, E.HEALTH_FAILED),
     # a process of a failed exec exits after we recorded the failure
     (S.FAILED, E.EXIT),
     # timers and probes that lost a race with a state change
     *((s, e) for s in (S.INACTIVE, S.EXITED, S.FAILED, S.FATAL, S.BACKOFF, S.RUNNING)
       for e in (E.READY_TIMEOUT, E.STOP_TIMEOUT, E.READY, E.HEALTH_FAILED)
-      if (s, e) not in {(S.RUNNING, E.HEALTH_FAILED)}),
+      if (s, e) not in {(S.RUNNING, E.HEALTH_FAILED), (S.RUNNING, E.READY)}),
     (S.STARTING, E.STOP_TIMEOUT), (S.STARTING, E.RETRY), (S.RUNNING, E.RETRY),
     (S.STOPPING, E.RETRY), (S.INACTIVE, E.RETRY), (S.EXITED, E.RETRY), (S.FAILED, E.RETRY),
     *((s, E.EXEC_OK) for s in (S.INACTIVE, S.RUNNING, S.EXITED, S.FAILED, S.BACKOFF, S.FATAL)),
@@ -363,6 +371,10 @@ IGNORED: frozenset[tuple[State, Event]] = frozenset({
     # stopping: the stop timer escalates to SIGKILL; down: nothing runs to fail
     *((s, E.ACTION_FAILED) for s in State if s not in (S.STARTING, S.RUNNING)),
     *((s, E.RESUME) for s in (S.INACTIVE, S.EXITED, S.FAILED)),
+    # commands of a phase the instance has left; a reload or notice of a down one
+    *((s, e) for s in DOWN_STATES | {S.BACKOFF} for e in (E.CMDS_DONE, E.CMDS_FAILED)),
+    *((s, e) for s in State if s is not S.RUNNING
+      for e in (E.RELOAD, E.RELOADING, E.STOPPING, E.WATCHDOG)),
 })
 
 

@@ -22,7 +22,9 @@ from collections.abc import Callable
 from vigil.events import Events
 from vigil.forking import Forking
 from vigil.launch import LaunchError, unit_creds
+from vigil.lifecycle import Lifecycle
 from vigil.loop import Loop, Timer
+from vigil.notices import Notices
 from vigil.notify import NotifySockets
 from vigil.output import Console, Tail
 from vigil.proc import REAL, ProcessCalls
@@ -46,7 +48,6 @@ def random_jitter() -> float:
     return int.from_bytes(os.urandom(2), "little") / 0xFFFF
 
 
-
 class Supervisor:
     def __init__(self, loop: Loop, events: Events, settings: Settings, console: Console,
                  tail: Tail, calls: ProcessCalls = REAL,
@@ -64,7 +65,10 @@ class Supervisor:
         self.readiness = Readiness(loop, events, calls, self.spawner, self.reaper, self.send)
         self.streams.line_hook = self.readiness.watches.sink
         self.runs: dict[str, deque[Run]] = {}
-        self.status_text: dict[str, str] = {}
+        self.lifecycle = Lifecycle(loop, events, calls, settings, self.streams, self.reaper,
+                                   self.send, self.signal_all)
+        self.notices = Notices(loop, events, calls, self.reaper, settings.cgroups, self.send)
+        self.status_text = self.notices.status_text
         self.hook_env: dict[str, dict[str, str]] = {}  # unit -> the event that started it
         self.hook_queue: dict[str, list[dict[str, str]]] = {}  # unit -> events still to run
         self.queue: deque[tuple[Instance, Input]] = deque()
@@ -136,22 +140,26 @@ class Supervisor:
                              f"{inst.service.stop_timeout:g}s; sending SIGKILL", "warning",
                              unit=inst.unit, pid=inst.pid)
             self.signal_all(inst, signal.SIGKILL)
-        elif kind in (Act.ARM_READY, Act.ARM_STOP, Act.ARM_RETRY):
-            event = {Act.ARM_READY: Event.READY_TIMEOUT, Act.ARM_STOP: Event.STOP_TIMEOUT,
-                     Act.ARM_RETRY: Event.RETRY}[kind]
-            detail = f"not ready within {action.delay:g}s" if kind is Act.ARM_READY else ""
+        elif kind in (Act.ARM_READY, Act.ARM_STOP):  # EXTEND_TIMEOUT_USEC may move them
+            self.notices.deadline(inst, action.delay, ready=kind is Act.ARM_READY)
+        elif kind is Act.ARM_RETRY:
             delay = action.delay * (0.9 + 0.2 * self.jitter()) if action.jitter else action.delay
-            self._arm(inst, delay, event, detail)
+            self._arm(inst, delay, Event.RETRY, "")
         elif kind is Act.CANCEL_TIMERS:
             for timer in self.timers.pop(inst.name, []):
                 timer.cancel()
             self.readiness.cancel(inst.name)
+            self.lifecycle.state_changed(inst)
+            self.notices.cancel(inst.name)
         elif kind is Act.START_PROBE:
             self.readiness.start_probe(inst)
         elif kind is Act.START_HEALTH:
             self.readiness.start_health(inst)
+            self.notices.watchdog(inst)
         elif kind is Act.ANNOUNCE:
             self._announce(inst)
+        else:  # lifecycle commands, reload, the watchdog's abort
+            self.lifecycle.act(inst, action)
 
     def _arm(self, inst: Instance, delay: float, event: Event, detail: str) -> None:
         if delay <= 0:  # restart-delay = 0: now, not a turn of the loop later
@@ -271,12 +279,15 @@ class Supervisor:
                               "notify_fd": self.notify.fd_of(inst.name)})
         return {"instances": instances, "status_text": self.status_text,
                 "hook_env": self.hook_env, "hook_queue": self.hook_queue,
+                "commands": self.lifecycle.saved(),
                 "runs": {name: [r.__dict__ | {"exit": r.exit.__dict__} for r in runs]
                          for name, runs in self.runs.items()}}
 
     def restore(self, saved: dict[str, Any], units: dict[str, Unit]) -> int:
         """Takes the saved instances back, with their processes; how many run."""
-        self.status_text, self.hook_env = saved["status_text"], saved["hook_env"]
+        self.status_text = self.notices.status_text = saved["status_text"]
+        self.hook_env = saved["hook_env"]
+        self.lifecycle.kill_saved(saved.get("commands", []))
         self.hook_queue = saved.get("hook_queue", {})
         for name, runs in saved["runs"].items():
             self.runs[name] = deque((Run(**{**r, "exit": ExitInfo(**r["exit"])}) for r in runs),
@@ -340,21 +351,10 @@ class Supervisor:
                 self.send(proc.instance, Event.EXEC_FAILED, detail=f"{argv0}: {failure}")
 
     def _notified(self, name: str, pid: int, fields: dict[str, str]) -> None:
-        """An sd_notify datagram on an instance's socket: believed only from
-        its main process or that process's group (the kernel says who sent it)."""
+        """An sd_notify datagram on an instance's socket (vigil/notices.py)."""
         inst = self.instances.get(name)
-        if inst is None or inst.pid is None:
-            return
-        if pid != inst.pid:
-            try:
-                if self.calls.getpgid(pid) != inst.pid:
-                    return
-            except ProcessLookupError:
-                return
-        if "STATUS" in fields:
-            self.status_text[inst.name] = fields["STATUS"][:200]
-        if fields.get("READY") == "1":
-            self.send(inst, Event.READY)
+        if inst is not None:
+            self.notices.message(inst, pid, fields)
 
     # -- reaping --------------------------------------------------------------
     def reap(self) -> None:
@@ -369,6 +369,8 @@ class Supervisor:
             return
         inst = proc.instance
         assert inst is not None
+        if self.notices.former_main(inst, pid, info):  # it named another (MAINPID=)
+            return
         self._exec_report(proc)  # exec status first: it may have failed
         if proc.launcher and info.success(frozenset({0})) and inst.pid == pid:
             self.forking.adopt(inst, proc)

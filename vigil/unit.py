@@ -148,6 +148,14 @@ class Service:
     capability_bounding_set: tuple[str, ...] | None = None
     log_max_size: int = 1 << 20
     log_keep: int = 3
+    # commands around its life (vigil/lifecycle.py); a word "-" first: failure ignored
+    exec_pre: tuple[tuple[str, ...], ...] = ()
+    exec_post: tuple[tuple[str, ...], ...] = ()
+    exec_stop: tuple[tuple[str, ...], ...] = ()
+    exec_reload: tuple[tuple[str, ...], ...] = ()
+    reload_signal: int | None = None
+    exec_timeout: float = 90.0  # each lifecycle command is killed after so long
+    watchdog: float | None = None  # sd_notify WATCHDOG=1 at least this often, or SIGABRT
 
 
 @dataclass(frozen=True)

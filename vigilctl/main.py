@@ -132,6 +132,14 @@ def cmd_cat(client: Client, opts: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reload_unit(client: Client, opts: argparse.Namespace) -> int:
+    """systemctl reload: the services reload themselves; `reload` is daemon-reload."""
+    results = client.call("reload-unit", units=opts.units)
+    for _name, result in sorted(results.items()):
+        print(printable(result["message"]), file=sys.stdout if result["ok"] else sys.stderr)
+    return 0 if results and all(r["ok"] for r in results.values()) else 1
+
+
 def cmd_kill(client: Client, opts: argparse.Namespace) -> int:
     signal = int(opts.signal) if opts.signal.isdigit() else opts.signal
     sent = client.call("kill", units=expand_all(client, "stop", opts.units), signal=signal,
@@ -222,6 +230,7 @@ def cmd_attach(client: Client, opts: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[Client, argparse.Namespace], int]] = {
     "status": cmd_status, "start": cmd_change, "stop": cmd_change, "restart": cmd_change,
     "reload": cmd_reload, "logs": cmd_stream, "events": cmd_stream, "cat": cmd_cat,
+    "reload-unit": cmd_reload_unit,
     "deps": cmd_deps, "why": cmd_simple, "timeline": cmd_simple, "shutdown": cmd_simple,
     "reboot": cmd_simple, "halt": cmd_simple, "poweroff": cmd_simple, "ping": cmd_ping,
     "daemon-reexec": cmd_simple, "run": cmd_run,

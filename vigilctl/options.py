@@ -258,6 +258,8 @@ SUBCOMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], object]]] 
     "reload": ("re-read unit files; restart only what changed",
                lambda p: p.add_argument("--dry-run", action="store_true",
                                         help="say what would change; change nothing")),
+    "reload-unit": ("run running services' exec-reload or reload-signal, without a restart "
+                    "(systemctl reload)", lambda p: _units(p, True)),
     "logs": ("show service output, from the log store (works with the daemon down)", _logs),
     "events": ("show the event stream", _stream),
     "why": ("why a unit is in its state", _one),

@@ -124,9 +124,14 @@ def _service_key(out: Converted, key: str, value: str) -> None:
             notes.append(f"ExecStart prefix {prefix!r} dropped")
         argv = shlex.split(value[len(prefix):])
         if any("$" in a for a in argv):
-            notes.append("ExecStart uses $VARIABLES: vigil does not expand them; "
-                         "use [\"sh\", \"-c\", \"...\"]")
+            notes.append("ExecStart uses $VARIABLES: vigil expands $VAR and ${VAR} in place "
+                         "(a $VAR is not split into words as systemd does)")
         svc["exec"] = argv
+    elif key in COMMANDS:
+        _command(out, key, value)
+    elif key == "WatchdogSec":
+        if value not in ("0", "infinity"):
+            svc["watchdog"] = timespan(value)
     elif key == "Type":
         kinds = {"simple": "simple", "exec": "simple", "oneshot": "oneshot", "notify": "notify",
                  "forking": "forking", "idle": "simple", "dbus": "simple"}
@@ -188,6 +193,27 @@ def _service_key(out: Converted, key: str, value: str) -> None:
         svc["start-retries"] = int(value)
     else:
         notes.append(f"[Service] {key}={value} has no vigil equivalent")
+
+
+# systemd's commands around the main process -> vigil's lifecycle keys
+COMMANDS = {"ExecStartPre": "exec-pre", "ExecStartPost": "exec-post", "ExecStop": "exec-stop",
+            "ExecReload": "exec-reload"}
+
+
+def _command(out: Converted, key: str, value: str) -> None:
+    """One more command of a list; "-" (failure ignored) kept, others noted."""
+    prefix = re.match(r"[-@:+!]*", value).group(0)  # type: ignore[union-attr]
+    if set(prefix) - {"-"}:
+        out.notes.append(f"{key} prefix {prefix!r}: only '-' is kept")
+    text = value[len(prefix):].strip()
+    if not text:
+        return  # an empty assignment resets the list in systemd; nothing to add
+    shlex.split(text)  # a ValueError here is the caller's "cannot read" note
+    out.doc["service"].setdefault(COMMANDS[key], []).append(("-" if "-" in prefix else "")
+                                                            + text)
+    note = "ExecStop: vigil sends the stop signal at stop-timeout, not as soon as it ends"
+    if key == "ExecStop" and note not in out.notes:
+        out.notes.append(note)
 
 
 def _limit(value: str) -> Any:
