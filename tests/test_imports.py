@@ -40,7 +40,8 @@ VIGIL = {
     "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
     "vigil.waiting", "vigil.commands", "vigil.flags", "vigil.daemon", "vigil.cli",
     "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles", "vigil.execreport",
-    "vigil.logstore", "vigil.unitchanges",
+    "vigil.logstore", "vigil.unitchanges", "vigil.lifecycle", "vigil.lifecycle_states",
+    "vigil.notices",
 }
 ALLOWED = INTERPRETER | STDLIB | VIGIL
 # named here so that the reason a test fails is plain
