@@ -238,9 +238,10 @@ def test_stop_escalation_and_self_stop_exactly():
     i = inst(State.STOPPING, "self-stop")
     i.want_up = True
     assert do(i, Event.STOP) == [] and (i.phase, i.want_up) == ("", False)
-    i = inst(State.STOPPING, "stop")
-    i.want_up = True
-    assert do(i, Event.STOP) == [] and (i.phase, i.want_up) == ("stop", True)
+    i = inst(State.STOPPING, "stop")  # a restart running exec-stop: a stop now wins
+    i.want_up, i.pending_failure = True, "unhealthy"
+    assert do(i, Event.STOP) == [] and (i.phase, i.want_up, i.pending_failure) == (
+        "stop", False, "")
 
 
 def test_watchdog_exactly():

@@ -506,3 +506,19 @@ def test_exit_info_says_how_a_process_ended():
     assert str(ExitInfo(None, 11, True, 1.0)) == "killed by SIGSEGV (core dumped)"
     assert str(ExitInfo(None, 99, False, 1.0)) == "killed by signal 99"
     assert str(ExitInfo(None, None, False, 1.0)) == "exit status unknown"  # adopted, not ours
+
+
+@pytest.mark.parametrize("why", [Event.RESTART, Event.HEALTH_FAILED, Event.ACTION_FAILED])
+def test_a_stop_while_it_stops_to_come_back_keeps_it_down(why):
+    """A restart, a failed health check or a failed action stops the process
+    to start it again; a stop asked meanwhile (vigilctl stop, the daemon's
+    own shutdown) wins: when the process ends, nothing is spawned. Without
+    this, a shutdown during a health restart left a new process behind."""
+    i = inst(State.RUNNING, restart=RestartPolicy.ALWAYS)
+    i.pid = 42
+    states.step(i, Input(why, detail="unhealthy"))
+    assert i.state is State.STOPPING and i.want_up
+    states.step(i, Input(Event.STOP))
+    actions = states.step(i, code(0))
+    assert Act.SPAWN not in kinds(actions) and Act.ARM_RETRY not in kinds(actions), actions
+    assert i.state is State.INACTIVE and not i.want_up

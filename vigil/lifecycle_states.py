@@ -153,9 +153,13 @@ def _self_stop(inst: Instance, _: Input) -> list[Action]:
 
 
 def _stop_while_stopping(inst: Instance, _: Input) -> list[Action]:
-    """A stop asked while it stops on its own: it then stays down."""
+    """A stop asked while it stops (on its own, or to come back after a
+    restart, a failed health check or a failed action): it then stays down.
+    The process is already on its way out; the stop timeout stays armed."""
     if inst.phase == "self-stop":
-        inst.phase, inst.want_up = "", False
+        inst.phase = ""
+    inst.want_up = False
+    inst.pending_failure = ""
     return []
 
 
