@@ -117,6 +117,33 @@ def test_failure_event_and_status_carry_the_last_lines(daemon):
     assert "step-3\n" not in shown and "crash: step-4" in shown
 
 
+def test_an_ended_instance_s_pipe_is_read_to_the_end_before_its_exit_counts(tmp_path):
+    """Its exit and its last output can be ready together; the failure event
+    quotes the tail, so `drain` (called by the supervisor before it sends
+    EXIT) reads what the pipe holds, with no loop turn in between."""
+    # breaks: vigil/streams.py:Streams.drain doing nothing (the lines stay in
+    # the pipe; the supervisor's _ended calls it before the EXIT event).
+    from vigil.events import Events
+    from vigil.loop import Loop
+    from vigil.output import Console, Tail
+    from vigil.states import Instance
+    from vigil.streams import Streams
+    from vigil.unit import Service
+    events = Events(None)
+    tail = Tail()
+    streams = Streams(Loop(events.error), events, Console(os.open(os.devnull, os.O_WRONLY)),
+                      tail, str(tmp_path / "logs"))
+    read, write = os.pipe()
+    os.set_blocking(read, False)
+    streams.capture(Instance("loud", "loud", Service(exec=("prog",))), "stdout", read)
+    os.write(write, b"".join(b"line-%05d\n" % i for i in range(3000)))  # 30 KB, one pipe
+    os.close(write)
+    streams.drain("loud")
+    assert tail.last("loud", 3) == ["line-02997", "line-02998",
+                                     "line-02999"]
+    assert streams.fds_of("loud") == [], "at end of file the pipe is closed"
+
+
 def test_the_store_moves_to_disk_carrying_what_was_logged(tmp_path):
     # breaks: vigil/logstore.py:Store.relocate without its `_append` (what was
     # logged on tmpfs before /var/log was writable would be lost), or without

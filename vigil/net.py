@@ -1,8 +1,9 @@
 """vigil-net: network configuration from /etc/vigil/network.toml.
 
 Run as a notify unit, so pyroute2 (~25 MB resident) lives in this process
-and never in PID 1: it configures every interface, says READY=1, and exits
-unless an interface uses DHCP, whose lease it then keeps (vigil/dhcp.py).
+and never in PID 1: it configures every interface, then exits 0 (done, as a
+oneshot), or, when an interface uses DHCP, says READY=1 and stays to keep
+its leases (vigil/dhcp.py).
 Loopback is always brought up. Example:
 
     [interfaces.eth0]
@@ -324,11 +325,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"vigil-net: {problem}", file=sys.stderr, flush=True)
     if problems:
         return 1
+    if not keepers:
+        return 0  # done, as a oneshot: the unit shows exited, never running meanwhile
     sdnotify.notify()
     for keeper in keepers:
         keeper.join()
         print(f"vigil-net: interfaces.{keeper.iface.name}: {keeper.problem}", file=sys.stderr)
-    return 1 if keepers else 0
+    return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ terminal or file a unit names is opened with the unit's credentials
 from __future__ import annotations
 
 import os
+import select
 from collections.abc import Callable
 
 from vigil.asuser import Creds, open_as
@@ -32,6 +33,7 @@ class Streams:
         self.logs: dict[str, LogFile] = {}
         self.terminals: dict[str, Terminal] = {}  # instances with console = "pty"
         self.captures: dict[int, tuple[str, str]] = {}  # open output fd -> (instance, stream)
+        self.readers: dict[int, Callable[[], None]] = {}  # and what reads it
         # rules on the output (vigil/logwatch.py): a sink for an instance, or None
         self.line_hook: Callable[[Instance], Callable[[Line], None] | None] = lambda i: None
         # syslog forwarding (vigil/syslog.py): a sink for a unit and instance, or None
@@ -117,8 +119,21 @@ class Streams:
             if not capture.read():
                 self.loop.remove_reader(fd)
                 self.captures.pop(fd, None)
+                self.readers.pop(fd, None)
                 os.close(fd)
+        self.readers[fd] = readable
         self.loop.add_reader(fd, readable)
+
+    def drain(self, name: str) -> None:
+        """Reads what an instance's pipes hold now that its process has ended,
+        so its last lines reach the log and the tail (and the failure event
+        that quotes them) before its exit is judged. Bounded: a leftover
+        that keeps writing is read by the loop as before."""
+        for fd in [fd for fd, (owner, _) in self.captures.items() if owner == name]:
+            for _ in range(64):  # 64 reads of up to 64 KiB
+                if fd not in self.readers or not select.select([fd], [], [], 0)[0]:
+                    break
+                self.readers[fd]()
 
 
 def _writer(log: LogFile, events: Events, inst: Instance,

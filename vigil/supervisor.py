@@ -384,6 +384,7 @@ class Supervisor:
         self._kill_leftovers(inst, pid)
         if inst.pid == pid:
             self.notify.close_one(inst.name)
+            self.streams.drain(inst.name)  # its last lines, before its exit is judged
             self.send(inst, Event.EXIT, exit=info)
 
     def _kill_leftovers(self, inst: Instance, pid: int) -> None:
