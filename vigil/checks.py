@@ -107,7 +107,7 @@ def argv(value: Any) -> tuple[str, ...]:
     return words
 
 
-def commands(value: Any) -> tuple[tuple[str, ...], ...]:
+def command_list(value: Any) -> tuple[tuple[str, ...], ...]:
     """Lifecycle commands: one command, or a list of them, each a string
     (split as a shell would) or a list of words; run in order. A first word
     starting with "-" (as systemd's ExecStartPre=-cmd) means its failure
@@ -169,7 +169,7 @@ def env_table(value: Any) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def output(value: Any) -> Output:
+def output_target(value: Any) -> Output:
     text = string(value)
     if text in ("log", "null", "console", "inherit"):
         return Output(OutputKind(text))

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from vigil.checks import (Check, Invalid, RLIMITS, absolute_path, argv, boolean, calendars,
-                          capabilities, choice, close_matches, commands, console, duration,
-                          env_table, http_url_problem, integer, number, output, port, regex,
+                          capabilities, choice, close_matches, command_list, console, duration,
+                          env_table, http_url_problem, integer, number, output_target, port, regex,
                           rlimit_value, scope_pid, signal_number, string, string_list, table,
                           type_name, umask, unit_names, user_or_group)
 from vigil.errors import Problem, UnitError
@@ -46,12 +46,12 @@ SERVICE_KEYS: dict[str, Check] = {
     "supplementary-groups": lambda v: tuple(user_or_group(g) for g in
                                             (v if isinstance(v, list) else [v])),
     "umask": umask, "cwd": string, "env": env_table, "env-file": string_list,
-    "pass-env": string_list, "stdout": output, "stderr": output,
+    "pass-env": string_list, "stdout": output_target, "stderr": output_target,
     "no-new-privileges": boolean, "capability-bounding-set": capabilities,
     "log-max-size": integer(4096, 1 << 40), "log-keep": integer(0, 1000),
     "ready": table, "health": table, "limits": table,
-    "exec-pre": commands, "exec-post": commands, "exec-stop": commands,
-    "exec-reload": commands, "reload-signal": signal_number,
+    "exec-pre": command_list, "exec-post": command_list, "exec-stop": command_list,
+    "exec-reload": command_list, "reload-signal": signal_number,
     "exec-timeout": number(0.001, 86400), "watchdog": duration,
 }
 PROBE_KEYS: dict[str, Check] = {
