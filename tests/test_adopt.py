@@ -179,8 +179,8 @@ def test_pid1_last_resort_does_not_take_another_users_process_for_a_unit(unit_di
 
 
 NOT_SUBREAPER = """
-from vigil import daemon
-daemon.become_subreaper = lambda: True  # as where prctl is missing: orphans go elsewhere
+from vigil import serve
+serve.become_subreaper = lambda: True  # as where prctl is missing: orphans go elsewhere
 """
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeCalls
-from vigil import supervisor
+from vigil import proc
 from vigil.events import Events
 from vigil.loader import Loader
 from vigil.loop import Loop
@@ -161,10 +161,10 @@ def test_jitter_is_two_random_bytes(monkeypatch: pytest.MonkeyPatch, rand: bytes
                                     jitter: float) -> None:
     """The daemon's jitter: 0..1 from two bytes of the kernel (no Random in PID 1)."""
     asked: list[int] = []
-    monkeypatch.setattr(supervisor.os, "urandom", lambda n: asked.append(n) or rand)
-    assert supervisor.random_jitter() == pytest.approx(jitter)
+    monkeypatch.setattr(proc.os, "urandom", lambda n: asked.append(n) or rand)
+    assert proc.random_jitter() == pytest.approx(jitter)
     assert asked == [2]
-    assert inspect.signature(Supervisor).parameters["jitter"].default is supervisor.random_jitter
+    assert inspect.signature(Supervisor).parameters["jitter"].default is proc.random_jitter
 
 
 def test_early_failures_give_up_fatal_then_retry_after_fatal(make: Any) -> None:

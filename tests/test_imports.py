@@ -38,7 +38,7 @@ VIGIL = {
     "vigil.pidfile", "vigil.envfile", "vigil.launch", "vigil.proc", "vigil.reaper",
     "vigil.forking", "vigil.notify", "vigil.probes", "vigil.streams", "vigil.spawner",
     "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
-    "vigil.waiting", "vigil.commands", "vigil.flags", "vigil.daemon", "vigil.cli",
+    "vigil.waiting", "vigil.commands", "vigil.queries", "vigil.flags", "vigil.daemon", "vigil.serve", "vigil.cli",
     "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles", "vigil.execreport",
     "vigil.logstore", "vigil.unitchanges", "vigil.lifecycle", "vigil.lifecycle_states",
     "vigil.notices",

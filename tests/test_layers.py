@@ -26,8 +26,8 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes
     # (compiled: the compiled unit database, written by the loader, read by PID 1)
-    "model": ("unit", "unitfiles", "schema", "loader", "graph", "check", "calendar", "dropins",
-              "projectdir", "unitchanges", "compiled"),
+    "model": ("unit", "unitfiles", "schema", "checks", "loader", "graph", "check", "calendar",
+              "dropins", "projectdir", "unitchanges", "compiled"),
     # the contracts with the outside: the wire format (daemon and client) and
     # the daemon's command line (read by vigilctl's man page generator)
     "protocol": ("protocol", "flags"),
@@ -45,7 +45,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     "system": ("boot", "sysinit", "mounts", "fstab", "switchroot", "shutdown", "net", "dhcp",
                "devlog", "hwwatchdog"),
     # the daemon and what wires or drives the whole
-    "daemon": ("daemon", "pid1", "commands", "waiting", "admin", "reexec", "adopt",
+    "daemon": ("daemon", "serve", "pid1", "commands", "queries", "waiting", "admin", "reexec", "adopt",
                "container", "cli", "entry", "tini",
                # the daemon's units: the database, or the compiler in a child process
                "unitdb"),

@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
         return check(opts.dirs, hostname=opts.hostname)
     if args[:1] == ["compile"]:
         return compile_command(args[1:])
-    from vigil.daemon import main as daemon_main
+    from vigil.serve import main as daemon_main
     return daemon_main(args)
 
 

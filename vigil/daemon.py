@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import sys
 from collections.abc import Callable, Sequence
 
 from vigil import adopt, cgroups, logstore, namespaces, reexec
@@ -108,7 +107,10 @@ class Daemon:
                                      read_gid=group_id(opts.read_group),
                                      limits=Limits.parse(opts.limit), events=self.events,
                                      listen_fd=opts.control_fd)
-        self.remote = self._remote()
+        self.remote: Any = None  # vigil.remote.RemoteServer with --listen: TLS loads only then
+        if opts.listen:
+            from vigil.remote import listen
+            self.remote = listen(opts, self.loop, self.commands.handle, self.events)
         self.shutting_down = False
         self.timers: Any = None  # vigil.timers.Timers, once a unit has a [timer]
 
@@ -167,20 +169,6 @@ class Daemon:
         self.ending = Kind(kind)
         self.shutdown()
         return f"stopping all units, then {kind}"
-
-    def _remote(self) -> Any:
-        if not self.opts.listen:
-            return None
-        from vigil.remote import RemoteError, RemoteServer, read_token
-        if not self.opts.token_file:
-            raise RemoteError("--listen needs --token-file")
-        server = RemoteServer(self.loop, self.opts.listen, read_token(self.opts.token_file),
-                              self.commands.handle, self.events.error, self.opts.idle_timeout,
-                              self.opts.tls_cert, self.opts.tls_key,
-                              Limits.parse(self.opts.limit), self.events)
-        self.events.emit("daemon.remote", f"remote control on {server.address[0]}:"
-                         f"{server.address[1]}" + (" with TLS" if self.opts.tls_cert else ""))
-        return server
 
     def _cgroups(self) -> Cgroups | None:
         base = cgroups.choose(self.opts.cgroup, self.system)
@@ -404,46 +392,5 @@ class Daemon:
         return 0
 
 
-def become_subreaper() -> bool:
-    """Orphans of our services come back to us rather than to PID 1."""
-    try:
-        import prctl
-        prctl.set_child_subreaper(1)
-        return True
-    except (ImportError, OSError):
-        return False
-
-
 def system_mode(opts: argparse.Namespace) -> bool:
     return bool(opts.system) or namespaces.on_machine()
-
-
-def start(opts: argparse.Namespace, argv: Sequence[str]) -> Daemon:
-    """The daemon, after early boot in system mode: the mounts before it is
-    built (its runtime directory is on /run), the rest once it can log."""
-    if not system_mode(opts):
-        return Daemon(opts, argv)
-    from vigil import boot
-    daemon = Daemon(opts, argv, boot.mount_and_switch())
-    daemon.boot()
-    return daemon
-
-
-def main(argv: Sequence[str]) -> int:
-    opts = parse_args(argv)
-    if opts.system and os.getpid() != 1 and not opts.force_system:
-        print("vigil: --system mounts, kills and reboots: refused when not PID 1. "
-              "Run it in a VM or a PID namespace.", file=sys.stderr)
-        return 2
-    if os.getpid() != 1 and not become_subreaper():
-        print("vigil: could not become a child subreaper; orphans go to PID 1",
-              file=sys.stderr)
-    if os.getpid() == 1:
-        from vigil import pid1
-        return pid1.run(opts, list(argv))
-    try:
-        daemon = start(opts, argv)
-    except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
-        print(f"vigil: cannot start: {err}", file=sys.stderr)
-        return 1
-    return daemon.run()

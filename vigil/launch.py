@@ -116,6 +116,6 @@ def make_spec(svc: Service, daemon_env: dict[str, str], extra_env: dict[str, str
                    for lim in svc.limits]
     spec.no_new_privs = svc.no_new_privileges
     if svc.capability_bounding_set is not None:
-        from vigil.schema import CAPABILITIES  # only for units that set it: PID 1 loads no schema
+        from vigil.checks import CAPABILITIES  # only for units that set it
         spec.caps_keep = [CAPABILITIES.index(c) for c in svc.capability_bounding_set]
     return spec

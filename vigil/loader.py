@@ -13,7 +13,8 @@ from vigil.compiled import Incomplete as Incomplete  # where check, admin and te
 from vigil.compiled import LoadResult as LoadResult
 from vigil.errors import Problem, UnitError
 from vigil.numbers import parse_number
-from vigil.schema import build_unit, valid_name
+from vigil.checks import valid_name
+from vigil.schema import build_unit
 from vigil.tomlpos import key_lines
 from vigil.unit import Unit
 from vigil.unitfiles import MAX_DEPTH, find_in, list_dir, read_unit_file, too_deep

@@ -12,7 +12,7 @@ import signal
 import sys
 
 from vigil import namespaces, reexec
-from vigil.daemon import start
+from vigil.serve import start
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

@@ -51,3 +51,9 @@ class ProcessCalls:
 
 
 REAL = ProcessCalls()
+
+
+def random_jitter() -> float:
+    """0..1 from the kernel, for the backoff's jitter: no Random object (and
+    its import) in PID 1; the supervisor takes another source in tests."""
+    return int.from_bytes(os.urandom(2), "little") / 0xFFFF

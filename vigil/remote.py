@@ -316,3 +316,16 @@ class _Admission:
             return
         self.release()
         self.abort()
+
+
+def listen(opts: Any, loop: Loop, handler: Callable[[Any, dict[str, Any]], None],
+           events: Events) -> RemoteServer:
+    """The daemon's --listen, from its options (--token-file, --tls-cert/-key, --limit)."""
+    if not opts.token_file:
+        raise RemoteError("--listen needs --token-file")
+    server = RemoteServer(loop, opts.listen, read_token(opts.token_file), handler, events.error,
+                          opts.idle_timeout, opts.tls_cert, opts.tls_key,
+                          Limits.parse(opts.limit), events)
+    events.emit("daemon.remote", f"remote control on {server.address[0]}:{server.address[1]}"
+                + (" with TLS" if opts.tls_cert else ""))
+    return server

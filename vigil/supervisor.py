@@ -27,7 +27,7 @@ from vigil.loop import Loop, Timer
 from vigil.notices import Notices
 from vigil.notify import NotifySockets
 from vigil.output import Console, Tail
-from vigil.proc import REAL, ProcessCalls
+from vigil.proc import REAL, ProcessCalls, random_jitter
 from vigil.reaper import Proc as Proc  # container.py's command is a Proc too
 from vigil.reaper import Reaper, Run
 from vigil.readiness import Readiness
@@ -41,11 +41,6 @@ TYPE_CHECKING = False  # typing is not imported at run time: annotations are str
 if TYPE_CHECKING:
     from resource import struct_rusage
     from typing import Any
-
-
-def random_jitter() -> float:
-    """0..1 from the kernel: no Random object (and its import) in PID 1."""
-    return int.from_bytes(os.urandom(2), "little") / 0xFFFF
 
 
 class Supervisor:

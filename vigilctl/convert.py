@@ -22,7 +22,7 @@ from typing import Any
 
 from vigil import signames
 from vigil.printable import printable
-from vigil.schema import valid_name
+from vigil.checks import valid_name
 
 NAME_RULE = "letters, digits and _.-, not first a dot, at most one @"
 

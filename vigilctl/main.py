@@ -105,7 +105,7 @@ def cmd_reload(client: Client, opts: argparse.Namespace) -> int:
 
 def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
     """logs and events: the recent lines, then (-f) everything new."""
-    since = opts.since or 0  # checked and read by options.since
+    since = opts.since or 0  # checked and read by values.since
     count = 50 if opts.lines is None else opts.lines  # logs --remote: the daemon's tail
     lines = client.call(opts.cmd, units=opts.units + opts.more_units, lines=count,
                         follow=opts.follow, since=since)

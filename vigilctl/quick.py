@@ -71,7 +71,7 @@ def parse(argv: Sequence[str]) -> Namespace | None:
 
 
 def _seconds_ok(opts: dict[str, object]) -> bool:
-    """--timeout as options.seconds takes it (else argparse says why)."""
+    """--timeout as values.seconds takes it (else argparse says why)."""
     if isinstance(opts["timeout"], float):
         return True
     try:
