@@ -125,8 +125,8 @@ lint: setup
 clean:
 	rm -rf $(VENV) build *.egg-info
 
-# Mutation testing (mutmut) of the engine's pure modules, vigil/states.py,
-# vigil/graph.py and vigil/manager.py, against their fast process-free tests:
+# Mutation testing (mutmut) of the engine's pure modules, vigil/engine/states.py,
+# vigil/model/graph.py and vigil/engine/manager.py, against their fast process-free tests:
 # ~6 minutes on 2 cores, not part of `make test`. Every surviving mutant must be killed by a test or
 # listed as equivalent in tests/mutation_gate.py (docs/testing.md).
 .PHONY: mutate

@@ -1,4 +1,4 @@
-"""The cost per line of rules on a service's output (vigil/logwatch.py).
+"""The cost per line of rules on a service's output (vigil/engine/logwatch.py).
 
     python bench/logrules.py [--lines N] [--runs R]
 
@@ -66,11 +66,11 @@ def one(lines: int, rules: str) -> float:
 def sink_alone(count: int = 200000) -> dict[str, float]:
     """The sink by itself, timed in-process: microseconds per line."""
     sys.path.insert(0, str(ROOT))
-    from vigil.logwatch import Watches
-    from vigil.loop import Loop
-    from vigil.output import Line
-    from vigil.schema import build_unit
-    from vigil.states import Instance, State
+    from vigil.engine.logwatch import Watches
+    from vigil.runtime.loop import Loop
+    from vigil.runtime.output import Line
+    from vigil.model.schema import build_unit
+    from vigil.engine.states import Instance, State
     loop = Loop(lambda what, err: None)
     out = {}
     for name, rules in CASES.items():

@@ -25,7 +25,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from vigil.logstore import record  # noqa: E402 - after the path
+from vigil.runtime.logstore import record  # noqa: E402 - after the path
 
 TICK = os.sysconf("SC_CLK_TCK")
 

@@ -280,7 +280,7 @@ def add_system(tree: Tree, secrets: Path, modules: list[str]) -> None:
     tree.file("/sbin/init", launcher("vigil.cli", init_args), 0o755)
     tree.symlink("/init", "/sbin/init")
     tree.file("/usr/bin/vigilctl", launcher("vigilctl.main"), 0o755)
-    tree.file("/usr/bin/vigil-net", launcher("vigil.net"), 0o755)
+    tree.file("/usr/bin/vigil-net", launcher("vigil.system.net"), 0o755)
     for name in ("reboot", "halt", "poweroff"):
         tree.symlink(f"/sbin/{name}", "/usr/bin/vigilctl")
     tree.symlink("/sbin/mdev", "/bin/busybox")
@@ -316,7 +316,7 @@ def compiled_units(tree: Tree) -> bytes:
     import marshal
     import tempfile
 
-    from vigil.compiled import compile_units, rebase
+    from vigil.model.compiled import compile_units, rebase
     part = Tree()
     part.entries = {path[len(UNITS):]: entry for path, entry in tree.entries.items()
                     if path.startswith(UNITS + "/")}

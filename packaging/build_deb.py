@@ -143,8 +143,8 @@ def build(out: Path) -> Path:
             add_package(tree, name)
         compile_sysc(tree / SITE / "vigil", out / "deb-cffi")
         for path, text in (("usr/sbin/vigil", launcher("vigil.cli")),
-                           ("usr/sbin/vigil-net", launcher("vigil.net")),
-                           ("usr/sbin/vigil-devlog", launcher("vigil.devlog")),
+                           ("usr/sbin/vigil-net", launcher("vigil.system.net")),
+                           ("usr/sbin/vigil-devlog", launcher("vigil.system.devlog")),
                            ("usr/bin/vigilctl", launcher("vigilctl.main")),
                            ("usr/lib/vigil/convert-debian",
                             (ROOT / "packaging" / "convert_debian.py").read_text())):

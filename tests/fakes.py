@@ -1,12 +1,12 @@
 """Fakes for the process-free engine tests (test_manager.py, test_engine_pure.py).
 
-`FakeCalls` stands in for vigil/proc.py, the seam every process call of the
+`FakeCalls` stands in for vigil/kernel/proc.py, the seam every process call of the
 supervisor goes through. `FakeSupervisor` is the real Supervisor's queue
 (`send`, `pump`, `ensure_instances`, `of_unit`: inherited, not copied) with
 only the actions replaced: SPAWN records that a process would start,
 SIGNAL_STOP that it was signalled, ANNOUNCE tells the settled listeners.
 Its `FakeLoop` has a clock the test sets and runs the loop's `after_each`
-hooks (the manager's drain) after each callback, as vigil/loop.py does.
+hooks (the manager's drain) after each callback, as vigil/runtime/loop.py does.
 """
 
 from __future__ import annotations
@@ -18,11 +18,11 @@ from collections.abc import Callable
 from types import SimpleNamespace
 from typing import Any
 
-from vigil.events import Events
-from vigil.proc import ProcessCalls
-from vigil.states import Act, Action, Event, ExitInfo, Instance
-from vigil.supervisor import Supervisor
-from vigil.syscalls import ExecFailure, SpawnSpec
+from vigil.runtime.events import Events
+from vigil.kernel.proc import ProcessCalls
+from vigil.engine.states import Act, Action, Event, ExitInfo, Instance
+from vigil.engine.supervisor import Supervisor
+from vigil.kernel.syscalls import ExecFailure, SpawnSpec
 
 
 class FakeCalls(ProcessCalls):

@@ -20,7 +20,7 @@ MUTMUT = str(Path(sys.executable).parent / "mutmut")
 
 # (function, the mutated line, stripped) -> why the mutant behaves as the original
 EQUIVALENT: dict[tuple[str, str], str] = {
-    **{(f"vigil.states.x_{fn}", line): "the callee ignores its event argument"
+    **{(f"vigil.engine.states.x_{fn}", line): "the callee ignores its event argument"
        for fn, line in [
            ("_start_fresh", "return _spawn(inst, None)"),
            ("_retry", "return _spawn(inst, None)"),
@@ -32,8 +32,8 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_stopped", "return _settle_stopped(inst, None)"),
            ("_exited", "return _ready(inst, None)"),
        ]},
-    # the cells of vigil/lifecycle_states.py (issue 20; _kill_for and _health_failed moved)
-    **{(f"vigil.lifecycle_states.x_{fn}", line): "the callee ignores its event argument"
+    # the cells of vigil/engine/lifecycle_states.py (issue 20; _kill_for and _health_failed moved)
+    **{(f"vigil.engine.lifecycle_states.x_{fn}", line): "the callee ignores its event argument"
        for fn, line in [
            ("_kill_for", "actions = _stop(inst, None)"),
            ("_health_failed", "actions = _stop(inst, None)"),
@@ -42,40 +42,40 @@ EQUIVALENT: dict[tuple[str, str], str] = {
            ("_commands_done", "return _up(inst, None)"),
            ("_resume_starting", "return _exec_ok(inst, None)"),
        ]},
-    **{("vigil.states.x__stopped", line): "_fail reads only the Input's detail"
+    **{("vigil.engine.states.x__stopped", line): "_fail reads only the Input's detail"
        for line in ("return _fail(inst, Input(None, ev.exit, inst.pending_failure))",
                     "return _fail(inst, Input(ev.event, None, inst.pending_failure))")},
-    ("vigil.states.x_backoff_delay", "if svc.restart_delay < 0:"):
+    ("vigil.engine.states.x_backoff_delay", "if svc.restart_delay < 0:"):
         "a delay of 0 gives float(min(0 * 2**n, cap)) = 0.0 too",
-    ("vigil.graph.xǁPlanǁbatches",
+    ("vigil.model.graph.xǁPlanǁbatches",
      "out: list[list[str]] = [[] for _ in range(max(level.values(), default=-2) + 1)]"):
         "range(-1) and range(0) are both empty",
-    ("vigil.graph.x__strongly_connected", "counter = 1"):
+    ("vigil.model.graph.x__strongly_connected", "counter = 1"):
         "Tarjan compares indices only with each other: a shift keeps every comparison",
-    ("vigil.graph.x__strongly_connected", "counter += 2"):
+    ("vigil.model.graph.x__strongly_connected", "counter += 2"):
         "a larger step keeps the indices' order, all Tarjan reads",
-    ("vigil.graph.x__strongly_connected", "advanced = None"):
+    ("vigil.model.graph.x__strongly_connected", "advanced = None"):
         "None is as false as False in `if advanced`",
-    ("vigil.graph.x__strongly_connected",
+    ("vigil.model.graph.x__strongly_connected",
      "work.append((child, iter(sorted(edges.get(child, None)))))"):
         "every child is a key of edges (Graph._link links only loaded units)",
-    ("vigil.graph.x__strongly_connected",
+    ("vigil.model.graph.x__strongly_connected",
      "work.append((child, iter(sorted(edges.get(child, )))))"):
         "every child is a key of edges (Graph._link links only loaded units)",
-    **{(f"vigil.manager.xǁManagerǁ{fn}", "self._draining = None"):
+    **{(f"vigil.engine.manager.xǁManagerǁ{fn}", "self._draining = None"):
        "None is as false as False for the re-entry guard" for fn in ("__init__", "drain")},
-    **{("vigil.manager.xǁManagerǁstart",
+    **{("vigil.engine.manager.xǁManagerǁstart",
         f'if was_skipped or name not in self.goal or self.settled(name) in ("{down}", "failed"):'):
        "a unit in the goal is never settled 'down' (a service in the goal with no instance up "
        "is None; a target in the goal is waiting or up)" for down in ("XXdownXX", "DOWN")},
-    ("vigil.manager.xǁManagerǁstate",
+    ("vigil.engine.manager.xǁManagerǁstate",
      "if name in self.graph.refused or (name in self.failed_why and not self.active(None)):"):
         "failed_why is set only for a unit that did not begin, so none of its instances is active",
-    ("vigil.manager.xǁManagerǁ_drain_stops", "break"):
+    ("vigil.engine.manager.xǁManagerǁ_drain_stops", "break"):
         "the two `continue`s after a change (a unit gone, a target stopped): changed is "
         "already True, so the fixed-point loop runs the pass again (the first `continue`, "
         "before any change, is killed by test_a_stop_goes_on_past_a_unit_that_still_waits)",
-    **{("vigil.manager.xǁManagerǁdrain", line):
+    **{("vigil.engine.manager.xǁManagerǁdrain", line):
        "a `continue` lost after a change: the loop's final check sees the same work (the "
        "queued event, or the same calls made again) and runs the loop again; only the "
        "watchers run one pass early, before the pump, and none is satisfied by a change "
@@ -85,20 +85,20 @@ EQUIVALENT: dict[tuple[str, str], str] = {
     **{(fn, "changed = False"):
        "the drain loop's final check calls the same passes again and they see the change "
        "(a unit failed for its requirement; a hook's restart, which queued an event or "
-       "left it waiting)" for fn in ("vigil.manager.xǁManagerǁ_drain_starts",
-                                     "vigil.hooks.x_advance")},
-    ("vigil.manager.xǁManagerǁdrain", "return"):
+       "left it waiting)" for fn in ("vigil.engine.manager.xǁManagerǁ_drain_starts",
+                                     "vigil.engine.hooks.x_advance")},
+    ("vigil.engine.manager.xǁManagerǁdrain", "return"):
         "`break` and `return` both leave the loop for the `finally`; nothing follows the loop",
-    ("vigil.manager.xǁManagerǁsettled", 'return None if (name in self.goal) and False else "down"'):
+    ("vigil.engine.manager.xǁManagerǁsettled", 'return None if (name in self.goal) and False else "down"'):
         "a unit in the goal with every instance INACTIVE has its START queued: the pump "
         "runs before anything reads settled, except _drain_starts, which checks the queue "
         "itself, and start(), where 'down' only re-queues a START the table ignores",
-    ("vigil.manager.xǁManagerǁapply_reload", "self.removed = set(removed)"):
+    ("vigil.engine.manager.xǁManagerǁapply_reload", "self.removed = set(removed)"):
         "a unit still being removed stays in units, so every later reload plans it as "
         "removed again",
-    ("vigil.manager.xǁManagerǁ_forget_removed", "self.units.pop(name, )"):
+    ("vigil.engine.manager.xǁManagerǁ_forget_removed", "self.units.pop(name, )"):
         "the name is a loaded unit: pop finds it without a default",
-    ("vigil.manager.xǁManagerǁ_forget_removed", "self.sup.instances.pop(inst.name, )"):
+    ("vigil.engine.manager.xǁManagerǁ_forget_removed", "self.sup.instances.pop(inst.name, )"):
         "the instance was just listed by of_unit: pop finds it without a default",
 }
 

@@ -1,4 +1,4 @@
-"""Calendar expressions (vigil/calendar.py): parsing and the next elapse,
+"""Calendar expressions (vigil/model/calendar.py): parsing and the next elapse,
 pure, with no daemon and no clock."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.calendar import matches, next_elapse, parse
+from vigil.model.calendar import matches, next_elapse, parse
 
 
 

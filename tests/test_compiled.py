@@ -16,9 +16,10 @@ from dataclasses import replace
 import pytest
 
 from tests.daemon import ROOT, Daemon, can_unshare, wait_for
-from vigil import compiled, unitdb
-from vigil.compiled import Incomplete, decode, encode
-from vigil.loader import Loader
+from vigil import unitdb
+from vigil.model import compiled
+from vigil.model.compiled import Incomplete, decode, encode
+from vigil.model.loader import Loader
 
 OTHER = 65534
 WEB = '[service]\nexec = ["sleep", "600"]\nrestart = "always"\n'
@@ -147,9 +148,9 @@ def test_a_database_compiled_elsewhere_is_fresh_where_it_is_read(unit_dir, tmp_p
 
 
 def test_a_record_the_database_cannot_name_is_refused_not_flattened():
-    """A record class outside vigil.unit/vigil.errors would decode as text:
+    """A record class outside vigil.model.unit/vigil.base.errors would decode as text:
     the compiler says so instead (the daemon reports it as a problem)."""
-    from vigil.records import dataclass
+    from vigil.base.records import dataclass
 
     @dataclass(frozen=True)
     class Elsewhere:

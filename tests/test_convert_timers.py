@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.daemon import ROOT
-from vigil.calendar import next_elapse, parse
+from vigil.model.calendar import next_elapse, parse
 
 
 def convert(src: Path, out_dir: Path) -> subprocess.CompletedProcess[str]:

@@ -8,7 +8,7 @@ from tests.daemon import wait_for
 
 
 def test_a_unit_whose_requirement_failed_does_not_start_and_says_why(daemon, tmp_path):
-    # breaks: vigil/manager.py:Manager._drain_starts: `dep in unit.requires` -> `False`
+    # breaks: vigil/engine/manager.py:Manager._drain_starts: `dep in unit.requires` -> `False`
     # (web and api start; the test sees web's marker). The transitive case (api) failed
     # before this commit: web left the goal and api then waited for nothing.
     ran = tmp_path / "ran"
@@ -29,7 +29,7 @@ def test_a_unit_whose_requirement_failed_does_not_start_and_says_why(daemon, tmp
 
 
 def test_dependents_stop_when_a_required_unit_fails(daemon, tmp_path):
-    # breaks: vigil/manager.py:Manager._settled: `if dependents:` -> `if False:` (web runs on)
+    # breaks: vigil/engine/manager.py:Manager._settled: `if dependents:` -> `if False:` (web runs on)
     trigger = tmp_path / "fail-now"
     d = daemon({
         "db.toml": f'[service]\nexec = "sh -c \'while [ ! -e {trigger} ]; do sleep 0.05; done; '
@@ -49,7 +49,7 @@ def test_dependents_stop_when_a_required_unit_fails(daemon, tmp_path):
 
 
 def test_a_dependent_waits_for_a_oneshot_to_finish(daemon, tmp_path):
-    # breaks: vigil/manager.py:Manager._drain_starts: `blocked = True` -> `blocked = False`
+    # breaks: vigil/engine/manager.py:Manager._drain_starts: `blocked = True` -> `blocked = False`
     # (app runs before the marker exists and fails for good: no retry masks it)
     marker = tmp_path / "prepared"
     d = daemon({
@@ -65,7 +65,7 @@ def test_a_dependent_waits_for_a_oneshot_to_finish(daemon, tmp_path):
 
 def test_a_dependent_waits_for_its_requirement_to_be_ready(daemon, tmp_path):
     # The readiness probe is a command, not a fixed TCP port another test may hold.
-    # breaks: vigil/states.py:_exec_ok: `if ready is not None:` -> `if False:` (srv is
+    # breaks: vigil/engine/states.py:_exec_ok: `if ready is not None:` -> `if False:` (srv is
     # running at exec and client runs before srv is ready)
     ready, order = tmp_path / "ready", tmp_path / "order"
     d = daemon({

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.daemon import ROOT, wait_for
-from vigil import devlog
+from vigil.system import devlog
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def server(tmp_path):
     path = tmp_path / "log"
     out = tmp_path / "out"
     with open(out, "wb") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "vigil.devlog", "--socket", str(path)],
+        proc = subprocess.Popen([sys.executable, "-m", "vigil.system.devlog", "--socket", str(path)],
                                 cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
     try:
         wait_for(path.exists, what="the socket")
@@ -51,7 +51,7 @@ def test_messages_become_lines_with_the_senders_credentials(server):
     lines = wait_for(lambda: len(ls := out.read_text().splitlines()) == 4 and ls,
                      what="four lines")
     assert lines[:3] == expected
-    # breaks: vigil/devlog.py:serve: a datagram read whole (20000 bytes), not cut
+    # breaks: vigil/system/devlog.py:serve: a datagram read whole (20000 bytes), not cut
     assert len(lines[3]) < devlog.MAX_MESSAGE + 100
 
 
@@ -65,14 +65,14 @@ def test_the_sender_cannot_forge_its_uid(server):
 def test_refuses_to_replace_a_file_that_is_not_a_socket(tmp_path):
     target = tmp_path / "precious"
     target.write_text("keep me")
-    done = subprocess.run([sys.executable, "-m", "vigil.devlog", "--socket", str(target)],
+    done = subprocess.run([sys.executable, "-m", "vigil.system.devlog", "--socket", str(target)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1
     assert "exists and is not a socket; refusing to replace it" in done.stderr
     assert target.read_text() == "keep me"
     link = tmp_path / "link"
     link.symlink_to(target)
-    done = subprocess.run([sys.executable, "-m", "vigil.devlog", "--socket", str(link)],
+    done = subprocess.run([sys.executable, "-m", "vigil.system.devlog", "--socket", str(link)],
                           cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 1 and link.is_symlink() and target.read_text() == "keep me"
 

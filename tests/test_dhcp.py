@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.daemon import ROOT, can_unshare
-from vigil import dhcp
+from vigil.system import dhcp
 
 needs_netns = pytest.mark.skipif(not can_unshare(), reason="needs root for a network namespace")
 
@@ -115,7 +115,7 @@ tmp = tempfile.mkdtemp()
 notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
 notify.bind(os.path.join(tmp, "notify"))
 notify.settimeout(40)
-proc = subprocess.Popen([sys.executable, "-m", "vigil.net", "--config", config],
+proc = subprocess.Popen([sys.executable, "-m", "vigil.system.net", "--config", config],
                         env={**os.environ, "NOTIFY_SOCKET": os.path.join(tmp, "notify")},
                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 out = {"ready": False}
@@ -177,7 +177,7 @@ def test_a_nak_on_renewal_drops_the_address_and_asks_again(tmp_path):
 
 @needs_netns
 def test_hostile_replies_are_ignored(tmp_path):
-    # breaks: vigil/dhcp.py:parse: a reply taken without checking xid and chaddr
+    # breaks: vigil/system/dhcp.py:parse: a reply taken without checking xid and chaddr
     # (10.77.0.99 or .98 applied), or an option running past the end read as data.
     got = drive(tmp_path, "hostile")
     assert got["ready"] == "READY=1", got
@@ -203,7 +203,7 @@ def test_dhcp_keys_are_checked(tmp_path, extra, error):
     path = tmp_path / "network.toml"
     body = "[interfaces.v0]\n" + ("dhcp = true\n" if not extra.startswith("dhcp =") else "")
     path.write_text(body + extra + "\n")
-    done = subprocess.run([sys.executable, "-m", "vigil.net", "--check", "--config", str(path)],
+    done = subprocess.run([sys.executable, "-m", "vigil.system.net", "--check", "--config", str(path)],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 1
     assert error in done.stderr

@@ -59,7 +59,7 @@ def unit_files(body: str) -> dict[str, str]:
 def write_units(folder: Path, files: dict[str, str]) -> None:
     """The example's units, and an empty stand-in target for each unit they
     name but the example does not show (an example may refer to others)."""
-    from vigil.loader import Loader
+    from vigil.model.loader import Loader
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text)

@@ -3,7 +3,7 @@ clock and a fake spawner through start, crash, backoff, fatal, stop timeout,
 retry after fatal and reload. (The state table itself, pair by pair, is
 walked in tests/test_states.py.)
 
-The fake (tests/fakes.py) stands in for vigil/proc.py, the seam every process call of the
+The fake (tests/fakes.py) stands in for vigil/kernel/proc.py, the seam every process call of the
 engine goes through; the clock is the loop's; the backoff's jitter is the
 supervisor's `jitter` source. These are the fast layer; tests/test_engine.py
 and tests/test_policy.py run the same behaviour with real processes.
@@ -20,17 +20,17 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeCalls
-from vigil import proc
-from vigil.events import Events
-from vigil.loader import Loader
-from vigil.loop import Loop
-from vigil.manager import Manager
-from vigil.output import Console, Tail
-from vigil.spawner import Settings
-from vigil.states import Event, Instance, State, backoff_delay
-from vigil.supervisor import Supervisor
-from vigil.syscalls import ExecFailure
-from vigil.unit import Unit
+from vigil.kernel import proc
+from vigil.runtime.events import Events
+from vigil.model.loader import Loader
+from vigil.runtime.loop import Loop
+from vigil.engine.manager import Manager
+from vigil.runtime.output import Console, Tail
+from vigil.engine.spawner import Settings
+from vigil.engine.states import Event, Instance, State, backoff_delay
+from vigil.engine.supervisor import Supervisor
+from vigil.kernel.syscalls import ExecFailure
+from vigil.model.unit import Unit
 
 UNIT = """{unit}[service]
 stdout = "null"

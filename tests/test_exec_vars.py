@@ -1,4 +1,4 @@
-"""Variables in exec, the lifecycle commands and cwd (vigil/expand.py):
+"""Variables in exec, the lifecycle commands and cwd (vigil/base/expand.py):
 expanded by the daemon at each start from the process's environment;
 refused at load when one can never be set."""
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import wait_for
-from vigil.errors import UnitError
-from vigil.expand import ExpandError, expand, expand_argv
-from vigil.schema import build_unit
+from vigil.base.errors import UnitError
+from vigil.base.expand import ExpandError, expand, expand_argv
+from vigil.model.schema import build_unit
 
 
 def test_expand_forms():

@@ -51,7 +51,7 @@ def test_no_fds_left_fails_units_clearly_and_status_still_answers(unit_dir, tmp_
 
 
 INJECT = """
-import vigil.supervisor as supervisor
+import vigil.engine.supervisor as supervisor
 _reap, calls = supervisor.Supervisor.reap, []
 def reap(self):
     calls.append(1)

@@ -20,7 +20,8 @@ pytestmark = pytest.mark.skipif(not can_unshare(), reason="needs root for a moun
 
 SCRIPT = r"""
 import json, os, sys
-from vigil import fstab, mounts, syscalls
+from vigil.kernel import syscalls
+from vigil.system import fstab, mounts
 tmp = sys.argv[1]
 # a /dev of our own: /dev/null back from the host's, and /dev/disk links
 os.makedirs(tmp + "/olddev")
@@ -60,7 +61,7 @@ def run(tmp: Path, fstab_text: str, fsck_timeout: float = 300.0) -> dict:
 
 
 def test_sources_by_label_uuid_and_partuuid(tmp_path):
-    # breaks: vigil/fstab.py:resolve: the LABEL= pair dropped from its table (the
+    # breaks: vigil/system/fstab.py:resolve: the LABEL= pair dropped from its table (the
     # mount of "LABEL=data" fails: no such file).
     got = run(tmp_path, f"LABEL=data {tmp_path}/mnt/lab none bind 0 0\n"
                         f'UUID="1234-abcd" {tmp_path}/mnt/uid none bind 0 0\n'
@@ -70,7 +71,7 @@ def test_sources_by_label_uuid_and_partuuid(tmp_path):
 
 
 def test_rbind_takes_submounts_and_bind_does_not(tmp_path):
-    # breaks: vigil/fstab.py: "rbind" given the flags of "bind" (no MS_REC: the
+    # breaks: vigil/system/fstab.py: "rbind" given the flags of "bind" (no MS_REC: the
     # submount is missing under the rbind target).
     got = run(tmp_path, f"{tmp_path}/tree {tmp_path}/mnt/bind none bind 0 0\n"
                         f"{tmp_path}/tree {tmp_path}/mnt/rbind none rbind 0 0\n")
@@ -79,7 +80,7 @@ def test_rbind_takes_submounts_and_bind_does_not(tmp_path):
 
 
 def test_a_missing_swap_is_a_warning_with_nofail_and_an_error_without(tmp_path):
-    # breaks: vigil/mounts.py:mount_fstab: the swap's `"warning" if entry.nofail`
+    # breaks: vigil/system/mounts.py:mount_fstab: the swap's `"warning" if entry.nofail`
     # -> always "error".
     ghost = tmp_path / "no-such-swap"
     got = run(tmp_path, f"{ghost}-1 none swap sw,nofail 0 0\n{ghost}-2 none swap sw 0 0\n")
@@ -91,7 +92,7 @@ def test_a_missing_swap_is_a_warning_with_nofail_and_an_error_without(tmp_path):
 def test_fsck_runs_before_a_mount_with_a_pass_number(tmp_path):
     # A device that exists (a plain file); an fsck timeout so short that the run
     # is cut: its message proves fsck ran, for the entry with a pass number only.
-    # breaks: vigil/mounts.py:mount_fstab: `if entry.passno > 0 and not entry.bind:`
+    # breaks: vigil/system/mounts.py:mount_fstab: `if entry.passno > 0 and not entry.bind:`
     # -> `if False:` (no fsck message).
     disk = tmp_path / "disk.img"
     disk.write_bytes(b"\0" * 4096)

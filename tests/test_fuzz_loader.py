@@ -6,9 +6,9 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from vigil.errors import UnitError
-from vigil.loader import Loader
-from vigil.schema import SERVICE_KEYS, UNIT_KEYS
+from vigil.base.errors import UnitError
+from vigil.model.loader import Loader
+from vigil.model.schema import SERVICE_KEYS, UNIT_KEYS
 
 toml_values = st.recursive(
     st.none().map(lambda _: "") | st.booleans() | st.integers(-2**63, 2**63 - 1)

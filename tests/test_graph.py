@@ -8,8 +8,8 @@ import time
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vigil.graph import Graph, Plan
-from vigil.unit import Unit
+from vigil.model.graph import Graph, Plan
+from vigil.model.unit import Unit
 
 
 def units(**deps: dict) -> dict[str, Unit]:
@@ -120,7 +120,7 @@ def test_any_graph_plans_without_refused_units(edges):
 
 
 def test_thousand_units_load_and_plan_fast(unit_dir):
-    from vigil.loader import Loader
+    from vigil.model.loader import Loader
     rng = random.Random(7)
     files = {}
     for i in range(1000):

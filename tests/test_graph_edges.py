@@ -3,8 +3,8 @@ test_graph.py check plans; these check names, messages and edges)."""
 
 from __future__ import annotations
 
-from vigil.graph import Graph, Plan
-from vigil.unit import Unit
+from vigil.model.graph import Graph, Plan
+from vigil.model.unit import Unit
 
 
 def units(**deps: dict) -> dict[str, Unit]:

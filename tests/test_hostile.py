@@ -232,7 +232,7 @@ def test_the_socket_directory_cannot_be_swapped_after_its_check(unit_dir, tmp_pa
 # Fills every fd, then reports an error the way the loop does.
 NO_FDS = r"""
 import os, sys
-from vigil.events import Events
+from vigil.runtime.events import Events
 events = Events(None)
 held = []
 try:

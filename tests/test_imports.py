@@ -30,26 +30,27 @@ STDLIB = {
     "_json", "json.scanner", "json.decoder", "json.encoder", "json",
 }
 VIGIL = {
-    "vigil", "vigil.records", "vigil.exitstatus", "vigil.errors", "vigil.unit",
-    "vigil.states", "vigil.adopt", "vigil.mountinfo", "vigil.cgroups", "vigil.namespaces",
-    "vigil.reexec", "vigil.limits", "vigil.loop", "vigil.protocol", "vigil.connection",
-    "vigil.printable", "vigil.output", "vigil.events", "vigil.rundir", "vigil.control",
-    "vigil.graph", "vigil._sysc", "vigil.syscalls", "vigil.asuser",
-    "vigil.pidfile", "vigil.envfile", "vigil.launch", "vigil.proc", "vigil.reaper",
-    "vigil.forking", "vigil.notify", "vigil.probes", "vigil.streams", "vigil.spawner",
-    "vigil.logwatch", "vigil.readiness", "vigil.supervisor", "vigil.manager", "vigil.scopes",
-    "vigil.waiting", "vigil.commands", "vigil.queries", "vigil.flags", "vigil.daemon", "vigil.serve", "vigil.cli",
-    "vigil.pid1", "vigil.compiled", "vigil.unitdb", "vigil.unitfiles", "vigil.execreport",
-    "vigil.logstore", "vigil.unitchanges", "vigil.lifecycle", "vigil.lifecycle_states",
-    "vigil.notices",
+    "vigil", "vigil.base", "vigil.kernel", "vigil.model", "vigil.wire", "vigil.runtime",
+    "vigil.engine", "vigil.control", "vigil.base.records", "vigil.base.exitstatus", "vigil.base.errors", "vigil.model.unit",
+    "vigil.engine.states", "vigil.adopt", "vigil.kernel.mountinfo", "vigil.engine.cgroups", "vigil.kernel.namespaces",
+    "vigil.reexec", "vigil.base.limits", "vigil.runtime.loop", "vigil.wire.protocol", "vigil.control.connection",
+    "vigil.base.printable", "vigil.runtime.output", "vigil.runtime.events", "vigil.base.rundir", "vigil.control.control",
+    "vigil.model.graph", "vigil._sysc", "vigil.kernel.syscalls", "vigil.kernel.asuser",
+    "vigil.engine.pidfile", "vigil.base.envfile", "vigil.engine.launch", "vigil.kernel.proc", "vigil.engine.reaper",
+    "vigil.engine.forking", "vigil.engine.notify", "vigil.engine.probes", "vigil.engine.streams", "vigil.engine.spawner",
+    "vigil.engine.logwatch", "vigil.engine.readiness", "vigil.engine.supervisor", "vigil.engine.manager", "vigil.engine.scopes",
+    "vigil.waiting", "vigil.commands", "vigil.queries", "vigil.wire.flags", "vigil.daemon", "vigil.serve", "vigil.cli",
+    "vigil.pid1", "vigil.model.compiled", "vigil.unitdb", "vigil.model.unitfiles", "vigil.base.execreport",
+    "vigil.runtime.logstore", "vigil.model.unitchanges", "vigil.engine.lifecycle", "vigil.engine.lifecycle_states",
+    "vigil.engine.notices",
 }
 ALLOWED = INTERPRETER | STDLIB | VIGIL
 # named here so that the reason a test fails is plain
-NEVER = {"dataclasses", "inspect", "argparse", "asyncio", "ssl", "subprocess", "vigil.remote",
-         "vigil.hooks", "vigil.check", "vigil.boot", "vigil.sysinit", "vigil.timers",
-         "vigil.calendar", "fnmatch", "gettext", "locale", "shutil", "typing",
+NEVER = {"dataclasses", "inspect", "argparse", "asyncio", "ssl", "subprocess", "vigil.control.remote",
+         "vigil.engine.hooks", "vigil.model.check", "vigil.system.boot", "vigil.system.sysinit", "vigil.engine.timers",
+         "vigil.model.calendar", "fnmatch", "gettext", "locale", "shutil", "typing",
          # the unit compiler runs in a child process (vigil/unitdb.py)
-         "tomllib", "vigil.loader", "vigil.schema", "vigil.tomlpos", "vigil.numbers"}
+         "tomllib", "vigil.model.loader", "vigil.model.schema", "vigil.base.tomlpos", "vigil.base.numbers"}
 
 UNITS = {
     "web.toml": '[service]\nexec = ["sleep", "600"]\nrestart = "always"\n',
@@ -82,7 +83,7 @@ def test_the_daemon_imports_only_what_it_runs(unit_dir, tmp_path, mode, units):
 
 # -- the client ---------------------------------------------------------------
 CLIENT_NEVER = {"argparse", "gettext", "vigilctl.options", "vigilctl.verbs", "vigilctl.project",
-                "vigilctl.progress", "typing", "dataclasses", "vigil.loader", "tomllib", "ssl"}
+                "vigilctl.progress", "typing", "dataclasses", "vigil.model.loader", "tomllib", "ssl"}
 
 
 def test_vigilctl_status_imports_the_protocol_and_the_table_printer(unit_dir, tmp_path):
@@ -102,7 +103,7 @@ def test_vigilctl_status_imports_the_protocol_and_the_table_printer(unit_dir, tm
     assert "web" in done.stdout, done.stderr
     loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
               if line.startswith("import time:")}
-    assert {"vigilctl.show", "vigilctl.client", "vigil.protocol"} <= loaded
+    assert {"vigilctl.show", "vigilctl.client", "vigil.wire.protocol"} <= loaded
     assert not loaded & CLIENT_NEVER, sorted(loaded & CLIENT_NEVER)
 
 

@@ -2,7 +2,7 @@
 and imports only from the layers its own may use.
 
 Membership is a table of module names (the file's name, not its package),
-so the rule holds whether a module is `vigil/states.py` or
+so the rule holds whether a module is `vigil/engine/states.py` or
 `vigil/engine/states.py`. A new module must be put in the table.
 """
 
@@ -119,7 +119,7 @@ def test_layers_import_only_what_they_may() -> None:
 def test_the_rule_catches_a_wrong_import(tmp_path: Path) -> None:
     """The scan sees function-level imports and `from vigil import x`."""
     source = tmp_path / "m.py"
-    source.write_text("def f():\n    from vigil import supervisor\n    import vigil.mounts\n")
+    source.write_text("def f():\n    from vigil import supervisor\n    import vigil.system.mounts\n")
     assert _imported(source) == {"supervisor", "mounts"}
 
 
@@ -146,7 +146,7 @@ def test_early_boot_survives_a_locale_file_it_cannot_read(tmp_path: Path) -> Non
     """Early boot reads /etc/locale.conf itself (no launcher, whose reader
     raised LaunchError past PID 1's OSError handling): a FIFO is not read
     (it would block PID 1), and the other file still counts."""
-    from vigil.sysinit import unit_environment
+    from vigil.system.sysinit import unit_environment
     (tmp_path / "etc" / "default").mkdir(parents=True)
     os.mkfifo(tmp_path / "etc" / "locale.conf")
     (tmp_path / "etc" / "default" / "locale").write_text('LANG="C.UTF-8"\nPATH=/evil\n')
@@ -155,8 +155,8 @@ def test_early_boot_survives_a_locale_file_it_cannot_read(tmp_path: Path) -> Non
 
 def test_every_event_code_emitted_is_in_the_catalogue() -> None:
     """events.py promises stable codes: each one the daemon emits is listed."""
-    from vigil.events import CODES, TAGS
-    from vigil.supervisor import _ANNOUNCED
+    from vigil.runtime.events import CODES, TAGS
+    from vigil.engine.supervisor import _ANNOUNCED
     emitted = {code for code, _severity, _text in _ANNOUNCED.values()}
     for path in (ROOT / "vigil").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
@@ -165,7 +165,7 @@ def test_every_event_code_emitted_is_in_the_catalogue() -> None:
                     and isinstance(node.args[0], ast.Constant)):
                 emitted.add(node.args[0].value)
     assert "unit.ready" in emitted and "daemon.started" in emitted
-    assert emitted - set(CODES) == set(), "add these to vigil/events.py CODES"
+    assert emitted - set(CODES) == set(), "add these to vigil/runtime/events.py CODES"
     assert set(TAGS) <= set(CODES)
 
 
@@ -182,13 +182,13 @@ def _returned_strings(path: Path, function: str) -> set[str]:
 
 
 def test_every_state_the_daemon_reports_has_its_one_home() -> None:
-    """vigil/unitstates.py is what vigilctl colours and judges by: every
+    """vigil/base/unitstates.py is what vigilctl colours and judges by: every
     instance state and every unit-only state the manager or the broken-unit
     row can report must be there (a new one would print uncoloured and make
     `status` exit 0 or 3 by accident)."""
-    from vigil import manager
-    from vigil.states import State
-    from vigil.unitstates import UNIT_STATES
+    from vigil.engine import manager
+    from vigil.engine.states import State
+    from vigil.base.unitstates import UNIT_STATES
     unit_only = _returned_strings(Path(manager.__file__), "state")
     assert unit_only >= {"unknown", "skipped", "waiting"}, unit_only
     reported = {s.value for s in State} | unit_only | {"broken"}

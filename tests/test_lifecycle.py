@@ -1,5 +1,5 @@
-"""Lifecycle commands (vigil/lifecycle.py, the table's cells in
-vigil/lifecycle_states.py) against a real daemon, as a subreaper and as
+"""Lifecycle commands (vigil/engine/lifecycle.py, the table's cells in
+vigil/engine/lifecycle_states.py) against a real daemon, as a subreaper and as
 PID 1: exec-pre, exec-post, exec-stop, exec-reload / reload-signal and
 `vigilctl reload-unit`, in systemd's order."""
 
@@ -142,7 +142,7 @@ def test_a_reexec_during_exec_pre_kills_the_old_command_and_runs_it_again(daemon
 
 
 def test_convert_maps_systemds_lifecycle_commands_and_watchdog():
-    from vigil.schema import build_unit
+    from vigil.model.schema import build_unit
     from vigilctl.systemd import from_systemd
     text = ("[Service]\nType=notify\nExecStartPre=/bin/mkdir -p /run/app\n"
             "ExecStartPre=-/usr/bin/cleanup --old\nExecStart=/usr/bin/app\n"

@@ -1,5 +1,5 @@
-"""The state table's cells for issue 20 (vigil/lifecycle_states.py, the
-TABLE in vigil/states.py), without a process: exec-pre, exec-post,
+"""The state table's cells for issue 20 (vigil/engine/lifecycle_states.py, the
+TABLE in vigil/engine/states.py), without a process: exec-pre, exec-post,
 exec-stop, reload, the watchdog and STOPPING=1. Fast and pure, so that
 `make mutate` runs them against its mutants (pyproject.toml); the same
 behaviour through a real daemon is in tests/test_lifecycle.py and
@@ -7,8 +7,8 @@ tests/test_watchdog.py."""
 
 from __future__ import annotations
 
-from vigil.states import Act, Event, ExitInfo, Input, Instance, State, step
-from vigil.unit import RestartPolicy, Service, ServiceType
+from vigil.engine.states import Act, Event, ExitInfo, Input, Instance, State, step
+from vigil.model.unit import RestartPolicy, Service, ServiceType
 
 
 def inst(state: State = State.INACTIVE, phase: str = "", **kw: object) -> Instance:
@@ -126,7 +126,7 @@ def test_table_stopping_notice_then_the_exit_is_judged_as_its_own():
 
 
 # -- exact results, cell by cell (what `make mutate` holds them to) -------------
-from vigil.states import Action  # noqa: E402
+from vigil.engine.states import Action  # noqa: E402
 
 A = Act
 PHASES = ("", "pre", "post", "stop", "reload", "reloading", "self-stop")

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vigil.errors import UnitError
-from vigil.loader import Loader
+from vigil.base.errors import UnitError
+from vigil.model.loader import Loader
 
 
 def test_name_is_file_stem_and_earlier_dir_wins(unit_dir):

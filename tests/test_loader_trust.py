@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from vigil.check import check
-from vigil.errors import UnitError
-from vigil.loader import Loader
+from vigil.model.check import check
+from vigil.base.errors import UnitError
+from vigil.model.loader import Loader
 
 SVC = '[service]\nexec = "sleep 1000"\n'
 OTHER = 65534

@@ -225,7 +225,7 @@ def test_an_untrusted_store_directory_is_refused(tmp_path):
 
 
 def test_a_restarted_daemon_of_a_new_boot_shows_the_last_boot_with_b_minus_1(unit_dir, tmp_path):
-    # breaks: vigil/logstore.py:archive (the earlier boot's lines are not
+    # breaks: vigil/runtime/logstore.py:archive (the earlier boot's lines are not
     # kept apart, so -b -1 finds no boot before this one).
     units = unit_dir({"crash.toml": '[service]\nrestart = "never"\nexec = ["sh", "-c", '
                                     '"echo about-to-crash; exit 3"]\n'})

@@ -1,4 +1,4 @@
-"""The log store (vigil/logstore.py) as a real daemon writes it: every line
+"""The log store (vigil/runtime/logstore.py) as a real daemon writes it: every line
 stamped, the events in the same store, limits by size and age, boots, and
 a failure's last lines in its event."""
 
@@ -21,8 +21,8 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z \d+\.\d{6} (\S+) (\
 
 
 def test_every_line_is_stamped_and_events_share_the_store(daemon, tmp_path):
-    # breaks: vigil/streams.py:_writer writing `line.text + "\n"` (no stamp), or
-    # vigil/events.py:Events.emit without its `self.store.write(...)`.
+    # breaks: vigil/engine/streams.py:_writer writing `line.text + "\n"` (no stamp), or
+    # vigil/runtime/events.py:Events.emit without its `self.store.write(...)`.
     d = daemon({"web.toml": '[service]\nexec = ["sh", "-c", "echo hello; echo oops >&2; '
                             'exec sleep 1000"]\n'})
     logs = tmp_path / "run" / "logs"
@@ -42,7 +42,7 @@ def test_every_line_is_stamped_and_events_share_the_store(daemon, tmp_path):
 
 @SUBREAPER
 def test_total_limit_drops_the_oldest_rotated_files(daemon, tmp_path):
-    # breaks: vigil/logstore.py:Store.prune returning at once (every rotated
+    # breaks: vigil/runtime/logstore.py:Store.prune returning at once (every rotated
     # file is kept: 10 x 4 KiB, past the 16 KiB bound).
     d = daemon({"chatty.toml": '[service]\ntype = "oneshot"\nlog-max-size = 4096\nlog-keep = 10\n'
                                'exec = ["sh", "-c", "i=0; while [ $i -lt 1200 ]; do '
@@ -60,7 +60,7 @@ def test_total_limit_drops_the_oldest_rotated_files(daemon, tmp_path):
 
 @SUBREAPER
 def test_age_limit_drops_old_rotated_files(daemon, tmp_path):
-    # breaks: vigil/logstore.py:Store.prune without its `too_old` test.
+    # breaks: vigil/runtime/logstore.py:Store.prune without its `too_old` test.
     go = tmp_path / "go"
     burst = ('i=0; while [ $i -lt 300 ]; do echo {0}-$i-padding-padding; i=$((i+1)); done')
     daemon({"chatty.toml": '[service]\nlog-max-size = 4096\nlog-keep = 10\n'
@@ -80,7 +80,7 @@ def test_age_limit_drops_old_rotated_files(daemon, tmp_path):
 
 
 def test_an_earlier_boot_moves_under_boots(unit_dir, tmp_path):
-    # breaks: vigil/logstore.py:Store._claim returning early whatever the id
+    # breaks: vigil/runtime/logstore.py:Store._claim returning early whatever the id
     # (the old boot's lines would stay mixed with the new one's).
     units = unit_dir({"web.toml": '[service]\nexec = ["sh", "-c", "echo hi; exec sleep 1000"]\n'})
     d = Daemon(units, tmp_path)
@@ -103,7 +103,7 @@ def test_an_earlier_boot_moves_under_boots(unit_dir, tmp_path):
 
 @SUBREAPER
 def test_failure_event_and_status_carry_the_last_lines(daemon):
-    # breaks: vigil/events.py:Events.emit without the `extra["lines"] = ...` context;
+    # breaks: vigil/runtime/events.py:Events.emit without the `extra["lines"] = ...` context;
     # vigil/commands.py:Commands.status without its `recent` lines.
     d = daemon({"crash.toml": '[service]\nrestart = "never"\nexec = ["sh", "-c", '
                               '"for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo step-$i; done; '
@@ -121,14 +121,14 @@ def test_an_ended_instance_s_pipe_is_read_to_the_end_before_its_exit_counts(tmp_
     """Its exit and its last output can be ready together; the failure event
     quotes the tail, so `drain` (called by the supervisor before it sends
     EXIT) reads what the pipe holds, with no loop turn in between."""
-    # breaks: vigil/streams.py:Streams.drain doing nothing (the lines stay in
+    # breaks: vigil/engine/streams.py:Streams.drain doing nothing (the lines stay in
     # the pipe; the supervisor's _ended calls it before the EXIT event).
-    from vigil.events import Events
-    from vigil.loop import Loop
-    from vigil.output import Console, Tail
-    from vigil.states import Instance
-    from vigil.streams import Streams
-    from vigil.unit import Service
+    from vigil.runtime.events import Events
+    from vigil.runtime.loop import Loop
+    from vigil.runtime.output import Console, Tail
+    from vigil.engine.states import Instance
+    from vigil.engine.streams import Streams
+    from vigil.model.unit import Service
     events = Events(None)
     tail = Tail()
     streams = Streams(Loop(events.error), events, Console(os.open(os.devnull, os.O_WRONLY)),
@@ -145,10 +145,10 @@ def test_an_ended_instance_s_pipe_is_read_to_the_end_before_its_exit_counts(tmp_
 
 
 def test_the_store_moves_to_disk_carrying_what_was_logged(tmp_path):
-    # breaks: vigil/logstore.py:Store.relocate without its `_append` (what was
+    # breaks: vigil/runtime/logstore.py:Store.relocate without its `_append` (what was
     # logged on tmpfs before /var/log was writable would be lost), or without
     # `_claim(target)` (the previous boot's lines would mix with this one's).
-    from vigil.logstore import Store, record
+    from vigil.runtime.logstore import Store, record
     run, disk = tmp_path / "run-logs", tmp_path / "var-log-vigil"
     disk.mkdir()
     (disk / "boot_id").write_text("0ldboot 2020-01-01T00:00:00.000000Z\n")
@@ -171,7 +171,7 @@ def test_the_store_moves_to_disk_carrying_what_was_logged(tmp_path):
 
 @SUBREAPER
 def test_lines_forwarded_to_syslog_over_udp(daemon):
-    # breaks: vigil/streams.py:Streams.capture without its `forward` sink.
+    # breaks: vigil/engine/streams.py:Streams.capture without its `forward` sink.
     receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     receiver.bind(("127.0.0.1", 0))
     receiver.settimeout(30)
@@ -195,7 +195,7 @@ def test_lines_forwarded_to_syslog_over_udp(daemon):
 
 @SUBREAPER
 def test_a_stuck_syslog_receiver_never_blocks_the_daemon(daemon, tmp_path):
-    # breaks: vigil/syslog.py:Forwarder._open making a blocking socket (the
+    # breaks: vigil/runtime/syslog.py:Forwarder._open making a blocking socket (the
     # daemon would wait on a full TCP buffer and stop answering).
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.bind(("127.0.0.1", 0))

@@ -1,4 +1,4 @@
-"""Rules on a service's output (vigil/logwatch.py): ready on a line,
+"""Rules on a service's output (vigil/engine/logwatch.py): ready on a line,
 restart on a line or on silence, against a real daemon; and no sink at all
 for a unit without rules."""
 
@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 
 from tests.daemon import wait_for
-from vigil.loop import Loop
-from vigil.logwatch import Watches
-from vigil.schema import build_unit
-from vigil.states import Instance
+from vigil.runtime.loop import Loop
+from vigil.engine.logwatch import Watches
+from vigil.model.schema import build_unit
+from vigil.engine.states import Instance
 
 
 def shell(script: str) -> str:
@@ -75,7 +75,7 @@ def test_silence_restarts_a_quiet_service_and_not_a_talkative_one(daemon, tmp_pa
 def test_output_rules_need_output_that_vigil_reads(tmp_path: Path):
     import pytest
 
-    from vigil.errors import UnitError
+    from vigil.base.errors import UnitError
     with pytest.raises(UnitError, match="need stdout or stderr to be log or console"):
         build_unit("x", {"service": {"exec": "true", "stdout": "null", "stderr": "/tmp/x",
                                      "health": {"silence": "1m"}}}, "x.toml", {})
@@ -86,7 +86,7 @@ def test_output_rules_need_output_that_vigil_reads(tmp_path: Path):
 
 def test_a_unit_without_rules_gets_no_sink() -> None:
     """The cost for units that do not use rules: nothing is added to their
-    lines' path (vigil/streams.py appends no sink)."""
+    lines' path (vigil/engine/streams.py appends no sink)."""
     loop = Loop(lambda what, err: None)
     watches = Watches(loop, lambda inst, event, detail: None)
     plain = build_unit("p", {"service": {"exec": "true"}}, "p.toml", {})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vigil.loop import Loop
+from vigil.runtime.loop import Loop
 
 
 class Clock:

@@ -15,10 +15,10 @@ from typing import Any
 import pytest
 
 from tests.fakes import FakeSupervisor
-from vigil.events import Events
-from vigil.manager import Manager
-from vigil.states import State
-from vigil.unit import RestartPolicy, Service, ServiceType, Unit
+from vigil.runtime.events import Events
+from vigil.engine.manager import Manager
+from vigil.engine.states import State
+from vigil.model.unit import RestartPolicy, Service, ServiceType, Unit
 
 
 def service(**kw: Any) -> Service:
@@ -421,8 +421,8 @@ def test_a_broken_file_keeps_the_running_config():
 
 
 def test_a_transient_unit_and_a_template_instance_join_the_units():
-    from vigil.errors import UnitError
-    from vigil.loader import LoadResult
+    from vigil.base.errors import UnitError
+    from vigil.model.loader import LoadResult
     m, sup, events = manager(unit("a"))
     m.add_transient(unit("run-1"))
     assert "run-1" in m.units and "run-1" in m.transient and "run-1" in m.graph.units
@@ -599,8 +599,8 @@ def test_a_stop_wait_for_a_unit_no_longer_loaded_is_dropped_and_the_rest_go_on()
 
 # -- units whose file does not load ------------------------------------------------
 def test_note_load_names_each_broken_unit_with_its_files_problems():
-    from vigil.errors import Problem
-    from vigil.loader import LoadResult
+    from vigil.base.errors import Problem
+    from vigil.model.loader import LoadResult
     m, _, _ = manager(unit("ok"))
     problems = [
         Problem("/etc/vigil/web.toml", "not a list", key="service.exec", line=3),
@@ -682,7 +682,7 @@ def hook_reasons(sup: FakeSupervisor, hook: str) -> list[str]:
 
 
 def test_hook_events_wait_for_the_run_before_and_overflow_is_dropped(monkeypatch):
-    from vigil import hooks
+    from vigil.engine import hooks
     monkeypatch.setattr(hooks, "HOOK_QUEUE_MAX", 2)
     never = service(restart=RestartPolicy.NEVER)
     m, sup, events = manager(unit("job", svc=never, on_failure=["alert", "page"]),
@@ -764,7 +764,7 @@ def test_snapshot_and_restore_keep_the_wanted_side_across_a_reexec():
     files went meanwhile are dropped; `vigilctl run` units come back."""
     import json
 
-    from vigil.schema import build_unit
+    from vigil.model.schema import build_unit
     m, _, _ = manager(unit("a"), unit("b"), unit("t", target=True), unit("gone"))
     m.goal, m.waiting, m.targets_up = {"a", "b", "gone"}, {"b", "gone"}, {"t", "gone"}
     m.skipped, m.failed_why, m.times = {"x": "no /dev/x"}, {"a": "exit 1"}, {"a": [1.0, 2.5]}

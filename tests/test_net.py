@@ -20,7 +20,7 @@ with IPRoute() as ipr:
     ipr.link("add", ifname="v0", kind="veth", peer="v1")
     peer = ipr.link_lookup(ifname="v1")[0]
     ipr.link("set", index=peer, state="up")
-done = subprocess.run([sys.executable, "-m", "vigil.net", "--config", sys.argv[1]],
+done = subprocess.run([sys.executable, "-m", "vigil.system.net", "--config", sys.argv[1]],
                       capture_output=True, text=True, timeout=60)
 with IPRoute() as ipr:
     links = {l.get_attr("IFLA_IFNAME"): (l.get_attr("IFLA_OPERSTATE"), l.get_attr("IFLA_MTU"))
@@ -87,6 +87,6 @@ def test_a_missing_link_is_reported_and_the_rest_configured(tmp_path):
 def test_errors_name_the_key(tmp_path, text, error):
     path = tmp_path / "n.toml"
     path.write_text(text)
-    out = subprocess.run([sys.executable, "-m", "vigil.net", "--check", "--config", str(path)],
+    out = subprocess.run([sys.executable, "-m", "vigil.system.net", "--check", "--config", str(path)],
                          capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert out.returncode == 1 and error in out.stderr, out.stderr

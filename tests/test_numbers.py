@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from vigil import fstab
-from vigil.numbers import parse_number, parse_seconds
-from vigil.remote import RemoteError, parse_address
+from vigil.system import fstab
+from vigil.base.numbers import parse_number, parse_seconds
+from vigil.control.remote import RemoteError, parse_address
 
 
 @pytest.mark.parametrize("text, value", [("30", 30.0), ("2.5", 2.5), (".5", 0.5), ("7.", 7.0),

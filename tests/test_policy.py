@@ -28,7 +28,7 @@ def gaps(times: list[float]) -> list[float]:
 
 
 def test_backoff_doubles_per_failure_and_stops_at_the_cap(daemon, tmp_path):
-    # breaks: vigil/states.py:backoff_delay: `2 ** max(0, inst.failures - 1)` -> `1`
+    # breaks: vigil/engine/states.py:backoff_delay: `2 ** max(0, inst.failures - 1)` -> `1`
     # (every gap 0.3 s: the second is under 0.54); and `min(..., restart_delay_max)`
     # -> the uncapped value (the fourth gap is 2.4 s, over 2.1).
     runs = tmp_path / "runs"
@@ -45,7 +45,7 @@ def test_backoff_doubles_per_failure_and_stops_at_the_cap(daemon, tmp_path):
 
 
 def test_a_stable_run_forgets_earlier_failures(daemon, tmp_path):
-    # breaks: vigil/states.py:_after_failure: `inst.failures = 0` -> `pass` (the
+    # breaks: vigil/engine/states.py:_after_failure: `inst.failures = 0` -> `pass` (the
     # delays double: the fifth run comes 0.6 + 1.6 s after the fourth).
     runs = tmp_path / "runs"
     d = daemon({"steady.toml": f'[service]\nexec = ["sh", "-c", "{STAMP.format(runs=runs)}; '
@@ -61,7 +61,7 @@ def test_a_stable_run_forgets_earlier_failures(daemon, tmp_path):
 
 
 def test_retry_after_fatal_tries_again(daemon, tmp_path):
-    # breaks: vigil/states.py:_after_failure: the ARM_RETRY after fatal dropped
+    # breaks: vigil/engine/states.py:_after_failure: the ARM_RETRY after fatal dropped
     # (one run, then fatal for good).
     runs = tmp_path / "runs"
     d = daemon({"phoenix.toml": f'[service]\nexec = ["sh", "-c", "{STAMP.format(runs=runs)}; '
@@ -74,7 +74,7 @@ def test_retry_after_fatal_tries_again(daemon, tmp_path):
 
 
 def test_success_exit_codes_count_as_success(daemon):
-    # breaks: vigil/states.py:ExitInfo.success: `self.code in codes` -> `self.code == 0`
+    # breaks: vigil/engine/states.py:ExitInfo.success: `self.code in codes` -> `self.code == 0`
     d = daemon({"three.toml": '[service]\nexec = "sh -c \'exit 3\'"\nsuccess-exit-codes = [0, 3]\n'
                               'restart = "on-failure"\n',
                 "zero.toml": '[service]\nexec = "true"\nsuccess-exit-codes = [3]\n'
@@ -89,7 +89,7 @@ def test_success_exit_codes_count_as_success(daemon):
 def test_a_forking_units_start_timeout_fires(daemon, tmp_path):
     # The launcher never exits: past start-timeout the unit is stopped and, with no
     # retry left, fatal, naming the timeout.
-    # breaks: vigil/states.py:_exec_ok: the forking branch returns [] (no deadline:
+    # breaks: vigil/engine/states.py:_exec_ok: the forking branch returns [] (no deadline:
     # the unit stays starting).
     d = daemon({"stuck.toml": f'[service]\ntype = "forking"\npid-file = "{tmp_path}/stuck.pid"\n'
                               'exec = "sleep 1000"\nstart-timeout = 0.3\nstart-retries = 0\n'})

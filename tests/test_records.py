@@ -1,4 +1,4 @@
-"""vigil.records stands in for dataclasses on PID 1's start path (issue 17):
+"""vigil.base.records stands in for dataclasses on PID 1's start path (issue 17):
 the same class built by both must behave the same."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import dataclasses
 
 import pytest
 
-from vigil import records
+from vigil.base import records
 
 
 def make(dc):

@@ -9,7 +9,7 @@ import shutil
 import pytest
 
 from tests.daemon import wait_for
-from vigil.loader import Incomplete, Loader
+from vigil.model.loader import Incomplete, Loader
 from vigilctl.client import RequestFailed
 
 SLEEPER = '[service]\nexec = "sleep 1000"\n'
@@ -79,7 +79,7 @@ def test_at_the_first_load_an_unreadable_directory_is_a_problem(unit_dir, tmp_pa
 def test_check_of_a_directory_that_is_not_there_is_a_problem(unit_dir, tmp_path):
     import io
 
-    from vigil.check import check
+    from vigil.model.check import check
     out = io.StringIO()
     assert check([str(unit_dir({"a.toml": SLEEPER})), str(tmp_path / "typo")], out) == 1
     assert f"{tmp_path}/typo: no such directory" in out.getvalue()

@@ -200,7 +200,7 @@ def test_guesses_sent_together_are_never_judged(unit_dir, tmp_path, tls, cert_pa
 def test_a_long_run_of_failures_still_waits(unit_dir, tmp_path, cert_pair):
     """Issue 22.1: past 1,024 failures the delay overflowed and every guess
     was answered at once; it is capped instead."""
-    from vigil.remote import wrong_delay
+    from vigil.control.remote import wrong_delay
     assert wrong_delay(1, 30.0) == 0.25 and wrong_delay(3, 30.0) == 1.0
     assert wrong_delay(1025, 30.0) == wrong_delay(10 ** 9, 30.0) == 30.0
     e = Endpoint(unit_dir, tmp_path, False, cert_pair, extra=["--limit", "auth-delay-max=0.001"])
@@ -221,7 +221,7 @@ def test_each_wrong_token_from_an_address_waits_twice_as_long(unit_dir, tmp_path
     """Issue 23: the delay doubles per failure (0.25, 0.5, 1 s), measured answer
     by answer on the endpoint, so a constant delay cannot pass (only lower
     bounds: a loaded machine may answer later, never sooner)."""
-    # breaks: vigil/remote.py:_judge: `delay = wrong_delay(1, ...)` (a constant 0.25 s)
+    # breaks: vigil/control/remote.py:_judge: `delay = wrong_delay(1, ...)` (a constant 0.25 s)
     e = Endpoint(unit_dir, tmp_path, False, cert_pair)
     try:
         waited = []
@@ -323,6 +323,6 @@ def test_connections_before_auth_are_capped(unit_dir, tmp_path, cert_pair):
 def test_an_ipv6_host_counts_as_one_address():
     """A host holds a whole /64: taking a fresh address per guess must not
     start its count afresh."""
-    from vigil.remote import source
+    from vigil.control.remote import source
     assert source("2001:db8::1") == source("2001:db8::ffff:1234") != source("2001:db8:0:1::1")
     assert source("::ffff:192.0.2.7") == source("192.0.2.7") != source("192.0.2.8")

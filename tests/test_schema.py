@@ -6,9 +6,9 @@ import signal
 
 import pytest
 
-from vigil.errors import UnitError
-from vigil.loader import Loader
-from vigil.unit import (Limit, Output, OutputKind, ProbeKind, RestartPolicy, ServiceType,
+from vigil.base.errors import UnitError
+from vigil.model.loader import Loader
+from vigil.model.unit import (Limit, Output, OutputKind, ProbeKind, RestartPolicy, ServiceType,
                         Unit)
 
 

@@ -6,8 +6,8 @@ import io
 
 import pytest
 
-from vigil.check import check
-from vigil.numbers import parse_number
+from vigil.model.check import check
+from vigil.base.numbers import parse_number
 
 # Each of these passed `vigil check`: the first three wedged the unit (the spawner's
 # C int overflowed), "٠" (an Arabic-Indic zero) ran the service as root.
@@ -41,7 +41,7 @@ def test_an_id_out_of_range_as_a_toml_integer_is_refused(unit_dir, value):
                                         ('"www-data"', "www-data"), ('"_apt"', "_apt"),
                                         ('"1password"', "1password"), ('"HOST$"', "HOST$")])
 def test_good_ids_and_names_are_kept(unit_dir, value, kept):
-    from vigil.loader import Loader
+    from vigil.model.loader import Loader
     root = unit_dir({"svc.toml": f'[service]\nexec = "x"\nuser = {value}\ngroup = {value}\n'})
     svc = Loader([root]).load("svc").service
     assert (svc.user, svc.group) == (kept, kept)

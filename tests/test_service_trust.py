@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from tests.daemon import Daemon, can_unshare, wait_for
-from vigil import pidfile
-from vigil.asuser import Creds, read_regular
+from vigil.engine import pidfile
+from vigil.kernel.asuser import Creds, read_regular
 from vigilctl.client import RequestFailed
 
 NOBODY = 65534
@@ -245,7 +245,7 @@ def test_a_notify_socket_is_bound_again_after_a_reexec(daemon, shared):
     sock = shared / "run-notify" / "n.sock"
     before = os.stat(sock).st_ino
     d.call("daemon-reexec")
-    # breaks: vigil/notify.py:NotifySockets.hand_over (closing and binding again
+    # breaks: vigil/engine/notify.py:NotifySockets.hand_over (closing and binding again
     # leaves a window in which READY=1 finds no socket: the service sends now)
     trigger.touch()
     wait_for(lambda: d.call("ping") == "pong", what="the new daemon to answer")

@@ -3,7 +3,7 @@ pair, every handler's record changes and actions, and the restart policy
 (backoff, stable-seconds, start-retries, retry-after-fatal,
 success-exit-codes, a forking unit's start-timeout).
 
-`make mutate` runs these against mutants of vigil/states.py: each assertion
+`make mutate` runs these against mutants of vigil/engine/states.py: each assertion
 here is there because some change to a handler got past the process tests.
 """
 
@@ -14,10 +14,10 @@ from dataclasses import replace
 
 import pytest
 
-from vigil import states
-from vigil.states import (IGNORED, TABLE, Act, Action, Event, ExitInfo, Input, Instance,
+from vigil.engine import states
+from vigil.engine.states import (IGNORED, TABLE, Act, Action, Event, ExitInfo, Input, Instance,
                           InvalidTransition, State, backoff_delay, step)
-from vigil.unit import Probe, ProbeKind, Ready, RestartPolicy, Service, ServiceType
+from vigil.model.unit import Probe, ProbeKind, Ready, RestartPolicy, Service, ServiceType
 
 A = Act
 

@@ -27,7 +27,7 @@ def _state(pid: int) -> str:
 def test_a_stopped_process_gets_sigcont_after_the_stop_signal(daemon, tmp_path):
     # A fatal default action ends even a stopped process; a handler runs only once it
     # is continued. Without SIGCONT the stop waits for stop-timeout and SIGKILL.
-    # breaks: vigil/supervisor.py:Supervisor._do: the `self._signal(inst, signal.SIGCONT)`
+    # breaks: vigil/engine/supervisor.py:Supervisor._do: the `self._signal(inst, signal.SIGCONT)`
     # after the stop signal dropped (last_exit is "killed by SIGKILL" after 10 s).
     (tmp_path / "handler.py").write_text(HANDLER)
     armed = tmp_path / "armed"
@@ -43,7 +43,7 @@ def test_a_stopped_process_gets_sigcont_after_the_stop_signal(daemon, tmp_path):
 
 
 def test_leftovers_are_killed_when_the_main_process_exits(daemon, tmp_path):
-    # breaks: vigil/supervisor.py:Supervisor._kill_leftovers: body -> `pass` (the
+    # breaks: vigil/engine/supervisor.py:Supervisor._kill_leftovers: body -> `pass` (the
     # background sleep lives on).
     child, go = tmp_path / "child", tmp_path / "go"
     d = daemon({"parent.toml": f'[service]\nexec = ["sh", "-c", "sleep 1000 & echo $! > {child}; '

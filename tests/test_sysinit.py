@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.daemon import Daemon, can_unshare, wait_for
-from vigil.fstab import MS, parse, resolve, unescape
-from vigil.sysinit import (
+from vigil.system.fstab import MS, parse, resolve, unescape
+from vigil.system.sysinit import (
     cmdline_args,
     module_order,
     parse_cmdline,

@@ -17,8 +17,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.daemon import ROOT, wait_for
-from vigil.output import Console, Line
-from vigil.printable import printable, printable_lines
+from vigil.runtime.output import Console, Line
+from vigil.base.printable import printable, printable_lines
 
 # what the service prints, in shell printf notation
 FORGE = r"\033]52;c;cm0gLXJmIH4K\007\033[2K\r[  OK  ] Started sshd\n"

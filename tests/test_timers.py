@@ -1,4 +1,4 @@
-"""The timer scheduler (vigil/timers.py) on fake clocks: a loop whose
+"""The timer scheduler (vigil/engine/timers.py) on fake clocks: a loop whose
 monotonic clock and a wall clock the test moves, and a stand-in manager
 that records what it was asked to start. No sleeps, no processes."""
 
@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from vigil.events import Events
-from vigil.loop import Loop
-from vigil.schema import build_unit
-from vigil.timers import Timers
-from vigil.unit import Unit
+from vigil.runtime.events import Events
+from vigil.runtime.loop import Loop
+from vigil.model.schema import build_unit
+from vigil.engine.timers import Timers
+from vigil.model.unit import Unit
 
 # 2026-12-02 17:00:00 UTC, a Wednesday
 WALL0 = datetime(2026, 12, 2, 17, 0, tzinfo=UTC).timestamp()
@@ -282,17 +282,17 @@ def test_pid1_imports_the_calendar_only_for_a_unit_with_a_timer(tmp_path: Path) 
     import subprocess
     import sys
     (tmp_path / "plain.toml").write_text('[service]\nexec = "true"\n')
-    code = ("import sys\nfrom vigil.loader import Loader\nimport vigil.daemon\n"
+    code = ("import sys\nfrom vigil.model.loader import Loader\nimport vigil.daemon\n"
             "r = Loader([sys.argv[1]]).load_all()\nassert r.units and not r.problems, r\n"
-            "print(sorted(m for m in ('zoneinfo', 'vigil.calendar', "
-            "'vigil.timers') if m in sys.modules))")
+            "print(sorted(m for m in ('zoneinfo', 'vigil.model.calendar', "
+            "'vigil.engine.timers') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
     assert out.strip() == "[]"
     (tmp_path / "job.toml").write_text('[service]\nexec = "true"\n[timer]\ncalendar = "daily"\n')
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True,
                          text=True, timeout=60, check=True).stdout
-    assert "vigil.calendar" in out
+    assert "vigil.model.calendar" in out
 
 
 def test_with_a_timerfd_an_idle_daemon_arms_no_timer_at_all(tmp_path: Path) -> None:
@@ -330,7 +330,7 @@ def test_time_spans_as_systemd_writes_them(text: Any, seconds: float) -> None:
 
 @pytest.mark.parametrize("bad", ["5 parsecs", "", "1..2s", "m", "-5s", 0, "0s", True])
 def test_a_bad_time_span_is_refused(bad: Any) -> None:
-    from vigil.errors import UnitError
+    from vigil.base.errors import UnitError
     with pytest.raises(UnitError, match=r"timer\.every"):
         timer_unit(every=bad)
 

@@ -271,8 +271,8 @@ def test_the_fast_path_imports_only_what_it_runs():
     loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines()
               if line.startswith("import time:")}
     heavy = {"argparse", "dataclasses", "json", "tomllib", "enum", "signal", "socket",
-             "vigil.daemon", "vigil.control", "vigil.container", "vigil.protocol",
-             "vigil.syscalls", "typing", "subprocess", "_cffi_backend"}
+             "vigil.daemon", "vigil.control.control", "vigil.container", "vigil.wire.protocol",
+             "vigil.kernel.syscalls", "typing", "subprocess", "_cffi_backend"}
     assert not loaded & heavy, sorted(loaded & heavy)
 
 

@@ -16,7 +16,7 @@ from vigilctl.client import RequestFailed
 
 
 def test_stdout_and_stderr_go_where_the_unit_says(daemon, tmp_path):
-    # breaks: vigil/streams.py:Streams._output_fd: the FILE branch skipped (the path
+    # breaks: vigil/engine/streams.py:Streams._output_fd: the FILE branch skipped (the path
     # stays empty); the NULL branch skipped (the line reaches `logs`); the INHERIT
     # branch skipped (the line comes prefixed, through the console).
     out = tmp_path / "out.txt"
@@ -61,7 +61,7 @@ open(sys.argv[1], "w").write("\\n".join(out))
 
 
 def test_limits_are_applied(daemon, tmp_path):
-    # breaks: vigil/launch.py:make_spec: `spec.limits = []` (NOFILE as inherited)
+    # breaks: vigil/engine/launch.py:make_spec: `spec.limits = []` (NOFILE as inherited)
     (tmp_path / "limits.py").write_text(LIMITS)
     out = tmp_path / "limits"
     d = daemon({"limited.toml": f'[service]\ntype = "oneshot"\n'
@@ -83,7 +83,7 @@ def test_limits_read_back_from_proc_of_a_running_service(daemon):
 
 
 def test_an_optional_env_file_may_be_missing(daemon, tmp_path):
-    # breaks: vigil/launch.py:read_env_file: `if optional:` -> `if False:` (optional
+    # breaks: vigil/engine/launch.py:read_env_file: `if optional:` -> `if False:` (optional
     # then fails the start like a required one).
     out = tmp_path / "env"
     present = tmp_path / "present.env"
@@ -104,7 +104,7 @@ def test_an_optional_env_file_may_be_missing(daemon, tmp_path):
 def test_a_scoped_unit_stops_when_its_process_exits(daemon, tmp_path):
     # The scope is a process of the daemon's own namespace (a unit's), so the test
     # runs as PID 1 too: the unit file naming it is written once it runs.
-    # breaks: vigil/scopes.py:Scopes.check: `return None` at its top (the unit is
+    # breaks: vigil/engine/scopes.py:Scopes.check: `return None` at its top (the unit is
     # not bound, and runs on after its scope exits).
     holder_pid = tmp_path / "holder.pid"
     units = tmp_path / "units"
@@ -142,7 +142,7 @@ print(f"tty={fd0} same={same} controlling={controlling}", flush=True)
 def test_a_terminal_as_the_console(daemon, tmp_path):
     # console = "tty" is /dev/console (the schema maps it; see test_schema); a device
     # path takes the same road: stdin, stdout, stderr and the controlling terminal.
-    # breaks: vigil/streams.py:Streams.stdio: `spec.controlling_tty = False` for a tty
+    # breaks: vigil/engine/streams.py:Streams.stdio: `spec.controlling_tty = False` for a tty
     # (controlling=False).
     (tmp_path / "probe.py").write_text(TTY_PROBE)
     master, slave = os.openpty()
@@ -166,7 +166,7 @@ def test_a_terminal_as_the_console(daemon, tmp_path):
 def test_a_skipped_unit_started_again_is_looked_at_again(daemon, tmp_path):
     # Bug before this test: the second start dropped the skip and started nothing, so
     # the unit stayed "inactive" and `start` never settled.
-    # breaks: vigil/manager.py:Manager.start: `was_skipped or` dropped.
+    # breaks: vigil/engine/manager.py:Manager.start: `was_skipped or` dropped.
     flag = tmp_path / "flag"
     d = daemon({"cond.toml": f'[unit]\nif-exists = ["{flag}"]\n[service]\nexec = "sleep 1000"\n'})
     wait_for(lambda: d.status("cond")["state"] == "skipped", what="cond skipped")

@@ -144,7 +144,7 @@ def test_start_with_a_scope(daemon):
         holder.wait()
     wait_for(lambda: d.status("bound")["state"] == "inactive", what="bound stopped with its scope")
     assert d.status("keeper")["state"] == "running"
-    # breaks: vigil/scopes.py:_stop_next: `m.stop([name])` (no reason kept for `why`)
+    # breaks: vigil/engine/scopes.py:_stop_next: `m.stop([name])` (no reason kept for `why`)
     assert f"its scope (pid {holder.pid}) exited" in d.status("bound")["why"]
 
 

@@ -1,4 +1,4 @@
-"""The hardware watchdog (vigil/hwwatchdog.py) with vigil as PID 1 of a real
+"""The hardware watchdog (vigil/system/hwwatchdog.py) with vigil as PID 1 of a real
 kernel in QEMU, on the emulated i6300esb: a stopped PID 1 resets the
 machine; a poweroff disarms it with the magic close.
 

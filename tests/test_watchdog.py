@@ -1,7 +1,7 @@
 """The service watchdog and what a service may say over sd_notify
-(vigil/notices.py): WATCHDOG=1, MAINPID=, RELOADING=1, STOPPING=1,
+(vigil/engine/notices.py): WATCHDOG=1, MAINPID=, RELOADING=1, STOPPING=1,
 EXTEND_TIMEOUT_USEC= and STATUS=, against a real daemon as a subreaper and
-as PID 1; and the hardware watchdog's calls (vigil/hwwatchdog.py) on a fake
+as PID 1; and the hardware watchdog's calls (vigil/system/hwwatchdog.py) on a fake
 device."""
 
 from __future__ import annotations
@@ -124,8 +124,8 @@ def test_stopping_and_reloading_and_mainpid(daemon, tmp_path: Path):
 def test_hardware_watchdog_pings_and_closes_by_what_the_end_is(tmp_path: Path):
     import os
 
-    from vigil import hwwatchdog
-    from vigil.loop import Loop
+    from vigil.system import hwwatchdog
+    from vigil.runtime.loop import Loop
     assert hwwatchdog.requested("console=ttyS0 vigil.watchdog=10 quiet") == 10
     assert hwwatchdog.requested("quiet") is None
     assert hwwatchdog.requested("vigil.watchdog=0") == hwwatchdog.requested(

@@ -222,7 +222,7 @@ int vigil_fs_ids(int uid, int gid, int ngroups, const unsigned int *groups) {
     return 0;
 }
 
-/* Calendar timers (vigil/timers.py): wakes at a wall-clock time, and at
+/* Calendar timers (vigil/engine/timers.py): wakes at a wall-clock time, and at
    once when the wall clock is set (read() then fails with ECANCELED). */
 int vigil_timerfd_realtime(void) {
     return timerfd_create(CLOCK_REALTIME, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -7,11 +7,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from vigil.control import Connection
-from vigil.dropins import write_dropin
-from vigil.manager import Manager
-from vigil.protocol import ProtocolError
-from vigil.states import Event, State
+from vigil.control.control import Connection
+from vigil.model.dropins import write_dropin
+from vigil.engine.manager import Manager
+from vigil.wire.protocol import ProtocolError
+from vigil.engine.states import Event, State
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -43,7 +43,7 @@ def enable(manager: Manager, reload: Callable[[bool], dict[str, Any]], names: li
         except OSError as err:
             raise ProtocolError("failed", f"{name}: cannot write its drop-in: "
                                 f"{err.strerror or err}") from None
-    from vigil.loader import Incomplete
+    from vigil.model.loader import Incomplete
     try:
         result = reload(False)
     except Incomplete as err:

@@ -31,8 +31,8 @@ import os
 import stat
 import time
 
-from vigil.states import State
-from vigil.unit import OutputKind, Unit
+from vigil.engine.states import State
+from vigil.model.unit import OutputKind, Unit
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

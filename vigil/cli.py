@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None, prog: str | None = None) -> int:
                             help="unit directories, earlier ones win (default: the system path)")
         parser.add_argument("--hostname", help="judge `hosts` against this name")
         opts = parser.parse_args(args[1:])
-        from vigil.check import check
+        from vigil.model.check import check
         return check(opts.dirs, hostname=opts.hostname)
     if args[:1] == ["compile"]:
         return compile_command(args[1:])
@@ -54,7 +54,7 @@ def compile_command(args: list[str]) -> int:
                         help="the directories as the daemon will name them (repeatable; an "
                              "image built in a staging tree)")
     opts = parser.parse_args(args)
-    from vigil.compiled import compile_to
+    from vigil.model.compiled import compile_to
     return compile_to(opts.dirs, opts.output, opts.recorded)
 
 

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vigil.control import Connection
-from vigil.errors import UnitError
-from vigil.events import Events
-from vigil.compiled import Incomplete
-from vigil.manager import Manager
-from vigil.output import Tail
-from vigil.protocol import ProtocolError
+from vigil.control.control import Connection
+from vigil.base.errors import UnitError
+from vigil.runtime.events import Events
+from vigil.model.compiled import Incomplete
+from vigil.engine.manager import Manager
+from vigil.runtime.output import Tail
+from vigil.wire.protocol import ProtocolError
 from vigil.queries import Queries, named_units
-from vigil.scopes import Scopes
+from vigil.engine.scopes import Scopes
 from vigil.waiting import Wait
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
@@ -34,7 +34,7 @@ class Commands(Queries):
         self.scopes = scopes
         self.end_system, self.reexec = end_system, reexec
         self.events = events
-        self.timers: Any = None  # vigil.timers.Timers, set once a unit has a [timer]
+        self.timers: Any = None  # vigil.engine.timers.Timers, set once a unit has a [timer]
         self.wait_timeout = wait_timeout
         # what each connection waits for, so daemon-reexec can hand it over
         self.waits: dict[Connection, list[dict[str, Any]]] = {}
@@ -165,7 +165,7 @@ class Commands(Queries):
         """Sends a signal to the main process of each instance (or, with
         all, to its whole process group and cgroup); what happens next is the
         unit's restart policy."""
-        from vigil import signames
+        from vigil.base import signames
         names = named_units(args, self.manager)
         raw = args.get("signal", "TERM")
         try:
@@ -188,7 +188,7 @@ class Commands(Queries):
     def run_cmd(self, conn: Connection, rid: Any, args: dict[str, Any]) -> None:
         """A transient unit, like systemd-run: no file; the client's PATH, cwd and
         the variables it names come with the request."""
-        from vigil.schema import build_unit
+        from vigil.model.schema import build_unit
         m = self.manager
         argv = args.get("exec")
         if not isinstance(argv, list) or not argv or not all(isinstance(a, str) for a in argv):

@@ -21,15 +21,16 @@ import signal
 import sys
 import tempfile
 
-from vigil import execreport, tini
-from vigil.rundir import private_dir
+from vigil import tini
+from vigil.base import execreport
+from vigil.base.rundir import private_dir
 from vigil.daemon import Daemon
 from vigil.daemon import parse_args as daemon_args
 from vigil.entry import RunOptions
-from vigil.loop import Timer
-from vigil.printable import printable
-from vigil.states import ExitInfo, Instance, State
-from vigil.supervisor import Proc
+from vigil.runtime.loop import Timer
+from vigil.base.printable import printable
+from vigil.engine.states import ExitInfo, Instance, State
+from vigil.engine.supervisor import Proc
 
 # Not forwarded: what the kernel sends about vigil's own faults, SIGCHLD
 # (vigil's business), and the terminal stop signals vigil ignores itself.

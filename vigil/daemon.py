@@ -13,33 +13,36 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 
-from vigil import adopt, cgroups, logstore, namespaces, reexec
-from vigil.cgroups import Cgroups
+from vigil import adopt, reexec
+from vigil.engine import cgroups
+from vigil.kernel import namespaces
+from vigil.runtime import logstore
+from vigil.engine.cgroups import Cgroups
 from vigil.commands import Commands
-from vigil.control import ControlServer
-from vigil.events import Events
-from vigil.flags import group_id
-from vigil.flags import parse_args as parse_args  # container.py builds its options here
-from vigil.graph import Graph
-from vigil.limits import Limits
-from vigil.compiled import SYSTEM_PATH
+from vigil.control.control import ControlServer
+from vigil.runtime.events import Events
+from vigil.wire.flags import group_id
+from vigil.wire.flags import parse_args as parse_args  # container.py builds its options here
+from vigil.model.graph import Graph
+from vigil.base.limits import Limits
+from vigil.model.compiled import SYSTEM_PATH
 from vigil.unitdb import Units
-from vigil.loop import Loop
-from vigil.manager import Manager
-from vigil.output import Console, Tail
-from vigil.protocol import default_socket
-from vigil.rundir import lock, private_dir
-from vigil.scopes import Scopes
-from vigil.states import Instance, State
-from vigil.spawner import Settings
-from vigil.supervisor import Supervisor
+from vigil.runtime.loop import Loop
+from vigil.engine.manager import Manager
+from vigil.runtime.output import Console, Tail
+from vigil.wire.protocol import default_socket
+from vigil.base.rundir import lock, private_dir
+from vigil.engine.scopes import Scopes
+from vigil.engine.states import Instance, State
+from vigil.engine.spawner import Settings
+from vigil.engine.supervisor import Supervisor
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     import argparse
     from typing import Any
 
-    from vigil.shutdown import Kind
+    from vigil.system.shutdown import Kind
 
 
 class Daemon:
@@ -47,7 +50,7 @@ class Daemon:
                  boot_log: Sequence[tuple[str, str]] = (), can_reexec: bool = True,
                  warn_orphans: bool = False) -> None:
         """Wires the objects; touches nothing of the machine but the runtime
-        directory and its lock (early boot is `vigil/boot.py`, run by `start`).
+        directory and its lock (early boot is `vigil/system/boot.py`, run by `start`).
         A container's entrypoint cannot re-exec and may warn of each orphan."""
         self.opts, self.argv = opts, list(argv)
         self.system = system_mode(opts)
@@ -74,7 +77,7 @@ class Daemon:
         self.swaps: list[str] = []  # system mode: what early boot enabled, off at the end
         self.boot_unit: str | None = None  # system mode: vigil.unit= on the kernel command line
         self.ending: Kind | None = None  # system mode: what follows the stop
-        self.hw_watchdog: Any = None  # vigil.hwwatchdog, with vigil.watchdog= (system mode)
+        self.hw_watchdog: Any = None  # vigil.system.hwwatchdog, with vigil.watchdog= (system mode)
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.events.context = self.tail.last  # a failure event carries the last lines
@@ -88,7 +91,7 @@ class Daemon:
             self.sup.reaper.orphan_severity = "warning"
         self.sup.streams.store = self.store
         if getattr(opts, "syslog", None):
-            from vigil.syslog import Forwarder
+            from vigil.runtime.syslog import Forwarder
             self.sup.streams.forward = Forwarder(self.loop, self.events, opts.syslog,
                                                  socket.gethostname(), opts.syslog_unit).sink
         self.manager = Manager(self.sup, self.events, socket.gethostname())
@@ -107,16 +110,16 @@ class Daemon:
                                      read_gid=group_id(opts.read_group),
                                      limits=Limits.parse(opts.limit), events=self.events,
                                      listen_fd=opts.control_fd)
-        self.remote: Any = None  # vigil.remote.RemoteServer with --listen: TLS loads only then
+        self.remote: Any = None  # control.remote.RemoteServer with --listen: TLS loads only then
         if opts.listen:
-            from vigil.remote import listen
+            from vigil.control.remote import listen
             self.remote = listen(opts, self.loop, self.commands.handle, self.events)
         self.shutting_down = False
-        self.timers: Any = None  # vigil.timers.Timers, once a unit has a [timer]
+        self.timers: Any = None  # vigil.engine.timers.Timers, once a unit has a [timer]
 
     def boot(self) -> None:
         """System mode: the rest of early boot, now that the event log exists."""
-        from vigil import boot
+        from vigil.system import boot
         booted = boot.configure(self.opts.config_root, self._boot_log)
         if booted.options.debug:
             self.events.console_level = "debug"
@@ -125,7 +128,7 @@ class Daemon:
         self.manager.hostname = booted.hostname or self.manager.hostname
         if not self.opts.log_dir:  # the logs move to /var/log/vigil once it is writable
             logstore.keep(self.store, [self.events.file], self.loop.call_later, self._boot_log)
-        from vigil import hwwatchdog, sysinit
+        from vigil.system import hwwatchdog, sysinit
         self.hw_watchdog = hwwatchdog.from_cmdline(sysinit.read_cmdline(), self.loop,
                                                    self._boot_log)
 
@@ -165,7 +168,7 @@ class Daemon:
         if not self.system:
             raise ValueError(f"{kind} is for system mode; this vigil supervises services: "
                              "use shutdown")
-        from vigil.shutdown import Kind
+        from vigil.system.shutdown import Kind
         self.ending = Kind(kind)
         self.shutdown()
         return f"stopping all units, then {kind}"
@@ -214,10 +217,10 @@ class Daemon:
                 "applied": not dry_run}
 
     def _sync_timers(self) -> None:
-        """Schedules the units' [timer]s; vigil.timers is imported only once
+        """Schedules the units' [timer]s; vigil.engine.timers is imported only once
         a unit has one."""
         if self.timers is None and any(u.timer for u in self.manager.units.values()):
-            from vigil.timers import Timers, wall_clock
+            from vigil.engine.timers import Timers, wall_clock
             wall, recheck, real = wall_clock()
             state_dir = self.opts.state_dir or ("/var/lib/vigil" if self.system
                                                 else self.runtime_dir)
@@ -385,7 +388,7 @@ class Daemon:
             if self.hw_watchdog is not None:  # poweroff: disarmed; reboot: armed through it
                 self.hw_watchdog.at_end(self.ending.value,
                                         self.opts.shutdown_timeout + self.opts.kill_grace)
-            from vigil import shutdown
+            from vigil.system import shutdown
             shutdown.final(self.ending, self._boot_log, self.swaps,
                            grace=self.opts.kill_grace, overall=self.opts.shutdown_timeout)
         self.events.emit("daemon.exit", "vigil exiting")

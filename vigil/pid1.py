@@ -11,7 +11,8 @@ import os
 import signal
 import sys
 
-from vigil import namespaces, reexec
+from vigil import reexec
+from vigil.kernel import namespaces
 from vigil.serve import start
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings

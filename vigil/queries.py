@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import time
 
-from vigil.control import Connection
-from vigil.errors import UnitError
-from vigil.events import Events
-from vigil.manager import Manager
-from vigil.output import Line, Tail, Terminal
-from vigil.protocol import ProtocolError
-from vigil.scopes import Scopes
-from vigil.states import State
+from vigil.control.control import Connection
+from vigil.base.errors import UnitError
+from vigil.runtime.events import Events
+from vigil.engine.manager import Manager
+from vigil.runtime.output import Line, Tail, Terminal
+from vigil.wire.protocol import ProtocolError
+from vigil.engine.scopes import Scopes
+from vigil.engine.states import State
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

@@ -7,7 +7,7 @@ import os
 import sys
 
 from vigil.daemon import Daemon, system_mode
-from vigil.flags import parse_args
+from vigil.wire.flags import parse_args
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -30,7 +30,7 @@ def start(opts: argparse.Namespace, argv: Sequence[str]) -> Daemon:
     built (its runtime directory is on /run), the rest once it can log."""
     if not system_mode(opts):
         return Daemon(opts, argv)
-    from vigil import boot
+    from vigil.system import boot
     daemon = Daemon(opts, argv, boot.mount_and_switch())
     daemon.boot()
     return daemon
@@ -50,7 +50,7 @@ def main(argv: Sequence[str]) -> int:
         return pid1.run(opts, list(argv))
     try:
         daemon = start(opts, argv)
-    except (OSError, ValueError) as err:  # ValueError: vigil.remote.RemoteError
+    except (OSError, ValueError) as err:  # ValueError: vigil.control.remote.RemoteError
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import time
 
-from vigil import execreport
+from vigil.base import execreport
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

@@ -1,4 +1,4 @@
-"""The daemon's units: the compiled database (vigil/compiled.py) when it is
+"""The daemon's units: the compiled database (vigil/model/compiled.py) when it is
 trusted and fresh, else the compiler run in a child process.
 
 The child is forked: it imports the loader, the TOML parser and the schema,
@@ -15,9 +15,9 @@ import select
 import signal
 import time
 
-from vigil.compiled import (MAX_DB_SIZE, TIMEOUT, Incomplete, LoadResult, compile_units,
+from vigil.model.compiled import (MAX_DB_SIZE, TIMEOUT, Incomplete, LoadResult, compile_units,
                             decode, default_path, read_db)
-from vigil.errors import Problem
+from vigil.base.errors import Problem
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from vigil.control import Connection
-from vigil.loop import Timer
-from vigil.manager import Manager
-from vigil.states import State
-from vigil.unit import ServiceType
+from vigil.control.control import Connection
+from vigil.runtime.loop import Timer
+from vigil.engine.manager import Manager
+from vigil.engine.states import State
+from vigil.model.unit import ServiceType
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:

@@ -9,7 +9,7 @@ import socket
 import stat
 from collections.abc import Callable, Iterator
 
-from vigil.protocol import VERSION, encode
+from vigil.wire.protocol import VERSION, encode
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:

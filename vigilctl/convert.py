@@ -20,9 +20,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Any
 
-from vigil import signames
-from vigil.printable import printable
-from vigil.checks import valid_name
+from vigil.base import signames
+from vigil.base.printable import printable
+from vigil.model.checks import valid_name
 
 NAME_RULE = "letters, digits and _.-, not first a dot, at most one @"
 
@@ -57,7 +57,7 @@ def dependency(name: str, notes: list[str]) -> list[str]:
 
 def signal_name(value: str) -> str:
     """KillSignal=TERM or SIGTERM, stopsignal=term: the name vigil takes
-    (vigil/signames.py is the one parser; a number is refused here)."""
+    (vigil/base/signames.py is the one parser; a number is refused here)."""
     if value.strip().isdigit():
         raise ValueError(f"{value!r} is not a signal name")
     return signal.Signals(signames.number(value)).name.removeprefix("SIG")

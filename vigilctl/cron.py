@@ -99,7 +99,7 @@ def _calendars(when: list[str]) -> list[str] | None:
         out = [(f"{days} " if days else "") + date + _field(dom, 1, 31) + " " + time]
     else:  # cron: either one matches
         out = [date + _field(dom, 1, 31) + " " + time, f"{days} {date}* {time}"]
-    from vigil.calendar import parse
+    from vigil.model.calendar import parse
     for expression in out:
         parse(expression)  # ValueError names what is wrong
     return out

@@ -13,9 +13,9 @@ import subprocess
 import sys
 import tempfile
 
-from vigil.errors import UnitError
-from vigil.loader import Loader
-from vigil.printable import printable, printable_lines
+from vigil.base.errors import UnitError
+from vigil.model.loader import Loader
+from vigil.base.printable import printable, printable_lines
 from vigilctl.client import Client, ClientError
 
 TEMPLATE = ("# Drop-in for {name}: keys here override {path}.\n"
@@ -66,7 +66,7 @@ def run_editor(text: str) -> str:
 
 def save(override: str, text: str) -> None:
     """Writes the drop-in whole (renamed into place), never through a symlink."""
-    from vigil.dropins import write_dropin
+    from vigil.model.dropins import write_dropin
     try:
         write_dropin(os.path.dirname(override), os.path.basename(override), text)
     except OSError as err:

@@ -1,7 +1,7 @@
 """`vigilctl logs`: the log store read straight from its files, so it works
 with the daemon down and on another machine's disk (`--directory`).
 
-The store (vigil/logstore.py, docs/logs.md) holds one file chain per
+The store (vigil/runtime/logstore.py, docs/logs.md) holds one file chain per
 instance and boot (NAME.log.KEEP .. NAME.log.1, NAME.log), each in time
 order, every line beginning with its ISO wall stamp, which sorts as text.
 A time range is found by binary search on those stamps, `-n N` reads
@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from vigil.printable import printable
+from vigil.base.printable import printable
 from vigilctl import trust
 from vigilctl.client import ClientError
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from vigil.printable import printable
+from vigil.base.printable import printable
 from vigilctl.logs import BLOCK, BOOT_FILE, Query, Segment, Store, epoch, log_name, split
 
 
@@ -135,7 +135,7 @@ def store_of(opts: Any, socket: Callable[[], str]) -> str:
     $XDG_STATE_HOME (vigilctl/project.py), else RUNTIME/logs or a user's
     daemon's state directory; the system's: /var/log/vigil once this boot
     is there."""
-    from vigil.protocol import SYSTEM_DIR
+    from vigil.wire.protocol import SYSTEM_DIR
     if opts.directory:
         return str(opts.directory)
     from vigilctl import project

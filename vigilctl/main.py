@@ -10,8 +10,8 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from vigil.printable import printable, printable_lines
-from vigil.protocol import default_socket
+from vigil.base.printable import printable, printable_lines
+from vigil.wire.protocol import default_socket
 from vigilctl import show
 from vigilctl.client import Client, ClientError
 
@@ -287,7 +287,7 @@ def connect(opts: argparse.Namespace) -> Client:
 
 def run(opts: argparse.Namespace) -> int:
     if opts.cmd == "check":
-        from vigil.check import check
+        from vigil.model.check import check
         return check(opts.dirs)
     if opts.cmd == "convert":
         from vigilctl.convert import main as convert

@@ -70,7 +70,7 @@ def vigilctl_page() -> str:
 
 def daemon_parser() -> argparse.ArgumentParser:
     """The daemon's parser, from the one module that builds it."""
-    from vigil import flags
+    from vigil.wire import flags
     return flags.parser()
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 import time
 
-from vigil.printable import printable
+from vigil.base.printable import printable
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from vigil.protocol import private_base, user_dirs
+from vigil.wire.protocol import private_base, user_dirs
 from vigilctl import trust
 from vigilctl.client import Client, ClientError, NotRunning, RequestFailed
 
@@ -33,7 +33,7 @@ def find(units: str | None, start: Path | None = None) -> Path | None:
         named = Path(units).resolve()
         _trusted(named.parent, named)
         return named
-    from vigil import projectdir
+    from vigil.model import projectdir
     try:
         return projectdir.find(start or Path.cwd(), _trusted)
     except projectdir.ProjectError as err:
@@ -175,7 +175,7 @@ def start(units: Path, socket: str, scope: int | None, timeout: float = 15.0) ->
 
 def _say_problems(client: Client) -> None:
     """First use: the load errors the new daemon found, one line each."""
-    from vigil.printable import printable_lines
+    from vigil.base.printable import printable_lines
     try:
         for problem in client.call("problems"):
             print(f"vigilctl: problem: {printable_lines(problem)}", file=sys.stderr)

@@ -8,7 +8,7 @@ import os
 import shlex
 import sys
 
-from vigil.printable import printable_lines
+from vigil.base.printable import printable_lines
 from vigilctl.client import ClientError
 
 EXTRA = ("help", "quit", "exit")

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import time
 
-from vigil.printable import printable
-from vigil.unitstates import UNIT_STATES
+from vigil.base.printable import printable
+from vigil.base.unitstates import UNIT_STATES
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:

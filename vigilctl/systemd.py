@@ -265,7 +265,7 @@ def from_timer(path: str, text: str) -> list[Converted]:
 
 def _timer_key(out: Converted, timer: dict[str, Any], key: str, value: str) -> None:
     if key == "OnCalendar":
-        from vigil.calendar import parse
+        from vigil.model.calendar import parse
         try:
             parse(value)
         except ValueError as err:

@@ -8,7 +8,7 @@ import argparse
 import json
 import sys
 
-from vigil.printable import printable
+from vigil.base.printable import printable
 from vigilctl.client import Client, RequestFailed
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings

@@ -1,0 +1,1 @@
+"""Pure helpers every layer may use; they import nothing of vigil."""

@@ -1,0 +1,1 @@
+"""The control socket's transport: bytes in, requests out."""

@@ -1,0 +1,1 @@
+"""Instances and units: the state table, supervisor, reaper, manager, helpers."""

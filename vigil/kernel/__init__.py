@@ -1,0 +1,1 @@
+"""The syscall seam: every system call and binding the other layers use."""

@@ -1,0 +1,1 @@
+"""Units as data: files, schema, loader, graph, the offline check; no processes."""

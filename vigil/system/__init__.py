@@ -1,0 +1,1 @@
+"""The machine: early boot, mounts, network, shutdown; loaded in system mode only."""
