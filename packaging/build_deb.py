@@ -72,15 +72,16 @@ def compile_sysc(dest: Path, scratch: Path) -> None:
 
 
 def add_package(tree: Path, name: str) -> None:
-    dest = tree / SITE / name
-    dest.mkdir(parents=True)
-    for src in sorted((ROOT / name).glob("*.py")):
-        if src.name == "_sys_build.py":
+    for src in sorted((ROOT / name).rglob("*.py")):  # its layers' subpackages too
+        if src.name == "_sys_build.py" or "__pycache__" in src.parts:
             continue  # the builder is not needed at run time (and imports cffi)
-        shutil.copyfile(src, dest / src.name)
-        py_compile.compile(str(dest / src.name), cfile=importlib.util.cache_from_source(
-            str(dest / src.name)), dfile=f"/{SITE}/{name}/{src.name}", doraise=True,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        relative = src.relative_to(ROOT)
+        target = tree / SITE / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, target)
+        py_compile.compile(str(target), cfile=importlib.util.cache_from_source(str(target)),
+                           dfile=f"/{SITE}/{relative}", doraise=True,
+                           invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
 
 
 def add_units(tree: Path) -> None:

@@ -141,8 +141,24 @@ static void try_exec(const struct vigil_spawn *s) {
     errno = saved;
 }
 
+/* WATCHDOG_PID (sd_watchdog_enabled: the watchdog is this process's, not a
+   child's that inherits the variable) is the child's own pid, known only
+   here: the parent leaves room for it, "WATCHDOG_PID=" and ten spaces. */
+static void own_pid(char *const *envp) {
+    for (; envp && *envp; envp++) {
+        if (strncmp(*envp, "WATCHDOG_PID=          ", 23) != 0) continue;
+        char digits[12];
+        int n = 0;
+        for (long pid = getpid(); pid > 0 && n < 10; pid /= 10) digits[n++] = '0' + pid % 10;
+        char *d = *envp + 13;
+        while (n) *d++ = digits[--n];
+        *d = 0;
+    }
+}
+
 static void child(const struct vigil_spawn *s, const sigset_t *empty) {
     int rfd = s->report_fd;
+    own_pid(s->envp);
     /* Join the unit's cgroup before anything can fork, so nothing escapes it. */
     if (s->cgroup_fd >= 0 && write(s->cgroup_fd, "0", 1) != 1) fail(rfd, STEP_CGROUP);
     /* Still with every signal blocked, so taking the terminal raises no SIGTTOU. */

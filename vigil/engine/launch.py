@@ -52,8 +52,9 @@ def build_env(svc: Service, daemon_env: dict[str, str], extra: dict[str, str],
         env.update(read_env_file(path, creds))
     env.update(svc.env)
     env.update(extra)
-    if svc.watchdog is not None:  # sd_watchdog_enabled(); no WATCHDOG_PID: see docs/units.md
+    if svc.watchdog is not None:  # sd_watchdog_enabled(3)
         env["WATCHDOG_USEC"] = str(int(svc.watchdog * 1_000_000))
+        env["WATCHDOG_PID"] = " " * 10  # the spawned child writes its own pid here (C)
     return env
 
 
