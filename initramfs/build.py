@@ -186,8 +186,9 @@ def closure(site: Path) -> tuple[list[Path], list[Path]]:
         excludes=NOT_FOLLOWED)
     started = subprocess.run([PYTHON, "-I", "-c", "import sys; print(*sys.modules)"],
                              capture_output=True, text=True, check=True).stdout.split()
-    names = [f"{pkg}.{p.stem}" if p.stem != "__init__" else pkg
-             for pkg in ("vigil", "vigilctl") for p in sorted((ROOT / pkg).glob("*.py"))]
+    names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+             for pkg in ("vigil", "vigilctl") for p in sorted((ROOT / pkg).rglob("*.py"))
+             if "__pycache__" not in p.parts]  # the layers' subpackages too
     codecs = [f"encodings.{p.stem}" for p in sorted((STDLIB / "encodings").glob("*.py"))]
     for name in [*names, *ROOTS, *started, *codecs]:
         try:
