@@ -155,5 +155,5 @@ def test_a_record_the_database_cannot_name_is_refused_not_flattened():
     @dataclass(frozen=True)
     class Elsewhere:
         x: int = 0
-    with pytest.raises(ValueError, match=r"not in vigil\.compiled\.CLASSES"):
+    with pytest.raises(ValueError, match=r"not in vigil\.model\.compiled\.CLASSES"):
         encode({"a": (Elsewhere(),)})
