@@ -784,5 +784,6 @@ def test_snapshot_and_restore_keep_the_wanted_side_across_a_reexec():
     assert fresh.units["job"].service.exec == ("true",)
     assert fresh.units["job"].path == "<vigilctl run job>"
     again, _, _ = manager(unit("a"))
-    again.restore({**saved, "transient": {}})  # a state file from before transient units
+    older = {key: value for key, value in saved.items() if key != "transient"}
+    again.restore(older)  # a state file written before transient units existed
     assert again.goal == {"a"} and again.transient == set()
