@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 
 from vigil import adopt, reexec
 from vigil.engine import cgroups
-from vigil.kernel import namespaces
 from vigil.runtime import logstore
 from vigil.engine.cgroups import Cgroups
 from vigil.commands import Commands
@@ -30,6 +29,7 @@ from vigil.unitdb import Units
 from vigil.runtime.loop import Loop
 from vigil.engine.manager import Manager
 from vigil.runtime.output import Console, Tail
+from vigil.serve import system_mode
 from vigil.wire.protocol import default_socket
 from vigil.base.rundir import lock, private_dir
 from vigil.engine.scopes import Scopes
@@ -48,10 +48,11 @@ if TYPE_CHECKING:
 class Daemon:
     def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = (),
                  boot_log: Sequence[tuple[str, str]] = (), can_reexec: bool = True,
-                 warn_orphans: bool = False) -> None:
+                 warn_orphans: bool = False, loader: Units | None = None) -> None:
         """Wires the objects; touches nothing of the machine but the runtime
         directory and its lock (early boot is `vigil/system/boot.py`, run by `start`).
-        A container's entrypoint cannot re-exec and may warn of each orphan."""
+        A container's entrypoint cannot re-exec and may warn of each orphan;
+        `loader` is the units' when serve.early_units began loading them."""
         self.opts, self.argv = opts, list(argv)
         self.system = system_mode(opts)
         self.socket_path = opts.socket or default_socket(self.system)
@@ -81,7 +82,7 @@ class Daemon:
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.events.context = self.tail.last  # a failure event carries the last lines
-        self.loader = Units(opts.units or SYSTEM_PATH, opts.compiled)  # PID 1 reads no TOML
+        self.loader = loader or Units(opts.units or SYSTEM_PATH, opts.compiled)  # no TOML here
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
                                  cgroups=self._cgroups(),
@@ -394,6 +395,3 @@ class Daemon:
         self.events.emit("daemon.exit", "vigil exiting")
         return 0
 
-
-def system_mode(opts: argparse.Namespace) -> bool:
-    return bool(opts.system) or namespaces.on_machine()

@@ -19,13 +19,15 @@ TYPE_CHECKING = False  # typing is not imported at run time: annotations are str
 if TYPE_CHECKING:
     import argparse
 
+    from vigil.unitdb import Units
 
-def run(opts: argparse.Namespace, argv: list[str]) -> int:
+
+def run(opts: argparse.Namespace, argv: list[str], loader: Units | None = None) -> int:
     """PID 1 never exits: a daemon that cannot go on is executed afresh; one
     that cannot even start leaves a shell on the console, or keeps reaping."""
     daemon = None
     try:
-        daemon = start(opts, argv)
+        daemon = start(opts, argv, loader)
         status = daemon.run()
     except BaseException as err:  # the last line of defence
         print(f"vigil: PID 1 failed: {err!r}", file=sys.stderr)

@@ -6,13 +6,16 @@ from __future__ import annotations
 import os
 import sys
 
-from vigil.daemon import Daemon, system_mode
+from vigil.kernel import namespaces
 from vigil.wire.flags import parse_args
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Sequence
+
+    from vigil.daemon import Daemon
+    from vigil.unitdb import Units
 
 
 def become_subreaper() -> bool:
@@ -25,11 +28,29 @@ def become_subreaper() -> bool:
         return False
 
 
-def start(opts: argparse.Namespace, argv: Sequence[str]) -> Daemon:
+def system_mode(opts: argparse.Namespace) -> bool:
+    return bool(opts.system) or namespaces.on_machine()
+
+
+def early_units(opts: argparse.Namespace) -> Units | None:
+    """Outside system mode the units start loading before the daemon's own
+    modules are imported: the compiler, a child, parses them meanwhile. In
+    system mode they wait for early boot (they are on the root it mounts)."""
+    if system_mode(opts):
+        return None
+    from vigil.model.compiled import SYSTEM_PATH
+    from vigil.unitdb import Units
+    loader = Units(opts.units or SYSTEM_PATH, opts.compiled)
+    loader.begin()
+    return loader
+
+
+def start(opts: argparse.Namespace, argv: Sequence[str], loader: Units | None = None) -> Daemon:
     """The daemon, after early boot in system mode: the mounts before it is
     built (its runtime directory is on /run), the rest once it can log."""
+    from vigil.daemon import Daemon
     if not system_mode(opts):
-        return Daemon(opts, argv)
+        return Daemon(opts, argv, loader=loader)
     from vigil.system import boot
     daemon = Daemon(opts, argv, boot.mount_and_switch())
     daemon.boot()
@@ -42,15 +63,18 @@ def main(argv: Sequence[str]) -> int:
         print("vigil: --system mounts, kills and reboots: refused when not PID 1. "
               "Run it in a VM or a PID namespace.", file=sys.stderr)
         return 2
+    loader = early_units(opts)
     if os.getpid() != 1 and not become_subreaper():
         print("vigil: could not become a child subreaper; orphans go to PID 1",
               file=sys.stderr)
     if os.getpid() == 1:
         from vigil import pid1
-        return pid1.run(opts, list(argv))
+        return pid1.run(opts, list(argv), loader)
     try:
-        daemon = start(opts, argv)
+        daemon = start(opts, argv, loader)
     except (OSError, ValueError) as err:  # ValueError: vigil.control.remote.RemoteError
+        if loader is not None:
+            loader.cancel()
         print(f"vigil: cannot start: {err}", file=sys.stderr)
         return 1
     return daemon.run()

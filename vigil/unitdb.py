@@ -28,6 +28,13 @@ if TYPE_CHECKING:
 def in_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     """compile_units(**job) in a forked child, so that PID 1 never imports
     the TOML parser or the schema; its answer, or {"failed": why}."""
+    started = start_child(job)
+    return started if isinstance(started, dict) else answer_of(started, timeout)
+
+
+def start_child(job: dict[str, Any]) -> tuple[int, int] | dict[str, Any]:
+    """The compiler forked on `job`: (its pid, the read end of its answer),
+    or {"failed": why} if it could not be started."""
     r, w = os.pipe()
     try:
         pid = os.fork()
@@ -38,6 +45,13 @@ def in_child(job: dict[str, Any], timeout: float) -> dict[str, Any]:
     if pid == 0:  # pragma: no cover - the child; its answer is what the tests read
         _child(r, w, job)
     os.close(w)
+    return pid, r
+
+
+def answer_of(started: tuple[int, int], timeout: float) -> dict[str, Any]:
+    """The answer of a compiler start_child made, waited for at most
+    `timeout` seconds (then it is killed); the child is reaped either way."""
+    pid, r = started
     try:
         data = _read_all(r, timeout)
     finally:
@@ -125,35 +139,61 @@ class Units:
         self.listed: list[str] | None = None  # directories read at the last load
         self.requested: list[str] = []  # instances named at run time (`start tp@x`)
         self.source = ""  # what the last load read: "compiled" or "compiler"
+        self.begun: tuple[str, str, tuple[int, int] | dict[str, Any]] | None = None  # begin()
+
+    def begin(self) -> None:
+        """The first load set going now: the compiled database read, or the
+        compiler forked, which then parses while the daemon goes on with its
+        own start (its imports, its socket: on two cores the two overlap).
+        load_all takes what it began."""
+        if self.listed is None and self.begun is None:
+            self.begun = self._begin()
+
+    def _begin(self) -> tuple[str, str, tuple[int, int] | dict[str, Any]]:
+        """(source, why not the database, its answer or the compiler at work)."""
+        db, why = read_db(self.compiled, self.search_path)
+        if db is not None:
+            return "compiled", "", db
+        return "compiler", why, start_child(self._job())
+
+    def cancel(self) -> None:
+        """The daemon will not start: a compiler begun for it is killed and reaped."""
+        begun, self.begun = self.begun, None
+        if begun is not None and isinstance(begun[2], tuple):
+            pid, r = begun[2]
+            os.close(r)
+            _wait(pid, True)
 
     def load_all(self) -> LoadResult:
         """Every unit; after the first load, Incomplete if the set could not
         be read whole (or the compiler failed): then nothing is applied."""
         problems: list[Problem] = []
         if self.listed is None:
-            db, why = read_db(self.compiled, self.search_path)
-            if db is not None:
-                self.source = "compiled"
-                return self._take(db)
+            source, why, started = self.begun or self._begin()
+            self.begun = None
             if why:
                 problems.append(Problem(self.compiled, f"{why}; the units were compiled afresh"))
-        answer = in_child({"search_path": self.search_path, "listed": self.listed,
-                           "requested": self.requested}, self.timeout)
+            answer = answer_of(started, self.timeout) if isinstance(started, tuple) else started
+        else:
+            source, answer = "compiler", in_child(self._job(), self.timeout)
         if "incomplete" in answer:
             raise Incomplete([decode(p) for p in answer["incomplete"]])
         if "failed" in answer:
             if self.listed is not None:
                 raise Incomplete([Problem("reload", f"{answer['failed']}: nothing was applied")])
             return LoadResult(problems=[Problem(self.search_path[0], answer["failed"])])
-        self.source = "compiler"
+        self.source = source
         result = self._take(answer)
         result.problems[:0] = problems
         return result
 
+    def _job(self) -> dict[str, Any]:
+        return {"search_path": self.search_path, "listed": self.listed,
+                "requested": self.requested}
+
     def load_instance(self, name: str) -> LoadResult | None:
         """A template instance named at run time (None if it is none)."""
-        answer = in_child({"search_path": self.search_path, "listed": self.listed,
-                           "requested": self.requested, "instance": name}, self.timeout)
+        answer = in_child({**self._job(), "instance": name}, self.timeout)
         if "failed" in answer:
             return LoadResult(problems=[Problem(name, answer["failed"])])
         if answer.get("result") is None:
