@@ -103,7 +103,7 @@ enum { STEP_SIGNALS = 1, STEP_SESSION, STEP_FDS, STEP_TTY, STEP_LIMITS, STEP_UMA
        STEP_CAPS, STEP_GROUPS, STEP_GID, STEP_UID, STEP_NO_NEW_PRIVS, STEP_CWD, STEP_EXEC,
        STEP_CGROUP, STEP_PGROUP };
 
-static void fail(int fd, int step) {
+static __attribute__((noreturn)) void fail(int fd, int step) {
     int msg[2] = { step, errno };
     ssize_t ignored = write(fd, msg, sizeof msg);
     (void)ignored;
@@ -156,7 +156,11 @@ static void own_pid(char *const *envp) {
     }
 }
 
-static void child(const struct vigil_spawn *s, const sigset_t *empty) {
+/* Out of line, as CPython keeps its child: a vfork child's frame must lie
+   below the parent's, never in it (inlined, its buffers would share
+   vigil_spawn's frame, which the parent reads again after). */
+static __attribute__((noinline, noreturn)) void child(const struct vigil_spawn *s,
+                                                       const sigset_t *empty) {
     int rfd = s->report_fd;
     own_pid(s->envp);
     /* Join the unit's cgroup before anything can fork, so nothing escapes it. */
@@ -187,7 +191,9 @@ static void child(const struct vigil_spawn *s, const sigset_t *empty) {
 
     for (int i = 0; i < s->nlimits; i++) {
         struct rlimit rl = { s->limit_soft[i], s->limit_hard[i] };
-        if (setrlimit(s->limit_resource[i], &rl) < 0) fail(rfd, STEP_LIMITS);
+        /* the system call itself: a libc may signal every thread for it */
+        if (syscall(SYS_prlimit64, 0, s->limit_resource[i], &rl, NULL) < 0)
+            fail(rfd, STEP_LIMITS);
     }
     if (s->umask >= 0) umask(s->umask);
     if (s->ncaps >= 0) {
@@ -209,25 +215,42 @@ static void child(const struct vigil_spawn *s, const sigset_t *empty) {
     fail(rfd, STEP_EXEC);
 }
 
+/* The child made and started; in the parent, its pid. Out of line for the
+   same reason as child(): the parent returns through this frame alone. */
+static __attribute__((noinline)) pid_t start_child(const struct vigil_spawn *s,
+                                                  const sigset_t *empty, int borrow) {
+    pid_t pid = borrow ? vfork() : -1;
+    if (pid < 0)  /* not borrowing, or vfork refused (some seccomp filters): fork */
+        pid = fork();
+    if (pid == 0) child(s, empty);
+    return pid;
+}
+
 /* Returns the child's pid, or -errno if fork itself failed. Signals stay
    blocked across fork so no Python handler can run in the child.
-   A child that changes no credentials is made with vfork (as CPython's
-   subprocess and glibc's posix_spawn do): it borrows the daemon's memory
-   until it execs, so no page table is copied and the daemon takes no
-   copy-on-write faults afterwards. It writes only to its own stack below
-   this frame, to the report pipe and to the kernel's per-process state
-   (its signal handlers are its own: no CLONE_SIGHAND). glibc's setuid,
-   setgid and setgroups signal every thread of the process they believe
-   they are in (setxid), which a child sharing the daemon's memory must
-   not do: a unit with user, group or groups is forked. */
+   A child that changes no credentials and takes no terminal is made with
+   vfork (as CPython's subprocess and glibc's posix_spawn do): it borrows the
+   daemon's memory until it execs, so no page table is copied and the daemon
+   takes no copy-on-write faults afterwards; the daemon waits until the
+   child has exec'd (or failed). The child writes to its own frame below
+   start_child's, to the report pipe, to the per-process state of the kernel
+   (its signal handlers are its own: no CLONE_SIGHAND) and into the argv and
+   environment buffers syscalls.spawn builds for this one call (own_pid).
+   glibc's setuid, setgid and setgroups signal every thread of the process
+   they believe they are in (setxid), which a child sharing the daemon's
+   memory must not do: a unit with user, group or groups is forked. So is
+   one that takes a terminal: ^Z there could stop the child before exec, and
+   with it the daemon. What vfork costs: a child that blocks before exec (a
+   hung network filesystem in chdir or execve, a frozen cgroup) holds the
+   daemon until it ends. */
 int vigil_spawn(const struct vigil_spawn *s) {
     sigset_t all, old, empty;
     sigfillset(&all);
     sigemptyset(&empty);
     sigprocmask(SIG_SETMASK, &all, &old);
-    int borrow = s->uid < 0 && s->gid < 0 && s->ngroups < 0;
-    pid_t pid = borrow ? vfork() : fork();
-    if (pid == 0) child(s, &empty);
+    int borrow = s->uid < 0 && s->gid < 0 && s->ngroups < 0 && s->fg_tty < 0 &&
+                 !s->controlling_tty;
+    pid_t pid = start_child(s, &empty, borrow);
     int saved = errno;
     sigprocmask(SIG_SETMASK, &old, NULL);
     return pid < 0 ? -saved : pid;
