@@ -3,9 +3,10 @@ trusted and fresh, else the compiler run in a child process.
 
 The child is forked: it imports the loader, the TOML parser and the schema,
 PID 1 never does. At start it is forked early (`Units.begin`, from
-`serve.early_units`), so it parses while the daemon imports its own modules. Its answer comes back through a pipe, read with a
-timeout; a compiler that overruns is killed, and its errors are data (a
-problem naming file and key, or "nothing was applied" for a reload).
+`serve.early_units`), so it parses while the daemon imports its own
+modules. Its answer comes back through a pipe, read with a timeout; a
+compiler that overruns is killed, and its errors are data (a problem
+naming file and key, or "nothing was applied" for a reload).
 """
 
 from __future__ import annotations
