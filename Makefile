@@ -118,7 +118,7 @@ bench-quick: bench-setup
 
 lint: setup
 	$(VENV)/bin/ruff check vigil vigilctl tests initramfs qemu bench packaging
-	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py initramfs/distro.py qemu/run.py \
+	$(VENV)/bin/mypy vigil vigilctl initramfs/build.py initramfs/tree.py initramfs/distro.py qemu/run.py \
 		packaging/build_deb.py packaging/convert_debian.py bench/measure.py bench/report.py \
 		bench/peers.py bench/debian.py bench/logs.py
 
