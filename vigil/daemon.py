@@ -13,7 +13,7 @@ import signal
 import socket
 from collections.abc import Callable, Sequence
 
-from vigil import adopt, reexec
+from vigil import adopt, reexec, unitdb
 from vigil.engine import cgroups
 from vigil.runtime import logstore
 from vigil.engine.cgroups import Cgroups
@@ -24,8 +24,6 @@ from vigil.wire.flags import group_id
 from vigil.wire.flags import parse_args as parse_args  # container.py builds its options here
 from vigil.model.graph import Graph
 from vigil.base.limits import Limits
-from vigil.model.compiled import SYSTEM_PATH
-from vigil.unitdb import Units
 from vigil.runtime.loop import Loop
 from vigil.engine.manager import Manager
 from vigil.runtime.output import Console, Tail
@@ -48,7 +46,7 @@ if TYPE_CHECKING:
 class Daemon:
     def __init__(self, opts: argparse.Namespace, argv: Sequence[str] = (),
                  boot_log: Sequence[tuple[str, str]] = (), can_reexec: bool = True,
-                 warn_orphans: bool = False, loader: Units | None = None) -> None:
+                 warn_orphans: bool = False, loader: unitdb.Units | None = None) -> None:
         """Wires the objects; touches nothing of the machine but the runtime
         directory and its lock (early boot is `vigil/system/boot.py`, run by `start`).
         A container's entrypoint cannot re-exec and may warn of each orphan;
@@ -82,7 +80,7 @@ class Daemon:
         self.loop = Loop(self.events.error)
         self.tail = Tail()
         self.events.context = self.tail.last  # a failure event carries the last lines
-        self.loader = loader or Units(opts.units or SYSTEM_PATH, opts.compiled)  # no TOML here
+        self.loader = loader or unitdb.of(opts)
         self.settings = Settings(log_dir=self.log_dir,
                                  notify_dir=self.runtime_dir.rstrip("/") + "-notify",
                                  cgroups=self._cgroups(),

@@ -38,9 +38,8 @@ def early_units(opts: argparse.Namespace) -> Units | None:
     system mode they wait for early boot (they are on the root it mounts)."""
     if system_mode(opts):
         return None
-    from vigil.model.compiled import SYSTEM_PATH
-    from vigil.unitdb import Units
-    loader = Units(opts.units or SYSTEM_PATH, opts.compiled)
+    from vigil import unitdb
+    loader = unitdb.of(opts)
     loader.begin()
     return loader
 

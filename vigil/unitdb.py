@@ -17,12 +17,13 @@ import select
 import signal
 import time
 
-from vigil.model.compiled import (MAX_DB_SIZE, TIMEOUT, Incomplete, LoadResult, compile_units,
-                            decode, default_path, read_db)
+from vigil.model.compiled import (MAX_DB_SIZE, SYSTEM_PATH, TIMEOUT, Incomplete, LoadResult,
+                                  compile_units, decode, default_path, read_db)
 from vigil.base.errors import Problem
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Sequence
     from typing import Any
 
@@ -208,3 +209,9 @@ class Units:
         self.listed, self.requested = answer["listed"], answer["requested"]
         result: LoadResult = decode(answer["result"])
         return result
+
+
+def of(opts: argparse.Namespace) -> Units:
+    """The units the daemon's options name: --units, else the system path,
+    and --compiled (PID 1 reads no TOML)."""
+    return Units(opts.units or SYSTEM_PATH, opts.compiled)
