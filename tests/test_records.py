@@ -62,3 +62,24 @@ def test_records_behave_as_dataclasses(kinds):
 def test_a_field_needs_one_default():
     with pytest.raises(ValueError):
         records.field(default=1, default_factory=list)
+
+
+def test_comparisons_match_dataclasses_for_one_and_no_field():
+    """Equality, order and hash read the compared fields as one tuple, also
+    when there is one (a 1-tuple, not the bare value) or none."""
+    def build(dc):
+        @dc.dataclass(frozen=True, order=True)
+        class One:
+            a: int
+
+        @dc.dataclass(frozen=True)
+        class Nothing:
+            a: int = dc.field(default=0, compare=False)
+        return One, Nothing
+    (real_one, real_nothing), (one, nothing) = build(dataclasses), build(records)
+    assert hash(one(7)) == hash(real_one(7)) == hash((7,))
+    assert hash(nothing(1)) == hash(real_nothing(2)) == hash(())
+    assert nothing(1) == nothing(2) and one(1) < one(2) and not one(2) <= one(1)
+    assert one(1) != real_one(1) and one(1).__eq__(real_one(1)) is NotImplemented
+    with pytest.raises(TypeError):
+        one(1) < real_one(2)  # noqa: B015 - the comparison is what is tested
