@@ -21,7 +21,7 @@ LAYERS: dict[str, tuple[str, ...]] = {
     # (records: the lean stand-in for dataclasses every layer's records use)
     "base": ("errors", "numbers", "printable", "tomlpos", "rundir", "limits", "envfile",
              "signames", "exitstatus", "execreport", "unitstates",
-             "sdnotify", "records", "expand"),
+             "sdnotify", "records", "expand", "jsonc"),
     # the syscall seam: every system call and cffi binding the others use
     "sys": ("_sys_build", "_spawn", "syscalls", "proc", "asuser", "namespaces", "mountinfo"),
     # units as data: files, schema, loader, graph, the offline check; no processes

@@ -62,11 +62,13 @@ def test_reexec_keeps_scopes(unit_dir, tmp_path):
 
 
 NO_SPACE = """
-import json
-def dump(obj, f, **kw):
-    f.write('{"format": 1, "instan')
-    raise OSError(28, "injected: No space left on device")
-json.dump = dump
+import os
+real_fsync = os.fsync
+def fsync(fd):  # the state is written, not yet renamed into place: the disk is full
+    if os.readlink(f"/proc/self/fd/{fd}").endswith("reexec.json.new"):
+        raise OSError(28, "injected: No space left on device")
+    return real_fsync(fd)
+os.fsync = fsync
 """
 
 

@@ -26,12 +26,12 @@ seen through its pidfd and its exit status is lost (Supervisor.adopt).
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import time
 
 from vigil.engine.states import State
+from vigil.base import jsonc
 from vigil.model.unit import OutputKind, Unit
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
@@ -131,7 +131,7 @@ def _listed(argument: str | None) -> dict[int, str]:
     """pid -> instance, from --adopt: what PID 1 knew when it could not save
     its state (a unit that changed its uid is found this way too)."""
     try:
-        pids = json.loads(argument or "{}")
+        pids = jsonc.loads(argument or "{}")
         return {int(pid): str(name) for name, pid in pids.items()}
     except (ValueError, TypeError, AttributeError):
         return {}

@@ -13,11 +13,11 @@ runs as after a kill (adopt.py).
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import sys
 
+from vigil.base import jsonc
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -85,7 +85,7 @@ def keep_pipes(daemon: Daemon) -> list[str]:
     for fd in daemon.sup.streams.captures:
         os.set_inheritable(fd, True)
     pids = {i.name: i.pid for i in daemon.sup.instances.values() if i.pid is not None}
-    return ["--adopt", json.dumps(pids)] if pids else []
+    return ["--adopt", jsonc.dumps(pids, separators=(", ", ": "))] if pids else []
 
 
 def hand_over_socket(daemon: Daemon) -> list[str]:
@@ -106,7 +106,7 @@ def _write(path: str, state: dict[str, Any]) -> str:
                  | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(state, f)
+            f.write(jsonc.dumps(state, separators=(", ", ": ")))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
@@ -125,7 +125,7 @@ def load(path: str) -> dict[str, Any]:
     as after a kill: adopt.py)."""
     try:
         with open(path) as f:
-            state = json.load(f)
+            state = jsonc.loads(f.read())
     finally:
         try:
             os.unlink(path)

@@ -12,7 +12,6 @@ line came since (no timer churn under a flood of lines).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from vigil.base.records import dataclass, field
 
@@ -21,6 +20,10 @@ from vigil.runtime.loop import Timer as Handle
 from vigil.runtime.output import Line
 from vigil.engine.states import Event, Instance, State
 from vigil.model.unit import ProbeKind, Service
+
+TYPE_CHECKING = False  # re is compiled in only for a unit with a log rule
+if TYPE_CHECKING:
+    import re
 
 # (instance, event, detail): the supervisor sends the event and pumps
 Send = Callable[[Instance, Event, str], None]
@@ -58,8 +61,8 @@ class Watches:
             ready = svc.ready.probe.pattern if svc.ready and svc.ready.probe.kind is \
                 ProbeKind.LOG else None
             watch = self.watches[inst.name] = Watch(
-                inst, inst.pid, re.compile(ready) if ready else None,
-                re.compile(svc.log_fails) if svc.log_fails else None, self.loop.clock())
+                inst, inst.pid, _compile(ready) if ready else None,
+                _compile(svc.log_fails) if svc.log_fails else None, self.loop.clock())
         return self._sink(watch)
 
     def _sink(self, watch: Watch) -> Callable[[Line], None]:
@@ -111,3 +114,9 @@ class Watches:
         if watch is not None and watch.silence_timer is not None:
             watch.silence_timer.cancel()
             watch.silence_timer = None
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    """PID 1 imports `re` only when a unit has a log rule (issue 17)."""
+    import re
+    return re.compile(pattern)

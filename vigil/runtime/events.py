@@ -9,7 +9,6 @@ added, never renamed.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import deque
@@ -18,6 +17,7 @@ from collections.abc import Callable
 from vigil.runtime.logstore import record
 from vigil.runtime.output import Console, LogFile
 from vigil.base.printable import printable
+from vigil.base import jsonc
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
@@ -120,7 +120,7 @@ class Events:
                                  "unit": unit, "pid": pid, "message": message, **extra}
         self.recent.append(event)
         if self.file:
-            self.file.write((json.dumps(event) + "\n").encode())
+            self.file.write((jsonc.dumps(event, separators=(", ", ": ")) + "\n").encode())
         if self.store is not None:
             self.store.write(record(wall, time.monotonic(), unit or "-", unit or "-", "event",
                                     pid, f"{code} {severity} {printable(message)}"))

@@ -4,7 +4,6 @@ logged and boot goes on."""
 
 from __future__ import annotations
 
-import glob
 import os
 import signal
 import time
@@ -164,8 +163,15 @@ def each_line(paths: list[str], read_line: Callable[[str, str], None], log: Log)
 
 
 def _config_files(root: str, directory: str, single: str) -> list[str]:
-    """DIR/*.conf in file-name order, then the single file."""
-    return [*sorted(glob.glob(os.path.join(root, directory, "*.conf"))),
+    """DIR/*.conf in file-name order (as glob has them, without its `re`),
+    then the single file."""
+    folder = os.path.join(root, directory)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        names = []
+    return [*sorted(os.path.join(folder, name) for name in names
+                    if name.endswith(".conf") and not name.startswith(".")),
             os.path.join(root, single)]
 
 

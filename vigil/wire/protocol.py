@@ -10,10 +10,11 @@ Streams (logs -f, events -f) send further replies with the same id and
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import sys
+
+from vigil.base import jsonc
 
 TYPE_CHECKING = False  # typing costs the client ~10 ms to import; annotations are strings
 if TYPE_CHECKING:
@@ -35,13 +36,13 @@ class ProtocolError(Exception):
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), default=str).encode() + b"\n"
+    return jsonc.dumps(obj, default=str).encode() + b"\n"
 
 
 def parse_request(line: bytes) -> dict[str, Any]:
     """Checks the shape of a request; raises ProtocolError with a clear code."""
     try:
-        req = json.loads(line)
+        req = jsonc.loads(line)
     except (ValueError, RecursionError):
         raise ProtocolError("bad-json", "the request is not valid JSON") from None
     if not isinstance(req, dict):
