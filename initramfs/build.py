@@ -89,23 +89,32 @@ ROOTS = ("site", "runpy", "http.server")
 NOT_FOLLOWED = ["setuptools", "pkg_resources", "distutils", "_distutils_hack", "cffi",
                 "pycparser", "lib2to3", "doctest", "pdb", "pydoc", "test", "tkinter",
                 "idlelib", "ensurepip", "venv", "packaging", "vigil._sys_build"]
+# Entered as bare packages, their `__init__` never run (vigil.system.net.netlink):
+# only the modules that vigil's imports reach are shipped.
+BARE = ("pyroute2",)
 
 
-def closure(site: Path) -> tuple[list[Path], list[Path]]:
-    """The standard library's modules and extension modules that vigil,
-    vigilctl and the shipped units can import (modulefinder follows every
-    import statement, those inside functions too), with all of `encodings`
-    (codecs are looked up by name at run time)."""
+def closure(site: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """The standard library's modules and extension modules, and the
+    installed packages' modules, that vigil, vigilctl and the shipped units
+    can import (modulefinder follows every import statement, those inside
+    functions too), with `encodings` but for its CJK codecs (codecs are
+    looked up by name at run time; those need ~1 MB of extension modules
+    that nothing here uses)."""
     import modulefinder
     finder = modulefinder.ModuleFinder(
         path=[str(ROOT), str(STDLIB), str(STDLIB / "lib-dynload"), str(site)],
         excludes=NOT_FOLLOWED)
+    for name in BARE:
+        bare = finder.add_module(name)
+        bare.__path__, bare.__file__ = [str(site / name)], str(site / name / "__init__.py")
     started = subprocess.run([PYTHON, "-I", "-c", "import sys; print(*sys.modules)"],
                              capture_output=True, text=True, check=True).stdout.split()
     names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
              for pkg in ("vigil", "vigilctl") for p in sorted((ROOT / pkg).rglob("*.py"))
              if "__pycache__" not in p.parts]  # the layers' subpackages too
-    codecs = [f"encodings.{p.stem}" for p in sorted((STDLIB / "encodings").glob("*.py"))]
+    codecs = [f"encodings.{p.stem}" for p in sorted((STDLIB / "encodings").glob("*.py"))
+              if b"_multibytecodec" not in p.read_bytes()]
     for name in [*names, *ROOTS, *started, *codecs]:
         try:
             finder.import_hook(name)
@@ -117,7 +126,8 @@ def closure(site: Path) -> tuple[list[Path], list[Path]]:
                      and f.parent.name != "lib-dynload")
     extensions = sorted(f for f in files
                         if f.suffix == ".so" and f.parent == STDLIB / "lib-dynload")
-    return modules, extensions
+    installed = sorted(f for f in files if f.suffix == ".py" and site in f.parents)
+    return modules, extensions, installed
 
 
 def add_python(tree: Tree) -> None:
@@ -125,15 +135,17 @@ def add_python(tree: Tree) -> None:
     tree.symlink("/usr/bin/python3", f"python{PYVER}")
     import tomli_w  # where the venv's packages are
     site = Path(tomli_w.__file__).parent.parent
-    modules, dynload_used = closure(site)
+    modules, dynload_used, installed = closure(site)
     for path in modules:
         tree.file(str(path)[:-3] + ".pyc", pyc(path.read_bytes(), str(path)))
     for path in dynload_used:
         tree.copy(path, str(path))
-    for name in ("tomli_w", "pyroute2"):
-        add_python_tree(tree, site / name, f"{STDLIB}/{name}")
-    for name in ("prctl.py",):
-        tree.file(f"{STDLIB}/prctl.pyc", pyc((site / name).read_bytes(), f"{STDLIB}/{name}"))
+    # Whole directories of the installed packages that the closure reaches:
+    # pyroute2 loads its link kinds by listing a directory (ifinfmsg/plugins).
+    for folder in sorted({p.parent for p in installed} | {site / name for name in BARE}):
+        for path in sorted(folder.glob("*.py")):
+            guest = f"{STDLIB}/{path.relative_to(site)}"
+            tree.file(guest[:-3] + ".pyc", pyc(path.read_bytes(), guest))
     extensions = [str(p) for p in site.glob("_prctl.*.so")] + [
         str(p) for p in site.glob("_cffi_backend.*.so")]
     for ext in extensions:
