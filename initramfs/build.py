@@ -107,7 +107,7 @@ def closure(site: Path) -> tuple[list[Path], list[Path], list[Path]]:
         excludes=NOT_FOLLOWED)
     for name in BARE:
         bare = finder.add_module(name)
-        bare.__path__, bare.__file__ = [str(site / name)], str(site / name / "__init__.py")
+        vars(bare).update(__path__=[str(site / name)], __file__=str(site / name / "__init__.py"))
     started = subprocess.run([PYTHON, "-I", "-c", "import sys; print(*sys.modules)"],
                              capture_output=True, text=True, check=True).stdout.split()
     names = [".".join(p.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")

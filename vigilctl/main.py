@@ -118,7 +118,9 @@ def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
                         follow=opts.follow, since=since)
 
     def line(x: dict[str, Any]) -> str:
-        return jsonc.dumps(x, separators=(", ", ": ")) if opts.json else show.stream_line(x, opts.cmd, colored)
+        if opts.json:
+            return jsonc.dumps(x, separators=(", ", ": "))
+        return show.stream_line(x, opts.cmd, colored)
     colored = color(sys.stdout)
     for x in lines:
         print(line(x))

@@ -19,9 +19,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 try:
-    from _json import encode_basestring_ascii, make_encoder, make_scanner
+    import _json
+    _C: Any = _json  # its stubs know only json's own use of it
 except ImportError:  # pragma: no cover - CPython always has it
-    make_scanner = None
+    _C = None
 
 WHITESPACE = " \t\n\r"  # JSON's four; str.strip() would take more
 
@@ -38,7 +39,7 @@ class _Options:
                       "NaN": float("nan")}.__getitem__
 
 
-_scan = make_scanner(_Options()) if make_scanner is not None else None
+_scan = _C.make_scanner(_Options()) if _C is not None else None
 
 
 def _unserializable(obj: object) -> object:
@@ -52,8 +53,8 @@ def dumps(obj: Any, *, default: Callable[[Any], Any] | None = None,
         import json
         return json.dumps(obj, separators=separators, default=default)
     item, key = separators
-    encode = make_encoder({}, default or _unserializable, encode_basestring_ascii, None,
-                          key, item, False, False, True)
+    encode = _C.make_encoder({}, default or _unserializable, _C.encode_basestring_ascii,
+                             None, key, item, False, False, True)
     return "".join(encode(obj, 0))
 
 

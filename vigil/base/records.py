@@ -6,9 +6,10 @@ exec() calls. Here each record class compiles only its __init__ (compiling
 is most of a class's cost: ~0.3 ms each here, ten times that under QEMU's
 TCG at boot); equality, order and hash compare the fields' values as read
 by operator.attrgetter. mypy sees the real dataclasses (the same decorator
-signature), so the types are checked as before; `dataclasses.fields`/`replace` still work on these records (their
-`__dataclass_fields__` is built, importing dataclasses, the first time
-someone asks: tests and `vigil admin`, never the daemon).
+signature), so the types are checked as before; `dataclasses.fields` and
+`replace` still work on these records (their `__dataclass_fields__` is
+built, importing dataclasses, the first time someone asks: tests and
+`vigil admin`, never the daemon).
 """
 
 from __future__ import annotations
