@@ -36,12 +36,44 @@ def raw(d, payload: bytes) -> list[dict]:
 @pytest.mark.parametrize("mode", ["subreaper"], indirect=True)
 def test_malformed_input_gets_an_error_and_a_hangup(daemon):
     d = daemon({"a.toml": SLEEPER})
+    # first, while the daemon has never imported json: CPython 3.11's scanner
+    # finds its error class only in an imported json.decoder (vigil/base/jsonc.py)
+    assert raw(d, b'{"a" 1}\n')[0]["error"]["code"] == "bad-json"
     assert raw(d, b"not json\n")[0]["error"]["code"] == "bad-json"
     assert raw(d, b'{"v": 2, "cmd": "status"}\n')[0]["error"]["code"] == "bad-version"
     assert raw(d, b"[1,2]\n")[0]["error"]["code"] == "bad-request"
     assert raw(d, b"x" * 70000)[0]["error"]["code"] == "too-large"
     assert raw(d, b"[" * 60000 + b"\n")[0]["error"]["code"] == "bad-json"
     assert d.call("ping") == "pong"  # and it still serves
+
+
+FAULTY_PARSER = """
+import vigil.control.connection as connection
+real = connection.parse_request
+def parse_request(line):
+    if b"boom" in line:
+        raise RuntimeError("injected: a fault in reading a request")
+    return real(line)
+connection.parse_request = parse_request
+"""
+
+
+def test_a_request_that_cannot_be_read_is_answered_and_not_kept(unit_dir, tmp_path):
+    """Any fault in reading a request (a bug, a missing module) gets the client
+    an error and a hangup, and the line leaves the connection's buffer first:
+    kept, it was read again at every later recv while the client grew the
+    buffer past MAX_REQUEST without end (an independent attack, on 3.11's
+    json scanner)."""
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), tmp_path, python_code=FAULTY_PARSER)
+    try:
+        d.call("ping")
+        replies = raw(d, b'{"boom": 1}\n' + b" " * 4000)  # and the start of another line
+        assert [r["error"]["code"] for r in replies] == ["bad-json"]
+        assert "injected: a fault in reading a request" in d.output()
+        assert d.output().count("injected:") == 1, "read once, not at every recv"
+        assert d.call("ping") == "pong"
+    finally:
+        d.stop()
 
 
 @pytest.mark.parametrize("mode", ["subreaper"], indirect=True)

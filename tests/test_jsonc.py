@@ -100,3 +100,22 @@ def test_utf8_bytes_with_a_bom_read_as_json_reads_them():
     assert jsonc.loads(b"\xef\xbb\xbf{\"a\": 1}") == json.loads(b"\xef\xbb\xbf{\"a\": 1}") == {"a": 1}
     with pytest.raises(UnicodeDecodeError):
         jsonc.loads(b"\"\xff\"")
+
+
+@pytest.mark.parametrize("text", ['{', '{"a" 1}', '"abc', "[1 2]", '"\\x"', '"\x01"'])
+def test_malformed_without_json_imported(text):
+    """In a process that never imported json (PID 1), a malformed document
+    raises json's own error, not 3.11's bare SystemError, and the protocol
+    answers bad-json."""
+    with pytest.raises(json.JSONDecodeError) as theirs:
+        json.loads(text)
+    code = ("import sys\nfrom vigil.base import jsonc\nfrom vigil.wire import protocol\n"
+            "assert 'json' not in sys.modules\n"
+            f"try:\n    jsonc.loads({text!r})\n"
+            "except ValueError as err:\n    print(type(err).__name__, err.msg, err.pos)\n"
+            f"try:\n    protocol.parse_request({text.encode()!r})\n"
+            "except protocol.ProtocolError as err:\n    print(err.code)\n")
+    out = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert out.stdout.splitlines() == [
+        f"JSONDecodeError {theirs.value.msg} {theirs.value.pos}", "bad-json"], out.stderr

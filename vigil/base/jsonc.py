@@ -6,9 +6,13 @@ speaks the protocol: ~0.3 MB that PID 1 keeps and ~4 ms of its start here
 (~0.1 s under QEMU's TCG at boot), and ~15 ms of vigilctl's ~30. The
 encoder and scanner that json itself uses are C objects that need none of
 it. dumps and loads give what json.dumps (with the same separators) and
-json.loads give, and raise what they raise: on malformed input the C
-scanner itself imports json.decoder for its error class. Where `_json` is
-missing (not CPython) the json package does the work.
+json.loads give, and raise what they raise, on UTF-8 (bytes in another
+encoding json would guess are refused). The error class is json's own,
+imported when the first malformed document comes: CPython 3.11's scanner
+only looks json.decoder up in sys.modules, and without it raises a bare
+SystemError (found by an independent attack: PID 1 left the line in the
+connection's buffer and grew it without bound). Where `_json` is missing
+(not CPython) the json package does the work.
 """
 
 from __future__ import annotations
@@ -72,6 +76,9 @@ def loads(text: str | bytes) -> Any:
         obj, end = _scan(text, start)
     except StopIteration as err:
         raise _error("Expecting value", text, err.value) from None
+    except SystemError:  # 3.11: malformed, and json.decoder not yet imported
+        import json.decoder  # the scanner finds its error class there
+        obj, end = _scan(text, start)  # raises the JSONDecodeError json.loads would
     if text[end:].strip(WHITESPACE):
         raise _error("Extra data", text, end + len(text[end:]) - len(text[end:].lstrip(WHITESPACE)))
     return obj

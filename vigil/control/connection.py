@@ -156,14 +156,18 @@ class Connection:
         if self.server.needs_auth and not self.authenticated:
             self._before_auth()
             return
-        start = 0  # lines are cut by index: re-splitting the buffer per line is quadratic
-        while not self.closed:
-            end = self.inbuf.find(b"\n", start)
-            if end < 0:
-                break
-            line, start = self.inbuf[start:end], end + 1
-            self._request(line)
+        # The whole lines leave the buffer before any is acted on: a request
+        # whose handling fails can never stay behind to be read again while
+        # the buffer grows. (Cut by index: re-splitting per line is quadratic.)
+        lines, start = [], 0
+        while (end := self.inbuf.find(b"\n", start)) >= 0:
+            lines.append(self.inbuf[start:end])
+            start = end + 1
         self.inbuf = self.inbuf[start:]
+        for line in lines:
+            if self.closed:
+                return
+            self._request(line)
         if len(self.inbuf) > MAX_REQUEST:
             self.fail(None, "too-large", f"a request may be at most {MAX_REQUEST} bytes")
 
@@ -193,6 +197,10 @@ class Connection:
             return parse_request(line)
         except ProtocolError as err:
             self.fail(None, err.code, str(err))
+            return None
+        except Exception as err:  # a fault of ours in reading it: logged, and the client told
+            self.server.on_error("reading a request", err)
+            self.fail(None, "bad-json", "the request could not be read")
             return None
 
     def _request(self, line: bytes) -> None:
