@@ -60,10 +60,8 @@ connection.parse_request = parse_request
 
 def test_a_request_that_cannot_be_read_is_answered_and_not_kept(unit_dir, tmp_path):
     """Any fault in reading a request (a bug, a missing module) gets the client
-    an error and a hangup, and the line leaves the connection's buffer first:
-    kept, it was read again at every later recv while the client grew the
-    buffer past MAX_REQUEST without end (an independent attack, on 3.11's
-    json scanner)."""
+    an error and a hangup (an independent attack, on 3.11's json scanner:
+    the daemon said nothing and kept the connection)."""
     d = Daemon(unit_dir({"a.toml": SLEEPER}), tmp_path, python_code=FAULTY_PARSER)
     try:
         d.call("ping")
@@ -73,6 +71,38 @@ def test_a_request_that_cannot_be_read_is_answered_and_not_kept(unit_dir, tmp_pa
         assert d.output().count("injected:") == 1, "read once, not at every recv"
         assert d.call("ping") == "pong"
     finally:
+        d.stop()
+
+
+FAULT_PAST_THE_PARSER = """
+import vigil.control.connection as connection
+real = connection.Connection._parse
+def _parse(self, line):
+    if b"boom" in line:
+        raise RuntimeError("injected: a fault past the parser")
+    return real(self, line)
+connection.Connection._parse = _parse
+"""
+
+
+def test_a_line_whose_handling_fails_leaves_the_buffer(unit_dir, tmp_path):
+    """The whole lines leave a connection's buffer before any is acted on:
+    a line whose handling raises (here past the parser's own catch) is not
+    read again at the next recv, where it failed again before anything after
+    it while the client grew the buffer without end."""
+    d = Daemon(unit_dir({"a.toml": SLEEPER}), tmp_path, python_code=FAULT_PAST_THE_PARSER)
+    s = socket.socket(socket.AF_UNIX)
+    try:
+        s.settimeout(10)
+        s.connect(d.socket)
+        s.sendall(b'{"boom": 1}\n')
+        wait_for(lambda: "injected: a fault past the parser" in d.output(), what="the fault")
+        s.sendall(b'  {"v": 1, "id": 2, "cmd": "ping", "args": {}}\n')
+        reply = s.makefile("rb").readline()
+        assert json.loads(reply) == {"id": 2, "ok": True, "result": "pong"}
+        assert d.output().count("injected:") == 1, "read once, not at every recv"
+    finally:
+        s.close()
         d.stop()
 
 

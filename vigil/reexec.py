@@ -85,7 +85,7 @@ def keep_pipes(daemon: Daemon) -> list[str]:
     for fd in daemon.sup.streams.captures:
         os.set_inheritable(fd, True)
     pids = {i.name: i.pid for i in daemon.sup.instances.values() if i.pid is not None}
-    return ["--adopt", jsonc.dumps(pids, separators=(", ", ": "))] if pids else []
+    return ["--adopt", jsonc.dumps(pids)] if pids else []
 
 
 def hand_over_socket(daemon: Daemon) -> list[str]:
@@ -106,7 +106,7 @@ def _write(path: str, state: dict[str, Any]) -> str:
                  | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "w") as f:
-            f.write(jsonc.dumps(state, separators=(", ", ": ")))
+            f.write(jsonc.dumps(state))
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

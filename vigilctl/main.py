@@ -119,7 +119,7 @@ def cmd_stream(client: Client, opts: argparse.Namespace) -> int:
 
     def line(x: dict[str, Any]) -> str:
         if opts.json:
-            return jsonc.dumps(x, separators=(", ", ": "))
+            return jsonc.dumps(x)
         return show.stream_line(x, opts.cmd, colored)
     colored = color(sys.stdout)
     for x in lines:

@@ -11,22 +11,20 @@ encoding json would guess are refused). The error class is json's own,
 imported when the first malformed document comes: CPython 3.11's scanner
 only looks json.decoder up in sys.modules, and without it raises a bare
 SystemError (found by an independent attack: PID 1 left the line in the
-connection's buffer and grew it without bound). Where `_json` is missing
-(not CPython) the json package does the work.
+connection's buffer and grew it without bound). vigil runs on CPython only
+(cffi, its C spawn), which always has `_json`.
 """
 
 from __future__ import annotations
+
+import _json
 
 TYPE_CHECKING = False  # typing is not imported at run time: annotations are strings
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
 
-try:
-    import _json
-    _C: Any = _json  # its stubs know only json's own use of it
-except ImportError:  # pragma: no cover - CPython always has it
-    _C = None
+_C: Any = _json  # its stubs know only json's own use of it
 
 WHITESPACE = " \t\n\r"  # JSON's four; str.strip() would take more
 
@@ -43,7 +41,7 @@ class _Options:
                       "NaN": float("nan")}.__getitem__
 
 
-_scan = _C.make_scanner(_Options()) if _C is not None else None
+_scan = _C.make_scanner(_Options())
 
 
 def _unserializable(obj: object) -> object:
@@ -51,11 +49,9 @@ def _unserializable(obj: object) -> object:
 
 
 def dumps(obj: Any, *, default: Callable[[Any], Any] | None = None,
-          separators: tuple[str, str] = (",", ":")) -> str:
-    """json.dumps(obj, separators=separators, default=default)."""
-    if _scan is None:  # pragma: no cover
-        import json
-        return json.dumps(obj, separators=separators, default=default)
+          separators: tuple[str, str] = (", ", ": ")) -> str:
+    """json.dumps(obj, separators=separators, default=default), json's
+    defaults included."""
     item, key = separators
     encode = _C.make_encoder({}, default or _unserializable, _C.encode_basestring_ascii,
                              None, key, item, False, False, True)
@@ -66,22 +62,26 @@ def loads(text: str | bytes) -> Any:
     """json.loads(text): one JSON value with only whitespace around it."""
     if isinstance(text, (bytes, bytearray)):  # UTF-8, a leading BOM dropped, as json.loads
         text = bytes(text).removeprefix(b"\xef\xbb\xbf").decode()
-    if _scan is None:  # pragma: no cover
-        import json
-        return json.loads(text)
     if text.startswith("\ufeff"):
         raise _error("Unexpected UTF-8 BOM (decode using utf-8-sig)", text, 0)
-    start = len(text) - len(text.lstrip(WHITESPACE))
+    start = _skip(text, 0)
     try:
         obj, end = _scan(text, start)
     except StopIteration as err:
         raise _error("Expecting value", text, err.value) from None
     except SystemError:  # 3.11: malformed, and json.decoder not yet imported
-        import json.decoder  # the scanner finds its error class there
+        import json.decoder  # noqa: F401 - the scanner finds its error class there
         obj, end = _scan(text, start)  # raises the JSONDecodeError json.loads would
-    if text[end:].strip(WHITESPACE):
-        raise _error("Extra data", text, end + len(text[end:]) - len(text[end:].lstrip(WHITESPACE)))
+    after = _skip(text, end)
+    if after != len(text):
+        raise _error("Extra data", text, after)
     return obj
+
+
+def _skip(text: str, at: int) -> int:
+    """Where the whitespace that starts at `at` ends."""
+    rest = text[at:]
+    return at + len(rest) - len(rest.lstrip(WHITESPACE))
 
 
 def _error(message: str, text: str, at: int) -> ValueError:

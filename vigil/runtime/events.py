@@ -120,7 +120,7 @@ class Events:
                                  "unit": unit, "pid": pid, "message": message, **extra}
         self.recent.append(event)
         if self.file:
-            self.file.write((jsonc.dumps(event, separators=(", ", ": ")) + "\n").encode())
+            self.file.write((jsonc.dumps(event) + "\n").encode())
         if self.store is not None:
             self.store.write(record(wall, time.monotonic(), unit or "-", unit or "-", "event",
                                     pid, f"{code} {severity} {printable(message)}"))

@@ -36,7 +36,7 @@ class ProtocolError(Exception):
 
 
 def encode(obj: dict[str, Any]) -> bytes:
-    return jsonc.dumps(obj, default=str).encode() + b"\n"
+    return jsonc.dumps(obj, default=str, separators=(",", ":")).encode() + b"\n"
 
 
 def parse_request(line: bytes) -> dict[str, Any]:
